@@ -1,0 +1,285 @@
+"""The `monitor` command line: click commands, each a few lines over monitor.core.
+
+Exit status: 0 success; 1 a failed operation; 2 a usage mistake; 74 the database cannot be
+used; 78 the configuration is invalid (systemd's RestartPreventExitStatus uses it).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from typing import Any, Callable
+
+import click
+
+from monitor import __version__
+from monitor.config import DEFAULT_CONFIG, load_settings
+from monitor.core import Monitor, open_monitor, write_example_config
+from monitor.display import ago, table
+from monitor.errors import ConfigError, MonitorError, StorageError
+from monitor.store import parse_iso
+
+EXIT_FAILURE, EXIT_STORAGE, EXIT_CONFIG = 1, 74, 78
+
+
+class MonitorGroup(click.Group):
+    """Turns our errors into one line on stderr and a meaningful exit status; no tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            _fail(f"configuration error: {exc}", EXIT_CONFIG)
+        except StorageError as exc:
+            _fail(str(exc), EXIT_STORAGE)
+        except MonitorError as exc:
+            _fail(str(exc), EXIT_FAILURE)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"monitor: error: {message}", err=True)
+    sys.exit(code)
+
+
+def json_option(fn: Callable) -> Callable:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(fn)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def with_monitor(create: bool = False) -> Callable:
+    """Open the Monitor for a command (creating/migrating the database only for writers)."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        @click.pass_context
+        def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
+            opts = ctx.find_root().obj
+            with open_monitor(opts["config"], opts["db"], create=create) as mon:
+                return ctx.invoke(fn, mon, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def later(what: str, issue: str) -> None:
+    raise MonitorError(f"{what} is not available in this version yet ({issue})")
+
+
+@click.group(cls=MonitorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", metavar="PATH", help="SQLite database (env MONITOR_DB; default: monitor.db).")
+@click.option("--config", metavar="PATH", help="Config file (env MONITOR_CONFIG; default: ./monitor.toml if present).")
+@click.version_option(__version__, prog_name="monitor")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, config: str | None) -> None:
+    """Poll news feeds, group reports of the same event across outlets, and email per-event digests."""
+    ctx.obj = {"db": db, "config": config}
+
+
+@cli.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create the database and a commented example monitor.toml (never overwritten)."""
+    opts = ctx.obj
+    path = opts["config"] or os.environ.get("MONITOR_CONFIG") or DEFAULT_CONFIG
+    wrote = write_example_config(path)
+    settings = load_settings(path, opts["db"])
+    with open_monitor(path, opts["db"], create=True) as mon:
+        version = mon.store.schema_version()
+    click.echo(f"{'wrote' if wrote else 'kept existing'} {path}")
+    click.echo(f"database {settings.database} ready (schema version {version})")
+
+
+# -- feeds ------------------------------------------------------------------------------
+
+
+@cli.group()
+def feeds() -> None:
+    """Manage the feeds that are polled."""
+
+
+@feeds.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@with_monitor(create=True)
+def feeds_import(mon: Monitor, file: str) -> None:
+    """Add or update the feeds of an OPML file (idempotent; nested outlines become categories)."""
+    counts, parsed = mon.import_opml_file(file)
+    click.echo(f"added {counts['added']}, updated {counts['updated']}, unchanged {counts['unchanged']}, "
+               f"rejected {len(parsed.rejected)}")
+    for r in parsed.rejected:
+        label = f" ({r.title})" if r.title else ""
+        click.echo(f"rejected {r.url or '-'}{label}: {r.reason}", err=True)
+
+
+@feeds.command("list")
+@json_option
+@with_monitor()
+def feeds_list(mon: Monitor, as_json: bool) -> None:
+    """List feeds with their health: last status, errors, next poll."""
+    records = mon.feed_records()
+    if as_json:
+        emit_json(records)
+        return
+    now = mon.clock()
+    rows = []
+    for r in records:
+        state = "disabled" if r["disabled"] else (r["last_error"] or ("ok" if r["last_status"] else "new"))
+        rows.append([r["title"] or "-", r["category"] or "-", state, r["error_count"],
+                     ago(parse_iso(r["last_polled"]), now), ago(parse_iso(r["next_poll"]), now) if not r["disabled"]
+                     else "-", r["entries"], r["url"]])
+    click.echo(table(["outlet", "category", "state", "errors", "polled", "next", "entries", "url"], rows, flex=7))
+    click.echo(f"{len(records)} feeds")
+
+
+@feeds.command("export")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+@with_monitor()
+def feeds_export(mon: Monitor, output: str | None) -> None:
+    """Write the feeds as OPML (round-trips through `feeds import`)."""
+    data = mon.export_opml()
+    if output:
+        with open(output, "wb") as fh:
+            fh.write(data)
+    else:
+        click.echo(data.decode("utf-8"), nl=False)
+
+
+@feeds.command("add")
+@click.argument("url")
+@click.option("--title", help="Outlet name.")
+@click.option("--category", help="Category path, e.g. 'World/Middle East'.")
+@with_monitor(create=True)
+def feeds_add(mon: Monitor, url: str, title: str | None, category: str | None) -> None:
+    """Add a feed, or re-enable a disabled one."""
+    click.echo(f"{mon.add_feed(url, title, category)} {url.strip()}")
+
+
+@feeds.command("remove")
+@click.argument("url")
+@with_monitor(create=True)
+def feeds_remove(mon: Monitor, url: str) -> None:
+    """Stop polling a feed (its stored entries are kept)."""
+    if not mon.remove_feed(url):
+        raise MonitorError(f"no active feed with URL {url}")
+    click.echo(f"removed {url.strip()}")
+
+
+# -- polling and the daemon ------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--all", "all_feeds", is_flag=True, help="Poll every feed, not only those that are due.")
+def poll(all_feeds: bool) -> None:
+    """Run one cycle now: fetch due feeds, store, cluster, match topics."""
+    later("`monitor poll`", "polling")
+
+
+@cli.command()
+def run() -> None:
+    """Run the daemon: scheduled polling and digests until SIGTERM/SIGINT."""
+    later("`monitor run`", "polling")
+
+
+@cli.command()
+@click.option("--since", default="all", show_default=True, help="Rebuild entries published since (e.g. 30d, all).")
+def recluster(since: str) -> None:
+    """Rebuild cluster assignments (after a configuration change)."""
+    later("`monitor recluster`", "event clustering")
+
+
+# -- clusters and search ---------------------------------------------------------------------
+
+
+@cli.group()
+def clusters() -> None:
+    """Event clusters: reports of one event across outlets."""
+
+
+@clusters.command("list")
+@click.option("--since", default="7d", show_default=True, help="Last activity within (24h, 7d, all).")
+@click.option("--topic", help="Only clusters matching this topic.")
+@click.option("--min-size", type=int, default=1, show_default=True)
+@click.option("--min-outlets", type=int, default=1, show_default=True)
+@click.option("--limit", type=int, help="At most this many clusters.")
+@json_option
+def clusters_list(since: str, topic: str | None, min_size: int, min_outlets: int, limit: int | None,
+                  as_json: bool) -> None:
+    """List clusters, newest activity first."""
+    later("`monitor clusters list`", "event clustering")
+
+
+@clusters.command("show")
+@click.argument("cluster_id", type=int)
+@json_option
+def clusters_show(cluster_id: int, as_json: bool) -> None:
+    """One cluster: members, outlets, timeline, and why members joined."""
+    later("`monitor clusters show`", "event clustering")
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--limit", type=int, default=50, show_default=True)
+@json_option
+def search(query: str, limit: int, as_json: bool) -> None:
+    """Full-text search over entries (SQLite FTS5 syntax)."""
+    later("`monitor search`", "event clustering")
+
+
+# -- topics and digests ----------------------------------------------------------------------
+
+
+@cli.group()
+def topics() -> None:
+    """Tracked topics."""
+
+
+@topics.command("list")
+@json_option
+def topics_list(as_json: bool) -> None:
+    """Show the configured topics."""
+    later("`monitor topics list`", "topics and digests")
+
+
+@topics.command("test")
+@click.argument("name")
+@click.option("--since", default="7d", show_default=True)
+@json_option
+def topics_test(name: str, since: str, as_json: bool) -> None:
+    """Preview which clusters a topic matches now."""
+    later("`monitor topics test`", "topics and digests")
+
+
+@cli.group()
+def digest() -> None:
+    """Topic digests."""
+
+
+@digest.command("preview")
+@click.option("--topic", help="Only this topic.")
+def digest_preview(topic: str | None) -> None:
+    """Print what would be sent now."""
+    later("`monitor digest preview`", "topics and digests")
+
+
+@digest.command("send")
+@click.option("--topic", help="Only this topic.")
+def digest_send(topic: str | None) -> None:
+    """Send what is due now."""
+    later("`monitor digest send`", "topics and digests")
+
+
+@cli.command()
+@json_option
+def status(as_json: bool) -> None:
+    """Health: feeds ok/failing, last and next poll, counts, outbox."""
+    later("`monitor status`", "polling")
+
+
+def main() -> None:
+    cli(prog_name="monitor")

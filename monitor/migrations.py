@@ -1,0 +1,187 @@
+"""Schema migrations, applied in order and recorded in the database (sqlite-utils Migrations).
+
+Tables and columns are named for the people who browse the file with `datasette monitor.db`:
+feeds, entries, clusters, memberships, topic_matches, digests. Never edit a released
+migration; add a new one. SCHEMA_VERSION is the number of migrations this code knows: a
+database that has applied more was written by newer code and is refused.
+"""
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("monitor")
+KNOWN: list[str] = []  # names of the migrations this code knows, in order
+
+
+def migration(fn):
+    KNOWN.append(fn.__name__)
+    return migrations()(fn)
+
+FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
+
+
+@migration
+def m001_feeds_and_entries(db: Database) -> None:
+    db.execute("""
+        CREATE TABLE feeds (
+            id INTEGER PRIMARY KEY,
+            url TEXT NOT NULL UNIQUE,          -- where we fetch it; a 301 updates it
+            title TEXT,                        -- outlet name from the OPML outline
+            channel_title TEXT,                -- <title> the feed itself gives
+            category TEXT,                     -- OPML outline path, "World/Middle East"
+            site_url TEXT,                     -- OPML htmlUrl / channel link
+            interval_seconds REAL,             -- per-feed override of [polling] interval
+            etag TEXT,                         -- validators from the last 200
+            last_modified TEXT,
+            added TEXT NOT NULL,
+            last_polled TEXT,
+            last_status INTEGER,               -- HTTP status of the last poll, NULL for transport errors
+            last_error TEXT,                   -- reason of the last failed poll, NULL after a success
+            last_warning TEXT,                 -- recoverable parse problem of the last good poll
+            error_count INTEGER NOT NULL DEFAULT 0,  -- consecutive failures, drives backoff
+            next_poll TEXT,                    -- NULL = due now
+            disabled INTEGER NOT NULL DEFAULT 0,
+            disabled_reason TEXT               -- "gone" (410), "removed"
+        )""")
+    db.execute("""
+        CREATE TABLE entries (
+            id INTEGER PRIMARY KEY,
+            feed_id INTEGER NOT NULL REFERENCES feeds(id),
+            entry_key TEXT NOT NULL,           -- guid, else canonical link, else hash of title+summary
+            guid TEXT NOT NULL,                -- the id as the feed gave it
+            link TEXT,
+            title TEXT NOT NULL,
+            summary_html TEXT NOT NULL DEFAULT '',
+            content_html TEXT NOT NULL DEFAULT '',
+            text TEXT NOT NULL DEFAULT '',     -- plain text for search and clustering
+            author TEXT,
+            published TEXT NOT NULL,           -- UTC ISO 8601
+            updated TEXT,
+            first_seen TEXT NOT NULL,
+            last_changed TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            UNIQUE (feed_id, entry_key)
+        )""")
+    db.execute("CREATE INDEX entries_published ON entries(published)")
+    db.execute("CREATE INDEX entries_first_seen ON entries(first_seen)")
+    db["entries"].enable_fts(["title", "text"], create_triggers=True, tokenize=FTS_TOKENIZE)
+
+
+@migration
+def m002_clusters(db: Database) -> None:
+    db.execute("""
+        CREATE TABLE clusters (
+            id INTEGER PRIMARY KEY,
+            headline TEXT NOT NULL DEFAULT '',
+            size INTEGER NOT NULL DEFAULT 0,
+            outlets INTEGER NOT NULL DEFAULT 0,
+            first_published TEXT,
+            last_published TEXT,
+            created TEXT NOT NULL,
+            last_activity TEXT NOT NULL,       -- when it last gained an entry
+            merged_into INTEGER REFERENCES clusters(id)  -- set when absorbed by another cluster
+        )""")
+    db.execute("CREATE INDEX clusters_last_activity ON clusters(last_activity)")
+    db.execute("""
+        CREATE TABLE memberships (
+            entry_id INTEGER PRIMARY KEY REFERENCES entries(id),  -- an entry is in one cluster
+            cluster_id INTEGER NOT NULL REFERENCES clusters(id),
+            matched_entry_id INTEGER REFERENCES entries(id),  -- the member it matched best
+            score REAL,
+            shared_terms TEXT NOT NULL DEFAULT '[]',  -- JSON list: names and terms in common
+            time_gap_seconds REAL,
+            joined TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX memberships_cluster ON memberships(cluster_id)")
+    db.execute("""
+        CREATE TABLE cluster_merges (
+            id INTEGER PRIMARY KEY,
+            absorbed_id INTEGER NOT NULL REFERENCES clusters(id),
+            into_id INTEGER NOT NULL REFERENCES clusters(id),
+            entry_id INTEGER REFERENCES entries(id),  -- the entry that bridged them
+            merged TEXT NOT NULL
+        )""")
+
+
+@migration
+def m003_topics_and_digests(db: Database) -> None:
+    db.execute("""
+        CREATE TABLE topic_matches (
+            topic TEXT NOT NULL,
+            cluster_id INTEGER NOT NULL REFERENCES clusters(id),
+            first_matched TEXT NOT NULL,
+            last_matched TEXT NOT NULL,
+            entry_ids TEXT NOT NULL DEFAULT '[]',   -- JSON: member entries that matched
+            terms TEXT NOT NULL DEFAULT '[]',       -- JSON: terms that matched
+            PRIMARY KEY (topic, cluster_id)
+        )""")
+    db.execute("""
+        CREATE TABLE digests (
+            id INTEGER PRIMARY KEY,
+            topic TEXT NOT NULL,
+            message_id TEXT NOT NULL UNIQUE,   -- stable across retries
+            subject TEXT NOT NULL,
+            recipients TEXT NOT NULL,          -- JSON list
+            message BLOB NOT NULL,             -- the whole rendered message
+            created TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',  -- pending | sent | failed
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            next_attempt TEXT,
+            sent TEXT
+        )""")
+    db.execute("CREATE INDEX digests_status ON digests(status)")
+    db.execute("""
+        CREATE TABLE digest_items (
+            digest_id INTEGER NOT NULL REFERENCES digests(id),
+            cluster_id INTEGER NOT NULL REFERENCES clusters(id),
+            kind TEXT NOT NULL,                -- new | updated
+            outlets INTEGER NOT NULL,          -- outlet count when sent: "updated" means it grew
+            PRIMARY KEY (digest_id, cluster_id)
+        )""")
+    db.execute("""
+        CREATE TABLE digest_recipients (
+            digest_id INTEGER NOT NULL REFERENCES digests(id),
+            recipient TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',  -- pending | accepted | refused
+            error TEXT,
+            PRIMARY KEY (digest_id, recipient)
+        )""")
+
+
+@migration
+def m004_cycles_and_views(db: Database) -> None:
+    db.execute("""
+        CREATE TABLE cycles (
+            id INTEGER PRIMARY KEY,
+            started TEXT NOT NULL,
+            finished TEXT,
+            feeds INTEGER NOT NULL DEFAULT 0,
+            fetched INTEGER NOT NULL DEFAULT 0,
+            not_modified INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            new_entries INTEGER NOT NULL DEFAULT 0,
+            updated_entries INTEGER NOT NULL DEFAULT 0,
+            error TEXT
+        )""")
+    db.execute("""
+        CREATE VIEW cluster_summary AS
+        SELECT c.id, c.headline, c.size, c.outlets, c.first_published, c.last_published,
+               c.last_activity,
+               (SELECT group_concat(DISTINCT t.topic) FROM topic_matches t WHERE t.cluster_id = c.id) AS topics
+        FROM clusters c WHERE c.merged_into IS NULL""")
+    db.execute("""
+        CREATE VIEW feed_health AS
+        SELECT f.id, coalesce(f.title, f.channel_title, f.url) AS outlet, f.url, f.category,
+               f.last_polled, f.last_status, f.last_error, f.last_warning, f.error_count, f.next_poll,
+               f.disabled, (SELECT count(*) FROM entries e WHERE e.feed_id = f.id) AS entries
+        FROM feeds f""")
+    db.execute("""
+        CREATE VIEW entry_clusters AS
+        SELECT e.id AS entry_id, e.title, coalesce(f.title, f.channel_title, f.url) AS outlet, e.link,
+               e.published, m.cluster_id, m.score, m.matched_entry_id
+        FROM entries e JOIN feeds f ON f.id = e.feed_id LEFT JOIN memberships m ON m.entry_id = e.id""")
+
+
+SCHEMA_VERSION = len(KNOWN)

@@ -1,0 +1,245 @@
+"""The SQLite store: the only module that talks to the database (through sqlite-utils).
+
+The daemon and the CLI share one file safely: WAL mode lets readers run while the daemon
+writes, every write transaction starts with BEGIN IMMEDIATE so writers queue on the busy
+timeout instead of failing half-way, and the schema is upgraded by recorded migrations
+when a writer opens it. Methods return records from monitor.types, not rows.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from datetime import datetime, timezone
+from typing import Any, Iterable, Iterator
+
+from sqlite_utils import Database
+
+from monitor.errors import StorageError
+from monitor.migrations import KNOWN, SCHEMA_VERSION, migrations
+from monitor.types import Feed, FeedSource
+
+DEFAULT_BUSY_TIMEOUT = 30.0
+
+
+def iso(dt: datetime | None) -> str | None:
+    """UTC ISO 8601 with offset, to the second: sorts as text, reads as time."""
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def parse_iso(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    dt = datetime.fromisoformat(value)
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _describe(exc: sqlite3.Error, path: str) -> str:
+    msg = str(exc)
+    if "locked" in msg or "busy" in msg:
+        return f"database {path} is locked by another process (timed out waiting): {msg}"
+    if "not a database" in msg or "malformed" in msg:
+        return f"{path} is not a usable monitor database: {msg}"
+    if "readonly" in msg or "read-only" in msg:
+        return f"database {path} is read-only: {msg}"
+    if "unable to open" in msg:
+        return f"cannot open database {path}: {msg}"
+    return f"database {path}: {msg}"
+
+
+class Store:
+    """One connection to the monitor database."""
+
+    def __init__(self, path: str, *, create: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+        self.path = path
+        if path != ":memory:" and not create and not os.path.exists(path):
+            raise StorageError(f"no database at {path} (run `monitor init` or `monitor feeds import FILE`)")
+        parent = os.path.dirname(os.path.abspath(path))
+        if path != ":memory:" and not os.path.isdir(parent):
+            raise StorageError(f"cannot create database {path}: folder {parent} does not exist")
+        try:
+            # isolation_level=None: no implicit transactions; we open them explicitly, and
+            # sqlite-utils' atomic() issues its own BEGIN/SAVEPOINT.
+            conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self.db = Database(conn)
+            self._setup(create)
+        except sqlite3.Error as exc:
+            raise StorageError(_describe(exc, path)) from None
+
+    def _setup(self, create: bool) -> None:
+        conn = self.db.conn
+        conn.execute("PRAGMA foreign_keys = ON")
+        applied = [m.name for m in migrations.applied(self.db)] if self._has_migrations() else []
+        unknown = [name for name in applied if name not in KNOWN]
+        if unknown:
+            raise StorageError(
+                f"database {self.path} was written by a newer monitor (schema has {len(applied)} migrations, "
+                f"this code knows {SCHEMA_VERSION}: {unknown[-1]}); upgrade monitor")
+        if len(applied) < SCHEMA_VERSION:
+            if not create:
+                raise StorageError(f"database {self.path} needs a schema upgrade: run a writing command "
+                                   "such as `monitor init` or start the daemon")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal" and self.path != ":memory:":
+                raise StorageError(f"database {self.path}: cannot switch to WAL mode (got {mode})")
+            # One writer migrates; a second process starting at the same moment waits here.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                migrations.apply(self.db)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        # NORMAL is durable across process crashes in WAL mode; a power loss may undo the last
+        # transactions, which the next poll fetches again (validators roll back with them).
+        conn.execute("PRAGMA synchronous = NORMAL")
+
+    def _has_migrations(self) -> bool:
+        return self.db[migrations.migrations_table].exists()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator["Store"]:
+        """A write transaction, taking the write lock up front (BEGIN IMMEDIATE)."""
+        conn = self.db.conn
+        if conn.in_transaction:  # nested: the outer transaction already holds the lock
+            with self.db.atomic():
+                yield self
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StorageError(_describe(exc, self.path)) from None
+        try:
+            yield self
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StorageError(_describe(exc, self.path)) from None
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator["Store"]:
+        """A read snapshot: several queries see one consistent state of the database."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield self
+            return
+        conn.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Iterable[Any] | dict = ()) -> list[dict]:
+        try:
+            return list(self.db.query(sql, params))
+        except sqlite3.OperationalError as exc:
+            raise StorageError(_describe(exc, self.path)) from None
+
+    def scalar(self, sql: str, params: Iterable[Any] | dict = ()) -> Any:
+        row = self.db.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def schema_version(self) -> int:
+        return len(migrations.applied(self.db))
+
+    # -- feeds --------------------------------------------------------------------------
+
+    def upsert_feeds(self, sources: Iterable[FeedSource], now: datetime) -> dict[str, int]:
+        """Add new feeds and update title/category of known ones. Returns counts for the report.
+
+        A feed disabled by an operator or by 410 is re-enabled only by `feeds add`, not by a
+        re-import, so importing the same OPML again is idempotent.
+        """
+        counts = {"added": 0, "updated": 0, "unchanged": 0}
+        with self.write():
+            for src in sources:
+                row = self.db.execute(
+                    "SELECT id, title, category, site_url FROM feeds WHERE url = ?", [src.url]).fetchone()
+                if row is None:
+                    self.db.execute(
+                        "INSERT INTO feeds (url, title, category, site_url, added) VALUES (?, ?, ?, ?, ?)",
+                        [src.url, src.title, src.category, src.site_url, iso(now)])
+                    counts["added"] += 1
+                    continue
+                new = (src.title or row[1], src.category or row[2], src.site_url or row[3])
+                if new != tuple(row[1:]):
+                    self.db.execute("UPDATE feeds SET title = ?, category = ?, site_url = ? WHERE id = ?",
+                                    [*new, row[0]])
+                    counts["updated"] += 1
+                else:
+                    counts["unchanged"] += 1
+        return counts
+
+    def add_feed(self, src: FeedSource, now: datetime) -> str:
+        """`feeds add`: insert, or re-enable a disabled feed. Returns added | enabled | exists."""
+        with self.write():
+            row = self.db.execute("SELECT id, disabled FROM feeds WHERE url = ?", [src.url]).fetchone()
+            if row is None:
+                self.upsert_feeds([src], now)
+                return "added"
+            if src.title or src.category:
+                self.upsert_feeds([src], now)
+            if row[1]:
+                self.db.execute("UPDATE feeds SET disabled = 0, disabled_reason = NULL, error_count = 0, "
+                                "next_poll = NULL WHERE id = ?", [row[0]])
+                return "enabled"
+            return "exists"
+
+    def remove_feed(self, url: str) -> bool:
+        """Stop polling a feed. Its entries stay: nothing stored is ever lost by a feed change."""
+        with self.write():
+            cur = self.db.execute(
+                "UPDATE feeds SET disabled = 1, disabled_reason = 'removed' WHERE url = ? AND "
+                "(disabled = 0 OR disabled_reason != 'removed')", [url])
+            return cur.rowcount > 0
+
+    def feeds(self, *, include_disabled: bool = True) -> list[Feed]:
+        where = "" if include_disabled else "WHERE disabled = 0"
+        rows = self.db.execute(f"SELECT * FROM feeds {where} ORDER BY coalesce(category, ''), id").fetchall()
+        cols = [d[0] for d in self.db.execute("SELECT * FROM feeds LIMIT 0").description]
+        return [feed_from_row(dict(zip(cols, r))) for r in rows]
+
+    def feed_by_url(self, url: str) -> Feed | None:
+        rows = self.query("SELECT * FROM feeds WHERE url = ?", [url])
+        return feed_from_row(rows[0]) if rows else None
+
+    def feed_entry_counts(self) -> dict[int, int]:
+        return dict(self.db.execute("SELECT feed_id, count(*) FROM entries GROUP BY feed_id").fetchall())
+
+
+def feed_from_row(row: dict) -> Feed:
+    return Feed(
+        id=row["id"], url=row["url"], title=row["title"] or row["channel_title"], category=row["category"],
+        site_url=row["site_url"], etag=row["etag"], last_modified=row["last_modified"],
+        last_polled=parse_iso(row["last_polled"]), last_status=row["last_status"], last_error=row["last_error"],
+        last_warning=row["last_warning"], error_count=row["error_count"], next_poll=parse_iso(row["next_poll"]),
+        disabled=bool(row["disabled"]), interval=row["interval_seconds"],
+        disabled_reason=row["disabled_reason"])
+
+
+def open_store(path: str, *, create: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Store:
+    return Store(path, create=create, busy_timeout=busy_timeout)

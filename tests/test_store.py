@@ -1,0 +1,111 @@
+"""The store: migrations on empty and existing databases, WAL, refusal of newer schemas, locks."""
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+
+import pytest
+
+from monitor.errors import StorageError
+from monitor.migrations import KNOWN, SCHEMA_VERSION
+from monitor.store import open_store
+from monitor.types import FeedSource
+
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def test_migrations_on_empty_database(tmp_path):
+    path = tmp_path / "m.db"
+    with open_store(str(path)) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.scalar("PRAGMA journal_mode") == "wal"
+        assert {"feeds", "entries", "entries_fts", "clusters", "memberships", "cluster_merges", "topic_matches",
+                "digests", "digest_items", "digest_recipients", "cycles"} <= set(store.db.table_names())
+        assert {"cluster_summary", "feed_health", "entry_clusters"} <= set(store.db.view_names())
+    # reopening applies nothing twice
+    with open_store(str(path)) as store:
+        assert store.scalar("SELECT count(*) FROM _sqlite_migrations") == SCHEMA_VERSION
+
+
+def test_migrations_upgrade_an_existing_database_and_keep_data(tmp_path):
+    """A database left at the first migration (an older release) is upgraded in place."""
+    from monitor.migrations import migrations
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    from sqlite_utils import Database
+
+    old = Database(db)
+    migrations.apply(old, stop_before=KNOWN[1])
+    old.execute("INSERT INTO feeds (url, title, added) VALUES ('https://a.example/feed', 'A', '2026-01-01')")
+    db.close()
+    with open_store(str(path)) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert [f.url for f in store.feeds()] == ["https://a.example/feed"]
+        assert store.db["clusters"].exists()
+
+
+def test_newer_database_is_refused(tmp_path):
+    path = tmp_path / "new.db"
+    open_store(str(path)).close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES ('monitor', 'm999_future', 'x')")
+    db.close()
+    with pytest.raises(StorageError, match="newer monitor"):
+        open_store(str(path))
+
+
+def test_not_a_database(tmp_path):
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StorageError, match="not a usable monitor database"):
+        open_store(str(path))
+
+
+def test_readers_do_not_create(tmp_path):
+    with pytest.raises(StorageError, match="no database"):
+        open_store(str(tmp_path / "absent.db"), create=False)
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_locked_database_times_out_with_a_clear_error(tmp_path):
+    path = tmp_path / "m.db"
+    open_store(str(path)).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with open_store(str(path), busy_timeout=0.2) as store:
+            with pytest.raises(StorageError, match="locked"):
+                store.upsert_feeds([FeedSource("https://a.example/f")], NOW)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_upsert_is_idempotent_and_updates_titles(tmp_path):
+    with open_store(str(tmp_path / "m.db")) as store:
+        src = [FeedSource("https://a.example/f", "A", "World"), FeedSource("https://b.example/f", "B")]
+        assert store.upsert_feeds(src, NOW) == {"added": 2, "updated": 0, "unchanged": 0}
+        assert store.upsert_feeds(src, NOW) == {"added": 0, "updated": 0, "unchanged": 2}
+        assert store.upsert_feeds([FeedSource("https://a.example/f", "A2", "World")], NOW)["updated"] == 1
+        assert store.feed_by_url("https://a.example/f").title == "A2"
+
+
+def test_remove_keeps_entries_and_add_reenables(tmp_path):
+    with open_store(str(tmp_path / "m.db")) as store:
+        store.upsert_feeds([FeedSource("https://a.example/f", "A")], NOW)
+        assert store.remove_feed("https://a.example/f") is True
+        assert store.remove_feed("https://a.example/f") is False
+        feed = store.feed_by_url("https://a.example/f")
+        assert feed.disabled and feed.disabled_reason == "removed"
+        assert store.add_feed(FeedSource("https://a.example/f"), NOW) == "enabled"
+        assert not store.feed_by_url("https://a.example/f").disabled
+
+
+def test_write_rolls_back_on_error(tmp_path):
+    with open_store(str(tmp_path / "m.db")) as store:
+        with pytest.raises(RuntimeError):
+            with store.write():
+                store.db.execute("INSERT INTO feeds (url, added) VALUES ('https://x.example/', 'now')")
+                raise RuntimeError("boom")
+        assert store.feeds() == []
