@@ -192,6 +192,8 @@ def parse_allow_hosts(entries: Iterable[str]) -> AllowList:
             if not sep or (rest and not rest.startswith(":")):
                 raise ValueError(f"allow_hosts entry {entry!r}: write IPv6 as [addr] or [addr]:port")
             port = rest[1:] if rest else None
+            if not isinstance(parse_host(host), ipaddress.IPv6Address):
+                raise ValueError(f"allow_hosts entry {entry!r}: [{host}] is not an IPv6 address")
         elif text.count(":") > 1:
             host = text  # a bare IPv6 address, no port
         else:

@@ -1,0 +1,545 @@
+"""Fetching feeds over HTTP: the only module of `monitor` that talks HTTP.
+
+Every fetch returns a FetchResult and never raises: one feed's failure is a value the
+caller records, not an exception that stops the others. `FetchResult.error` codes:
+
+    bad_url             the URL cannot be parsed or has no host
+    bad_scheme          not http or https (file:, javascript:, ftp:...), also on a redirect
+    blocked_address     the address guard refused the destination (see monitor.guard)
+    dns_error           the host name does not resolve
+    connect_error       the connection was refused or the network is unreachable
+    tls_error           TLS handshake or certificate verification failed
+    timeout             the overall deadline (connect to last byte) or connect timeout passed
+    reset               the connection broke while sending or receiving
+    truncated           the body ended before its declared length or compressed end
+    protocol_error      the server spoke broken HTTP
+    decode_error        bad gzip/deflate data, or a content-encoding we did not offer
+    too_large           the decoded body is over max_bytes
+    redirect_loop       a redirect led back to a URL already visited in this fetch
+    too_many_redirects  more than max_redirects redirects
+    http_NNN            the final status was neither 200 nor 304 (http_404, http_410, http_429...)
+    error               anything unexpected (the detail names the exception)
+
+`status` is the last HTTP status seen, None if no response arrived. A 304 has no error
+and no body, and carries the job's validators unless the server sent new ones; a 200
+carries the decoded body and its validators; 429 and 503 carry `retry_after` too (the
+caller decides they do not count as failures). `permanent_url` is set only when every
+hop was a 301 or 308 and the final URL answered.
+
+Why it is built this way:
+- Redirects are followed here, not by httpx, so each hop passes the guard first.
+- DNS is resolved by a guarded network backend inside the connection pool: it checks every
+  address the resolver returns and connects to one of those, so a name cannot pass the
+  check and then resolve elsewhere (DNS rebinding). The URL keeps its host name, so the
+  Host header, TLS SNI, certificate verification and connection reuse work as usual;
+  rewriting URLs to addresses would share pooled TLS connections between names.
+- Content-Encoding is decoded here with a bounded output per step, because httpx's decoder
+  inflates a whole network read at once: 64 KiB of a gzip bomb becomes 64 MiB in one call.
+  Only gzip and deflate are offered; brotli has no portable way to bound its output.
+- One deadline (asyncio.timeout) covers connect, redirects and the last body byte, so a
+  server that drips one byte a second cannot hold a worker past `timeout`.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import ssl
+import time
+import zlib
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import AsyncIterator, Callable, Iterable, Iterator
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+
+from monitor import __version__, guard
+from monitor.types import FetchResult
+
+log = logging.getLogger(__name__)
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+PERMANENT_REDIRECTS = frozenset({301, 308})
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
+    "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.8"
+)
+ACCEPT_ENCODING = "gzip, deflate"
+_STEP = 64 * 1024  # most decoded bytes produced per inflate call
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """How fetches behave; built from the [polling] configuration."""
+
+    user_agent: str = f"monitor/{__version__}"
+    timeout: float = 20.0  # overall deadline per fetch, connect to last byte, all redirects
+    connect_timeout: float = 10.0
+    max_bytes: int = 10_000_000  # decoded body size cap
+    max_redirects: int = 5
+    per_host: int = 2  # concurrent fetches per hostname:port
+    max_connections: int = 20  # concurrent fetches overall (and the pool size)
+    allow_private_addresses: bool = False
+    allow_hosts: tuple[str, ...] = ()  # "host", "host:port", "[v6]:port": exempt from the address check
+    max_retry_after: float = 86400.0  # cap for Retry-After, seconds
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allow_hosts", tuple(self.allow_hosts))
+        guard.parse_allow_hosts(self.allow_hosts)  # raises ValueError naming a bad entry
+        for name in ("timeout", "connect_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        for name in ("max_bytes", "per_host", "max_connections"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.max_redirects < 0 or self.max_retry_after < 0:
+            raise ValueError("max_redirects and max_retry_after must not be negative")
+
+
+@dataclass(frozen=True)
+class FetchJob:
+    """One URL to fetch, with the validators of its last 200 for a conditional GET."""
+
+    key: object  # the caller's id for the job, e.g. the feed id; returned untouched
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+class _HopError(Exception):
+    """A failure with its error code already decided; caught in Fetcher.fetch."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolve, check every address, then connect to a checked address (no second lookup)."""
+
+    def __init__(self, allow_private: bool, allowed: guard.AllowList) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self._allow_private = allow_private
+        self._allowed = allowed
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[object] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        last_error: Exception | None = None
+        for address in await self._resolve(host, port, timeout):
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last_error = exc
+        assert last_error is not None
+        raise last_error
+
+    async def _resolve(self, host: str, port: int, timeout: float | None) -> list[str]:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+        except (socket.gaierror, UnicodeError) as exc:
+            raise _HopError("dns_error", f"cannot resolve {host}: {exc}") from None
+        addresses: list[str] = []
+        for *_, sockaddr in infos:
+            text = str(sockaddr[0])
+            refusal = guard.check_address(host, port, ipaddress.ip_address(text),
+                                          allow_private=self._allow_private, allowed=self._allowed)
+            if refusal is not None:  # one bad answer condemns the name: no picking the good ones
+                raise _HopError(refusal.code, refusal.detail)
+            if text not in addresses:
+                addresses.append(text)
+        if not addresses:
+            raise _HopError("dns_error", f"no address for {host}")
+        return addresses
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport over a connection pool that uses the guarded backend.
+
+    httpx 0.28 takes no network backend, so the pool it builds is replaced; if its layout
+    ever changes this refuses to start rather than run without the guard.
+    """
+
+    def __init__(self, backend: _GuardedBackend, limits: httpx.Limits, verify: ssl.SSLContext | bool) -> None:
+        super().__init__(verify=verify, trust_env=False, limits=limits, retries=0)
+        if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
+            raise RuntimeError("unsupported httpx version: cannot install the address guard")
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=True),  # SSL_CERT_FILE/DIR
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=backend,
+        )
+
+
+async def _refuse_other_schemes(response: httpx.Response) -> None:
+    """Refuse a redirect to javascript:, file:... as soon as it arrives.
+
+    httpx builds the next request from Location even when not following redirects, and
+    fails on some of these with a vague InvalidURL; this names the real problem first.
+    """
+    location = response.headers.get("location", "")
+    if response.status_code in REDIRECT_STATUSES and location:
+        scheme = urlsplit(location.strip()).scheme.lower()
+        if scheme and scheme not in guard.ALLOWED_SCHEMES:
+            raise _HopError("bad_scheme", f"redirect to a {scheme} URL refused")
+
+
+def _no_cookies() -> CookieJar:
+    """A jar that keeps nothing: one feed's cookies must not follow it into other fetches."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
+class _Inflater:
+    """Streaming gzip/deflate decoder that never produces more than _STEP bytes per call."""
+
+    def __init__(self, encoding: str) -> None:
+        self._gzip = encoding in ("gzip", "x-gzip")
+        self._obj = zlib.decompressobj(zlib.MAX_WBITS | 16 if self._gzip else zlib.MAX_WBITS)
+        self._started = False  # deflate: zlib-wrapped or raw, decided on the first bytes
+        self._members = 0  # complete gzip members seen; bytes after one may be junk
+        self._output_since_end = 0
+        self._ignore_rest = False
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        while data and not self._ignore_rest:
+            if self._obj.eof:  # another gzip member (valid), or junk after the end
+                if not self._gzip:
+                    return
+                self._obj = zlib.decompressobj(zlib.MAX_WBITS | 16)
+            try:
+                out = self._obj.decompress(data, _STEP)
+            except zlib.error as exc:
+                if not self._gzip and not self._started:
+                    self._obj = zlib.decompressobj(-zlib.MAX_WBITS)  # servers that send raw deflate
+                    self._started = True
+                    continue
+                if self._members:
+                    self._ignore_rest = True
+                    return
+                raise _HopError("decode_error", f"bad compressed data: {exc}") from None
+            self._started = True
+            self._output_since_end += len(out)
+            if self._obj.eof:
+                self._members += 1
+                self._output_since_end = 0
+                data = self._obj.unused_data
+            else:
+                data = self._obj.unconsumed_tail
+            if out:
+                yield out
+
+    def finish(self) -> Iterator[bytes]:
+        if self._members and not self._output_since_end:
+            return  # what followed a complete member was padding, not a cut-off member
+        while not self._obj.eof and not self._ignore_rest:
+            out = self._obj.decompress(b"", _STEP)  # output still held back by the step limit
+            if not out:
+                raise _HopError("truncated", "compressed body ended early")
+            yield out
+
+
+async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
+    """The decoded body, or _HopError once it passes max_bytes: never all in memory first."""
+    codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
+        raise _HopError("decode_error", f"unsupported content-encoding {', '.join(codings)}")
+    inflater = _Inflater(codings[0]) if codings else None
+    declared = response.headers.get("content-length", "")
+    if not codings and declared.isdigit() and int(declared) > max_bytes:
+        raise _HopError("too_large", f"content-length {declared} is over {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+
+    def take(pieces: Iterable[bytes]) -> None:
+        nonlocal size
+        for piece in pieces:
+            size += len(piece)
+            if size > max_bytes:
+                raise _HopError("too_large", f"body is over {max_bytes} bytes")
+            chunks.append(piece)
+
+    async for raw in response.aiter_raw():
+        take(inflater.feed(raw) if inflater else (raw,))
+    if inflater:
+        take(inflater.finish())
+    return b"".join(chunks)
+
+
+def parse_retry_after(value: str | None, now: datetime, cap: float) -> float | None:
+    """Seconds to wait from a Retry-After value (delta-seconds or HTTP-date), in [0, cap]."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # HTTP-dates are GMT
+            when = when.replace(tzinfo=timezone.utc)
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=timezone.utc)
+        seconds = (when - now).total_seconds()
+    return min(max(seconds, 0.0), cap)
+
+
+def parse_max_age(value: str | None) -> float | None:
+    """max-age seconds from a Cache-Control value, or None."""
+    for directive in (value or "").split(","):
+        name, _, argument = directive.partition("=")
+        if name.strip().lower() == "max-age":
+            argument = argument.strip().strip('"')
+            return float(argument) if argument.isdigit() else None
+    return None
+
+
+def _classify(exc: Exception, policy: FetchPolicy) -> tuple[str, str]:
+    """Map an exception to (error code, detail)."""
+    if isinstance(exc, _HopError):
+        return exc.code, exc.detail
+    if isinstance(exc, TimeoutError):
+        return "timeout", f"no complete response within {policy.timeout:g} s"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout", f"{type(exc).__name__}: {exc}"
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, httpx.ConnectError):
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, ssl.SSLError):
+                return "tls_error", str(cause)
+            cause = cause.__cause__ or cause.__context__
+        return "connect_error", text
+    if isinstance(exc, httpx.RemoteProtocolError):
+        if "incomplete" in str(exc) or "peer closed" in str(exc):
+            return "truncated", str(exc)
+        return "protocol_error", text
+    if isinstance(exc, (httpx.ReadError, httpx.WriteError)):
+        return "reset", text
+    if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
+        return "bad_url", text
+    return "error", text
+
+
+@dataclass
+class _Progress:
+    """What is known so far, so a failure still reports the last URL and status."""
+
+    url: str
+    status: int | None = None
+    permanent: bool = True
+    redirects: int = 0
+    seen: set[str] = field(default_factory=set)
+
+
+class Fetcher:
+    """Fetches feeds with one shared httpx.AsyncClient; use as `async with Fetcher(policy) as f`.
+
+    Concurrency is bounded per host (policy.per_host, keyed by the job URL's hostname:port)
+    and overall (policy.max_connections); a fetch's deadline starts once it has its slots.
+    """
+
+    def __init__(self, policy: FetchPolicy, *, verify: ssl.SSLContext | bool = True) -> None:
+        self.policy = policy
+        self._verify = verify  # an SSLContext lets tests trust their own certificate authority
+        self._allowed = guard.parse_allow_hosts(policy.allow_hosts)
+        self._client: httpx.AsyncClient | None = None
+        self._slots = asyncio.Semaphore(policy.max_connections)
+        self._host_slots: dict[str, asyncio.Semaphore] = {}
+
+    async def __aenter__(self) -> Fetcher:
+        p = self.policy
+        backend = _GuardedBackend(p.allow_private_addresses, self._allowed)
+        limits = httpx.Limits(max_connections=p.max_connections, max_keepalive_connections=p.max_connections)
+        self._client = httpx.AsyncClient(
+            transport=_GuardedTransport(backend, limits, self._verify),
+            timeout=httpx.Timeout(p.timeout, connect=p.connect_timeout),
+            follow_redirects=False,
+            trust_env=False,  # no proxies from the environment: the guard checks direct connections
+            cookies=_no_cookies(),
+            headers={"User-Agent": p.user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING},
+            event_hooks={"response": [_refuse_other_schemes]},
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def fetch(self, job: FetchJob, now: datetime) -> FetchResult:
+        """Fetch one job; `now` dates Retry-After. Never raises (except on cancellation)."""
+        refusal = guard.check_url(job.url)
+        if refusal is not None:
+            return FetchResult(url=job.url, status=None, error=refusal.code, detail=refusal.detail)
+        host, port = guard.url_host_port(job.url)
+        host_slots = self._host_slots.get(f"{host}:{port}")
+        if host_slots is None:
+            host_slots = self._host_slots[f"{host}:{port}"] = asyncio.Semaphore(self.policy.per_host)
+        async with host_slots, self._slots:
+            started = time.monotonic()
+            progress = _Progress(url=job.url)
+            try:
+                async with asyncio.timeout(self.policy.timeout):
+                    result = await self._follow(job, now, progress)
+            except Exception as exc:
+                code, detail = _classify(exc, self.policy)
+                result = FetchResult(
+                    url=job.url, status=progress.status, final_url=progress.url, error=code, detail=detail
+                )
+        result = replace(result, elapsed=time.monotonic() - started)
+        log.debug("fetch url=%s status=%s error=%s elapsed=%.3f", job.url, result.status, result.error,
+                  result.elapsed)
+        return result
+
+    async def _follow(self, job: FetchJob, now: datetime, progress: _Progress) -> FetchResult:
+        """Request, following redirects by hand so every hop passes the guard first."""
+        assert self._client is not None, "use Fetcher as an async context manager"
+        headers = {}
+        if job.etag:
+            headers["If-None-Match"] = job.etag
+        if job.last_modified:
+            headers["If-Modified-Since"] = job.last_modified
+        url = job.url
+        while True:
+            refusal = guard.check_url(url) or guard.check_literal_host(
+                *guard.url_host_port(url), allow_private=self.policy.allow_private_addresses,
+                allowed=self._allowed)
+            if refusal is not None:
+                raise _HopError(refusal.code, refusal.detail)
+            progress.url, progress.status = url, None
+            async with self._client.stream("GET", url, headers=headers) as response:
+                progress.status = response.status_code
+                here = str(response.url)
+                progress.seen.add(here)
+                location = response.headers.get("location", "").strip()
+                if response.status_code in REDIRECT_STATUSES and location:
+                    target = str(response.url.join(location).copy_with(fragment=None))
+                    if target in progress.seen:
+                        raise _HopError("redirect_loop", f"{here} redirects back to {target}")
+                    limit = self.policy.max_redirects
+                    if progress.redirects >= limit:
+                        raise _HopError("too_many_redirects", f"more than {limit} redirects")
+                    progress.redirects += 1
+                    progress.permanent &= response.status_code in PERMANENT_REDIRECTS
+                    url = target
+                    continue
+                body = None
+                if response.status_code == 200:
+                    body = await _read_body(response, self.policy.max_bytes)
+                return self._result(job, response, body, now, progress)
+
+    def _result(
+        self, job: FetchJob, response: httpx.Response, body: bytes | None, now: datetime, progress: _Progress
+    ) -> FetchResult:
+        status = response.status_code
+        headers = dict(response.headers)
+        here = str(response.url)
+        moved = here if progress.redirects and progress.permanent else None
+        result = FetchResult(url=job.url, status=status, headers=headers, final_url=here, permanent_url=moved)
+        if status == 200:
+            if "content-encoding" in headers:  # they describe the wire, not the decoded body
+                headers.pop("content-encoding")
+                headers.pop("content-length", None)
+            return replace(result, body=body, etag=headers.get("etag"),
+                           last_modified=headers.get("last-modified"),
+                           max_age=parse_max_age(headers.get("cache-control")))
+        if status == 304:  # the stored validators stay valid unless the server sent new ones
+            return replace(result, etag=headers.get("etag") or job.etag,
+                           last_modified=headers.get("last-modified") or job.last_modified,
+                           max_age=parse_max_age(headers.get("cache-control")))
+        retry_after = None
+        if status in RETRY_AFTER_STATUSES:
+            retry_after = parse_retry_after(headers.get("retry-after"), now, self.policy.max_retry_after)
+        return replace(result, retry_after=retry_after, error=f"http_{status}",
+                       detail=f"HTTP {status} {response.reason_phrase}".strip())
+
+    async def fetch_many(
+        self, jobs: Iterable[FetchJob], now: datetime
+    ) -> AsyncIterator[tuple[FetchJob, FetchResult]]:
+        """Fetch jobs concurrently, yielding (job, result) as each completes.
+
+        Close the iterator (contextlib.aclosing) when stopping early: that cancels the rest.
+        """
+        queue: asyncio.Queue[tuple[FetchJob, FetchResult]] = asyncio.Queue()
+
+        async def run(job: FetchJob) -> None:
+            try:
+                result = await self.fetch(job, now)
+            except Exception as exc:  # a bug must not leave the consumer waiting forever
+                result = FetchResult(url=job.url, status=None, error="error", detail=repr(exc))
+            queue.put_nowait((job, result))
+
+        tasks = [asyncio.create_task(run(job)) for job in jobs]
+        try:
+            for _ in tasks:
+                yield await queue.get()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def fetch_all(
+    jobs: Iterable[FetchJob],
+    policy: FetchPolicy,
+    now: datetime,
+    on_result: Callable[[FetchJob, FetchResult], None],
+    *,
+    verify: ssl.SSLContext | bool = True,
+) -> None:
+    """Fetch all jobs on a fresh event loop; `on_result` runs in the calling thread as each completes.
+
+    An exception from `on_result` stops the run and propagates.
+    """
+
+    async def main() -> None:
+        async with Fetcher(policy, verify=verify) as fetcher:
+            async with contextlib.aclosing(fetcher.fetch_many(jobs, now)) as results:
+                async for job, result in results:
+                    on_result(job, result)
+
+    asyncio.run(main())
+
+
+def fetch_one(
+    url: str,
+    policy: FetchPolicy | None = None,
+    now: datetime | None = None,
+    *,
+    etag: str | None = None,
+    last_modified: str | None = None,
+    verify: ssl.SSLContext | bool = True,
+) -> FetchResult:
+    """Fetch one URL synchronously (CLI and tests)."""
+    results: list[FetchResult] = []
+    job = FetchJob(key=url, url=url, etag=etag, last_modified=last_modified)
+    fetch_all([job], policy or FetchPolicy(), now or datetime.now(timezone.utc),
+              lambda _job, result: results.append(result), verify=verify)
+    return results[0]
