@@ -1,0 +1,474 @@
+"""Text and URL normalisation for feed content: pure functions, no I/O.
+
+Feed text is hostile and messy: markup where plain text belongs, control characters,
+lone surrogates, tracking parameters, `javascript:` links dressed up with entities.
+Everything that leaves `parse` passes through here so the rest of the pipeline can trust
+it: titles are plain single-line text, HTML is an allow-listed subset with only http(s)
+links, links are canonical, and no field exceeds its cap.
+"""
+from __future__ import annotations
+
+import html
+import re
+from html.parser import HTMLParser
+from urllib.parse import quote, unquote_plus, urljoin, urlsplit
+
+# C0 controls except \t and \n, DEL, C1 controls, and the two non-characters that break
+# XML and some JSON consumers. \r is handled separately (CRLF -> LF first).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ZERO_WIDTH = re.compile("[\u200b-\u200d\u2060\ufeff]")
+_INLINE_SPACE = re.compile(r"[^\S\n]+")
+_NEWLINE_RUN = re.compile(r" ?\n[\s]*")
+_ANY_SPACE = re.compile(r"\s+")
+
+
+def clean_text(value: str, max_len: int | None = None) -> str:
+    """Make `value` safe to store: valid UTF-8 (surrogates -> U+FFFD), no NUL or other controls.
+
+    Tab and newline survive (they carry structure in plain text); CR and CRLF become LF.
+    """
+    if not value:
+        return ""
+    value = _SURROGATE.sub("\ufffd", value)
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    value = _CONTROL.sub("", value)
+    if max_len is not None and len(value) > max_len:
+        value = value[:max_len]
+    return value
+
+
+def one_line(value: str, max_len: int | None = None) -> str:
+    """Clean text and collapse every whitespace run (CR/LF included) to one space."""
+    value = _ANY_SPACE.sub(" ", clean_text(value)).strip()
+    if max_len is not None and len(value) > max_len:
+        value = value[:max_len].rstrip()
+    return value
+
+
+# --- HTML -> plain text and sanitised HTML ----------------------------------------------
+
+# Elements whose content is never readable text (or never safe to show).
+_DROP_CONTENT = frozenset(
+    "script style iframe frame frameset object embed applet noscript noembed noframes template "
+    "svg math head title textarea select xmp plaintext".split()
+)
+_BLOCK = frozenset(
+    "address article aside blockquote caption dd details div dl dt fieldset figcaption figure footer "
+    "form h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section summary table tbody tfoot thead tr ul "
+    "br".split()
+)
+_CELL = frozenset(("td", "th"))
+
+
+def html_to_text(value: str, max_len: int | None = None) -> str:
+    """Plain text of an HTML fragment, for matching and clustering.
+
+    Block elements become line breaks and table cells spaces, so words from adjacent blocks
+    never fuse; entities are decoded; script/style and similar content is dropped;
+    whitespace is collapsed (runs within a line to one space, line breaks to one newline).
+    """
+    if not value:
+        return ""
+    parser = _Sanitizer(None, None, keep_html=False)
+    _run(parser, value)
+    return _finish_text(parser.text, max_len)
+
+
+_MAX_RESTARTS = 16
+
+
+def _run(parser: HTMLParser, value: str) -> None:
+    """Feed `value` to `parser` in linear time, whatever the markup.
+
+    html.parser (before Python 3.12.11 / 3.13.4) goes quadratic in close() on an unfinished
+    construct: `<!--` * 50 000 takes seconds, `<b a=` * 30 000 minutes. feed() alone stops
+    at the first unfinished construct and keeps the rest in `rawdata`; we treat its `<` as
+    text and go on, a bounded number of times, then take the remainder as text.
+    """
+    data = clean_text(value)
+    rest = ""
+    for _ in range(_MAX_RESTARTS):
+        parser.feed(data)
+        rest, parser.rawdata = parser.rawdata, ""
+        if not rest.startswith("<") or rest.find(">", 1) < 0:
+            break  # held-back text, or a tag that can never close: all the rest is text
+        parser.handle_data("<")
+        data, rest = rest[1:], ""
+    if rest:
+        parser.handle_data(html.unescape(rest))
+    parser.close()
+
+
+def _finish_text(parts: list[str], max_len: int | None) -> str:
+    text = clean_text("".join(parts))
+    text = _ZERO_WIDTH.sub("", text)
+    text = _INLINE_SPACE.sub(" ", text)
+    text = _NEWLINE_RUN.sub("\n", text).strip()
+    if max_len is not None and len(text) > max_len:
+        text = text[:max_len].rstrip()
+    return text
+
+
+def title_text(value: str, is_html: bool = False, max_len: int = 1000) -> str:
+    """A title as plain single-line text: markup becomes its text, entities are decoded."""
+    if is_html:
+        value = html_to_text(value)
+    return one_line(value, max_len)
+
+
+_ALLOWED_TAGS = frozenset(
+    "a abbr b blockquote br caption cite code dd del div dl dt em figcaption figure h1 h2 h3 h4 h5 h6 "
+    "hr i img ins kbd li mark ol p pre q s small span strong sub sup table tbody td tfoot th thead time "
+    "tr u ul".split()
+)
+_VOID = frozenset(("br", "hr", "img"))
+_URL_ATTRS = frozenset(("href", "src", "cite"))
+_ALLOWED_ATTRS = {
+    "a": frozenset(("href", "title")),
+    "abbr": frozenset(("title",)),
+    "blockquote": frozenset(("cite",)),
+    "q": frozenset(("cite",)),
+    "img": frozenset(("src", "alt", "title", "width", "height")),
+    "td": frozenset(("colspan", "rowspan")),
+    "th": frozenset(("colspan", "rowspan")),
+    "time": frozenset(("datetime",)),
+}
+_NUMERIC_ATTRS = frozenset(("width", "height", "colspan", "rowspan"))
+_MAX_DEPTH = 64  # deeper tags are dropped (their text kept): no display needs more
+_URL_EDGE = re.compile(r"^[\x00-\x20]+|[\x00-\x20]+$")  # browsers strip these around a URL
+_URL_JUNK = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # and tab/newline (we: every control) inside
+_CSS_SIZE = re.compile(r"(?:^|;)\s*(width|height)\s*:\s*(\d+(?:\.\d+)?)\s*px", re.I)
+
+
+def safe_url(value: str | None, base: str | None = None) -> str | None:
+    """`value` if it is an absolute http(s) URL once browser-ignored characters are removed.
+
+    Browsers drop tabs, newlines and control characters inside a URL, so
+    `jav&#x09;ascript:` (already entity-decoded by the HTML parser) is `javascript:`; the
+    check runs on what a browser would see. A relative URL is resolved against `base` when
+    that is an http(s) URL; protocol-relative `//host/x` becomes https without one.
+    """
+    if not value:
+        return None
+    url = _URL_JUNK.sub("", _URL_EDGE.sub("", value)).replace(" ", "%20")
+    if base and url and _is_http(base):
+        try:
+            url = urljoin(base, url)
+        except ValueError:
+            return None
+    if url.startswith("//"):
+        url = "https:" + url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return url
+
+
+def _is_http(url: str) -> bool:
+    return url[:7].lower() == "http://" or url[:8].lower() == "https://"
+
+
+def _pixel_size(value: str | None) -> float | None:
+    if value is None:
+        return None
+    match = re.match(r"\s*(\d+(?:\.\d+)?)", value)
+    return float(match.group(1)) if match else None
+
+
+def _is_tracking_pixel(attrs: dict[str, str | None]) -> bool:
+    """1x1 (or 0x0) images exist only to report that the entry was opened."""
+    sizes = [_pixel_size(attrs.get("width")), _pixel_size(attrs.get("height"))]
+    for name, number in _CSS_SIZE.findall(attrs.get("style") or ""):
+        sizes.append(float(number))
+    return any(size is not None and size <= 1 for size in sizes)
+
+
+class _Sanitizer(HTMLParser):
+    """Re-serialises only allow-listed tags and attributes; everything else becomes text or nothing.
+
+    Output is built from parsed tokens (text escaped, attributes quoted), so whatever the
+    input's markup tricks, the only tags in the output are ones written here. The same pass
+    collects the plain text (as html_to_text would), saving a second parse per field.
+    """
+
+    def __init__(self, max_len: int | None, base: str | None, keep_html: bool = True) -> None:
+        super().__init__(convert_charrefs=True)
+        self.base = base
+        self.text: list[str] = []
+        self.out: list[str] = []
+        self.open: list[str] = []
+        self.closing = 0  # length of the end tags that `open` will need
+        self.skip = 0  # depth inside elements whose content is dropped
+        self.budget = max_len if max_len is not None else -1
+        self.full = not keep_html  # no more HTML output: budget spent, or text only
+
+    def _emit(self, piece: str, closing: int = 0) -> bool:
+        if self.budget >= 0:
+            # Keep room to close every open tag so truncated output stays balanced.
+            if len(piece) + self.closing + closing > self.budget:
+                self.full = True
+                return False
+            self.budget -= len(piece)
+        self.out.append(piece)
+        return True
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _DROP_CONTENT:
+            self.skip += 1
+            return
+        if self.skip:
+            return
+        if tag in _BLOCK:
+            self.text.append("\n")
+        elif tag in _CELL:
+            self.text.append(" ")
+        if self.full or tag not in _ALLOWED_TAGS or len(self.open) >= _MAX_DEPTH:
+            return
+        given = {name.lower(): value for name, value in attrs}
+        if tag == "img" and (_is_tracking_pixel(given) or not safe_url(given.get("src"), self.base)):
+            return
+        kept = []
+        for name in sorted(_ALLOWED_ATTRS.get(tag, ())):
+            value = given.get(name)
+            if value is None:
+                continue
+            if name in _URL_ATTRS:
+                value = safe_url(value, self.base)
+            elif name in _NUMERIC_ATTRS:
+                value = value.strip() if value.strip().isdigit() else None
+            if value is not None:
+                kept.append(f' {name}="{html.escape(clean_text(value, 2048), quote=True)}"')
+        closing = 0 if tag in _VOID else len(tag) + 3
+        if self._emit(f"<{tag}{''.join(kept)}>", closing) and tag not in _VOID:
+            self.open.append(tag)
+            self.closing += closing
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _DROP_CONTENT:
+            return
+        self.handle_starttag(tag, attrs)
+        if tag not in _VOID:
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _DROP_CONTENT:
+            self.skip = max(0, self.skip - 1)
+            return
+        if self.skip:
+            return
+        if tag in _BLOCK:
+            self.text.append("\n")
+        elif tag in _CELL:
+            self.text.append(" ")
+        if tag not in self.open:
+            return
+        while self.open:
+            top = self.open.pop()
+            self.out.append(f"</{top}>")  # room was reserved in _emit
+            self.closing -= len(top) + 3
+            if self.budget >= 0:
+                self.budget -= len(top) + 3
+            if top == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        if self.skip:
+            return
+        self.text.append(data)
+        if self.full:
+            return
+        text = html.escape(clean_text(data), quote=False)
+        if not self._emit(text) and self.budget > 0:
+            room = self.budget - self.closing
+            if room > 0:
+                cut = text[:room]
+                amp = cut.rfind("&")
+                if amp != -1 and ";" not in cut[amp:]:
+                    cut = cut[:amp]  # never leave half an entity
+                self.out.append(cut)
+                self.budget -= len(cut)
+
+    def result(self) -> str:
+        self.out.extend(f"</{tag}>" for tag in reversed(self.open))
+        self.open = []
+        return "".join(self.out)
+
+
+def sanitize_html(value: str, max_len: int | None = None, base: str | None = None) -> str:
+    """HTML safe to show in a digest: an allow-list of tags and attributes, http(s) links only.
+
+    This is the only sanitiser feed HTML goes through (feedparser's keeps `javascript:`
+    URLs, costs more than the rest of parsing, and never sees JSON Feed). Event handlers,
+    styles, scripts, forms and embeds go; tracking pixels go; text is re-escaped; relative
+    links are resolved against `base` (the document or xml:base URL) or dropped.
+    """
+    return sanitize_html_with_text(value, max_len, base)[0]
+
+
+def sanitize_html_with_text(value: str, max_len: int | None = None, base: str | None = None) -> tuple[str, str]:
+    """sanitize_html() and html_to_text() of `value` in one parse: (html, text)."""
+    if not value:
+        return "", ""
+    parser = _Sanitizer(max_len, base)
+    _run(parser, value)
+    return parser.result().strip(), _finish_text(parser.text, max_len)
+
+
+def text_to_html(value: str) -> str:
+    """Plain text as display HTML: escaped, line breaks kept."""
+    return html.escape(clean_text(value), quote=False).replace("\n", "<br>")
+
+
+# --- canonical links -------------------------------------------------------------------
+
+_TRACKING_PARAMS = frozenset(
+    """fbclid gclid gclsrc dclid msclkid yclid twclid igshid mc_cid mc_eid ref_src ref_url _hsenc _hsmi
+    __hstc __hssc __hsfp hsctatracking mkt_tok oly_anon_id oly_enc_id vero_id vero_conv wt.mc_id _ga _gl
+    s_cid ncid ocid at_medium at_campaign cmpid sr_share""".split()
+)
+_TRACKING_PREFIXES = ("utm_",)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Characters left as they are when re-quoting a path or query: reserved ones keep their
+# meaning and existing %XX escapes are not double-encoded.
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = "/%:@!$'()*+,;=-._~?="
+
+
+def _is_tracking(piece: str) -> bool:
+    name = unquote_plus(piece.split("=", 1)[0]).strip().lower()
+    return name in _TRACKING_PARAMS or name.startswith(_TRACKING_PREFIXES)
+
+
+def _unwrap_redirect(url: str) -> str:
+    """The target of a Google redirect link (Google Alerts, Google News), else `url`."""
+    parts = urlsplit(url)
+    if parts.hostname in ("www.google.com", "google.com") and parts.path == "/url":
+        for piece in parts.query.split("&"):
+            name, _, target = piece.partition("=")
+            target_url = safe_url(unquote_plus(target)) if name in ("url", "q") else None
+            if target_url:
+                return target_url
+    return url
+
+
+def canonical_url(value: str | None) -> str | None:
+    """The link we store and compare: http(s) only, else None.
+
+    Lower-case scheme and host, no default port, no credentials, no fragment, tracking
+    parameters (`utm_*`, `fbclid`, ...) removed while the other parameters keep their order
+    and spelling; a Google redirect (`google.com/url?url=...`) becomes its target, so an
+    alert's link matches the publisher's. Path and query are not otherwise rewritten: servers may treat case and
+    escapes as significant.
+    """
+    url = safe_url(value.strip() if value else value)
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(_unwrap_redirect(url))
+        port = parts.port
+        host = parts.hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    scheme = parts.scheme.lower()
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc += f":{port}"
+    path = quote(parts.path, safe=_PATH_SAFE) or "/"
+    pieces = [p for p in parts.query.split("&") if p and not _is_tracking(p)]
+    query = "&".join(quote(p, safe=_QUERY_SAFE) for p in pieces)
+    return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
+
+
+# --- headlines for display -------------------------------------------------------------
+
+_WIRE_WORDS = (
+    r"UPDATE(?:\s+\d+)?|WRAPUP(?:\s+\d+)?|RPT|REFILE|CORRECTED|CORRECTION|EXCLUSIVE|ANALYSIS|INSIGHT|"
+    r"FEATURE|FACTBOX|EXPLAINER|TIMELINE|INSTANT\s+VIEW|BREAKINGVIEWS|COLUMN|POLL|PREVIEW|BRIEF|BUZZ|"
+    r"HIGHLIGHTS|SPECIAL\s+REPORT|DEALS|OIL|GOLD|METALS|PRECIOUS|GRAINS|SOFTS|FOREX|TREASURIES|NATGAS|"
+    r"(?:[A-Z]{2,}\s+)?(?:STOCKS|MARKETS|BONDS)"
+)
+# Reuters-style upper-case slugs glued to the headline with a hyphen: "UPDATE 2-Iran ...".
+_WIRE_PREFIX = re.compile(rf"^(?:(?:{_WIRE_WORDS})\s*-\s*)+(?=\S)")
+_LABEL_PREFIX = re.compile(
+    r"^(?:LIVE(?:\s+UPDATES|\s+BLOG)?|BREAKING(?:\s+NEWS)?|JUST\s+IN|WATCH|VIDEO|PHOTOS?|GALLERY|LISTEN|"
+    r"PODCAST|UPDATED?(?:\s+\d+)?|EXCLUSIVE|OPINION|ANALYSIS|EDITORIAL|EXPLAINER|FACT\s+CHECK|REVIEW)"
+    r"\s*(?::|\s\|)\s+",
+    re.I,
+)
+_BRACKET_PREFIX = re.compile(
+    r"^(?:\[(?:VIDEO|PHOTOS?|LIVE|UPDATED?|BREAKING)\]|\((?:LEAD|URGENT|\d*(?:st|nd|rd|th)?\s*LD|"
+    r"UPDATE\s*\d*)\))\s*",
+    re.I,
+)
+_SEPARATORS = (" - ", " – ", " — ", " | ", " :: ", " · ", " • ")
+_OUTLET_WORDS = re.compile(
+    r"\b(?:news|times|post|herald|journal|ledger|tribune|gazette|daily|online|tv|radio|agency|press|"
+    r"wire|telegraph|guardian|observer|monitor|express|mirror|chronicle|reuters|bloomberg|afp|bbc|cnn|"
+    r"dispatch|courier|standard|review|report|magazine|insider|network)\b",
+    re.I,
+)
+_DOMAIN = re.compile(r"^[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}$", re.I)
+
+
+def _outlet_key(name: str) -> str:
+    name = name.strip().lower()
+    name = re.sub(r"^(?:www\.)", "", name)
+    name = re.sub(r"\.(?:com|net|org|co\.uk|co|info|news)$", "", name)
+    name = re.sub(r"^the\s+", "", name)
+    return re.sub(r"\W+", "", name)
+
+
+def _looks_like_outlet(segment: str, separator: str) -> bool:
+    """Without the outlet's name, only a short, name-shaped trailing segment counts."""
+    words = segment.split()
+    if not words or len(words) > 5 or len(segment) > 40 or segment[-1] in "?!.":
+        return False
+    if _DOMAIN.match(segment):
+        return True
+    if separator.strip() == "|":
+        return True
+    capitalised = all(w[0].isupper() or w[0].isdigit() or w.lower() in ("of", "the", "and", "&") for w in words)
+    return capitalised and bool(_OUTLET_WORDS.search(segment))
+
+
+def clean_headline(title: str, outlet: str | None = None) -> str:
+    """A headline for display without wire slugs and outlet branding.
+
+    Strips "UPDATE 2-", "OIL-", "LIVE:", "(LEAD)" style prefixes and an outlet suffix or
+    prefix ("Title - Gulf Ledger", "Title | Outlet", "Outlet: Title"). A segment naming
+    `outlet` always goes; otherwise only a trailing segment shaped like an outlet name
+    (a domain, "| Short Name", "- Something News/Times/Ledger...") goes, so copies of wire
+    stories keep clean headlines too. Never returns an empty string for a non-empty title.
+    """
+    original = one_line(title)
+    headline = original
+    key = _outlet_key(outlet) if outlet else ""
+    for _ in range(3):  # prefixes can stack: "LIVE: UPDATE 1-..."
+        before = headline
+        if not headline.isupper():
+            headline = _WIRE_PREFIX.sub("", headline)
+        headline = _LABEL_PREFIX.sub("", headline)
+        headline = _BRACKET_PREFIX.sub("", headline)
+        if key:
+            for sep in (*_SEPARATORS, ": "):
+                head, found, rest = headline.partition(sep)
+                if found and rest and _outlet_key(head) == key:
+                    headline = rest
+                    break
+        if headline == before:
+            break
+    for sep in _SEPARATORS:
+        head, found, tail = headline.rpartition(sep)
+        if not found or not head.strip():
+            continue
+        if (key and _outlet_key(tail) == key) or _looks_like_outlet(tail.strip(), sep):
+            headline = head
+            break
+    headline = headline.strip(" -–—|:")
+    return headline or original

@@ -1,0 +1,262 @@
+"""Tables for the pure text and URL normalisers."""
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.normalize import (
+    canonical_url,
+    clean_headline,
+    clean_text,
+    html_to_text,
+    one_line,
+    safe_url,
+    sanitize_html,
+    sanitize_html_with_text,
+    text_to_html,
+    title_text,
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("HTTP://Example.COM/a/b", "http://example.com/a/b"),
+        ("https://example.com", "https://example.com/"),
+        ("http://example.com:80/x", "http://example.com/x"),
+        ("https://example.com:443/x", "https://example.com/x"),
+        ("https://example.com:8443/x", "https://example.com:8443/x"),
+        ("http://example.com/x#section-2", "http://example.com/x"),
+        ("http://example.com/x?utm_source=rss&utm_medium=feed", "http://example.com/x"),
+        ("http://example.com/x?id=5&utm_campaign=a&page=2", "http://example.com/x?id=5&page=2"),
+        ("http://example.com/x?b=2&a=1", "http://example.com/x?b=2&a=1"),  # order kept
+        ("http://example.com/x?fbclid=abc&gclid=def&mc_cid=1&mc_eid=2&ref_src=tw", "http://example.com/x"),
+        ("http://example.com/x?UTM_Source=rss&q=iran", "http://example.com/x?q=iran"),
+        ("http://example.com/Case/Path?Q=Value", "http://example.com/Case/Path?Q=Value"),
+        ("http://example.com/a%2Fb?x=%20y", "http://example.com/a%2Fb?x=%20y"),  # escapes untouched
+        ("http://example.com/caf\u00e9", "http://example.com/caf%C3%A9"),
+        ("  https://example.com/padded \n", "https://example.com/padded"),
+        ("https://user:secret@example.com/x", "https://example.com/x"),
+        ("//cdn.example.com/img.png", "https://cdn.example.com/img.png"),
+        ("http://[2001:DB8::1]:80/x", "http://[2001:db8::1]/x"),
+        (
+            "https://www.google.com/url?rct=j&sa=t&url=https://news.example.com/story%3Futm_source%3Dga&ct=ga",
+            "https://news.example.com/story",
+        ),
+        ("javascript:alert(1)", None),
+        ("JaVaScRiPt:alert(1)", None),
+        ("jav\tascript:alert(1)", None),
+        ("data:text/html;base64,PHNjcmlwdD4=", None),
+        ("ftp://example.com/file", None),
+        ("mailto:desk@example.org", None),
+        ("/relative/path", None),
+        ("example.com/no-scheme", None),
+        ("http://example.com:99999/", None),
+        ("http://[::1/", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_canonical_url(url: str | None, expected: str | None) -> None:
+    assert canonical_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://example.com/x", "https://example.com/x"),
+        ("jav\tascript:alert(1)", None),
+        ("\x01javascript:alert(1)", None),
+        (" java\nscript:alert(1)", None),
+        ("vbscript:msgbox", None),
+        ("http:/x", None),
+        ("https://example.com/a b", "https://example.com/a%20b"),
+    ],
+)
+def test_safe_url(url: str, expected: str | None) -> None:
+    assert safe_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("html", "expected"),
+    [
+        ("<p>Hello</p><p>World</p>", "Hello\nWorld"),
+        ("Hello<br>World", "Hello\nWorld"),
+        ("<div>one</div>two", "one\ntwo"),
+        ("<ul><li>a</li><li>b</li></ul>", "a\nb"),
+        ("<table><tr><td>1</td><td>2</td></tr></table>", "1 2"),
+        ("Fish &amp; chips &#8216;q&#8217; &eacute; &nbsp;x", "Fish & chips \u2018q\u2019 \u00e9 x"),
+        ("<script>alert('x')</script>visible<style>p{color:red}</style>", "visible"),
+        ("a  \t b\n\n\n\nc", "a b\nc"),
+        ("<b>bold</b><i>italic</i>", "bolditalic"),
+        ("<p>cut <!-- comment --> here</p>", "cut here"),
+        ("x\u200by", "xy"),
+        ("nul\x00byte", "nulbyte"),
+        ("plain text, no tags", "plain text, no tags"),
+        ("<iframe src='http://x'>inside</iframe>after", "after"),
+        ("", ""),
+    ],
+)
+def test_html_to_text(html: str, expected: str) -> None:
+    assert html_to_text(html) == expected
+
+
+@pytest.mark.parametrize(
+    ("title", "outlet", "expected"),
+    [
+        ("UPDATE 2-Iran arrests 100 hackers active on Telegram", None,
+         "Iran arrests 100 hackers active on Telegram"),
+        ("Title - Gulf Ledger", None, "Title"),
+        ("Title - Gulf Ledger", "Gulf Ledger", "Title"),
+        ("Title - Gulf Ledger", "The Gulf Ledger", "Title"),
+        ("Title | Outlet", None, "Title"),
+        ("Iran blocks Telegram | Trend", "Trend", "Iran blocks Telegram"),
+        ("Gulf Ledger: Iran blocks Telegram", "Gulf Ledger", "Iran blocks Telegram"),
+        ("Iran blocks Telegram - gulfledger.com", None, "Iran blocks Telegram"),
+        ("LIVE: Protests spread across the region", None, "Protests spread across the region"),
+        ("Live updates: Protests spread", None, "Protests spread"),
+        ("BREAKING: Minister resigns", None, "Minister resigns"),
+        ("OIL-Prices climb as Gulf tensions rise", None, "Prices climb as Gulf tensions rise"),
+        ("DEALS-Bank agrees takeover", None, "Bank agrees takeover"),
+        ("EXCLUSIVE-Iran plans new rules", None, "Iran plans new rules"),
+        ("RPT-UPDATE 1-Oil falls", None, "Oil falls"),
+        ("GLOBAL MARKETS-Stocks slide", None, "Stocks slide"),
+        ("(LEAD) N. Korea fires missile", None, "N. Korea fires missile"),
+        ("Opinion | The case for regulation", None, "The case for regulation"),
+        ("LIVE: UPDATE 1-Talks resume - Gulf Ledger", "Gulf Ledger", "Talks resume"),
+        # Must not change
+        ("COVID-19 cases rise", None, "COVID-19 cases rise"),
+        ("US-China trade talks resume", None, "US-China trade talks resume"),
+        ("Apple Unveils iPhone - Here Is Why It Matters", None, "Apple Unveils iPhone - Here Is Why It Matters"),
+        ("Oil-rich states meet", None, "Oil-rich states meet"),
+        ("LIVE", None, "LIVE"),
+        ("Gulf Ledger", "Gulf Ledger", "Gulf Ledger"),
+        ("  spaced \n title ", None, "spaced title"),
+    ],
+)
+def test_clean_headline(title: str, outlet: str | None, expected: str) -> None:
+    assert clean_headline(title, outlet) == expected
+
+
+@pytest.mark.parametrize(
+    ("html", "expected"),
+    [
+        ("<p>Hello <b>world</b></p>", "<p>Hello <b>world</b></p>"),
+        ("<p onclick=\"steal()\">x</p>", "<p>x</p>"),
+        ("<script>alert(1)</script>kept", "kept"),
+        ("<img src=\"https://example.com/a.png\" onerror=\"x()\" alt=\"A\">",
+         "<img alt=\"A\" src=\"https://example.com/a.png\">"),
+        ("<a href=\"javascript:alert(1)\">l</a>", "<a>l</a>"),
+        ("<a href=\"jav&#x09;ascript:alert(1)\">l</a>", "<a>l</a>"),
+        ("<a href=\"&#106;avascript:alert(1)\">l</a>", "<a>l</a>"),
+        ("<a href=\" https://example.com/?a=1&amp;b=2 \" target=\"_blank\">ok</a>",
+         "<a href=\"https://example.com/?a=1&amp;b=2\">ok</a>"),
+        ("<a href=\"/relative\">r</a>", "<a>r</a>"),
+        ("<img src=\"http://t.example.com/p.gif\" width=\"1\" height=\"1\">after", "after"),
+        ("<img src=\"http://t.example.com/p.gif\" style=\"width:1px;height:1px\">after", "after"),
+        ("<img src=\"data:image/png;base64,AAAA\">x", "x"),
+        ("<iframe src=\"https://evil.example\">inside</iframe>after", "after"),
+        ("<style>body{display:none}</style>t", "t"),
+        ("<svg><script>alert(1)</script></svg>t", "t"),
+        ("<form action=\"https://x\"><input name=p>text</form>", "text"),
+        ("<div>unclosed <em>tags", "<div>unclosed <em>tags</em></div>"),
+        ("stray </p></div> closers", "stray  closers"),
+        ("1 &lt; 2 &amp; 3 &gt; 0", "1 &lt; 2 &amp; 3 &gt; 0"),
+        ("<p style=\"color:red\" class=\"x\" id=\"y\">s</p>", "<p>s</p>"),
+        ("<td colspan=\"2\" rowspan=\"x\">c</td>", "<td colspan=\"2\">c</td>"),
+        ("<!-- <script>alert(1)</script> -->ok", "ok"),
+        ("<![CDATA[<script>alert(1)</script>]]>ok", "ok"),
+    ],
+)
+def test_sanitize_html(html: str, expected: str) -> None:
+    assert sanitize_html(html) == expected
+
+
+def test_sanitize_html_truncates_to_a_balanced_fragment() -> None:
+    html = "<div><p>" + "word &amp; " * 500 + "</p></div>"
+    out = sanitize_html(html, max_len=200)
+    assert len(out) <= 200
+    assert out.startswith("<div><p>word &amp; ")
+    assert out.endswith("</p></div>")
+    assert not re.search(r"&[a-z]*$", out.removesuffix("</p></div>"))
+
+
+def test_sanitize_html_budget_counts_closed_tags() -> None:
+    out = sanitize_html("0000<![CDATA[0<><a href='<a href='/>0", max_len=32)
+    assert out == "0000&lt;![CDATA[0&lt;&gt;<a></a>"
+
+
+def test_clean_text_strips_controls_and_surrogates() -> None:
+    assert clean_text("a\x00b\x07c\x1bd\x7f\x85e") == "abcde"
+    assert clean_text("tab\tand\nnewline") == "tab\tand\nnewline"
+    assert clean_text("crlf\r\nand\rcr") == "crlf\nand\ncr"
+    assert clean_text("lone \ud800 surrogate") == "lone \ufffd surrogate"
+    assert clean_text("x" * 50, max_len=10) == "x" * 10
+    clean_text("\udfff").encode("utf-8")  # must not raise
+
+
+def test_titles_are_plain_single_line() -> None:
+    assert one_line("Breaking\r\nnews\tnow ") == "Breaking news now"
+    assert title_text("<b>Bold</b> &amp; brave", is_html=True) == "Bold & brave"
+    assert title_text("A &amp; B", is_html=False) == "A &amp; B"  # plain text is taken literally
+    assert title_text("x" * 5000) == "x" * 1000
+
+
+def test_text_to_html_escapes() -> None:
+    assert text_to_html("a <script> & b\nc") == "a &lt;script&gt; &amp; b<br>c"
+
+
+def test_relative_urls_need_an_http_base() -> None:
+    assert safe_url("/a", "https://example.com/feed") == "https://example.com/a"
+    assert safe_url("javascript:alert(1)", "https://example.com/") is None
+    assert safe_url("/a", "file:///etc/") is None
+    assert sanitize_html('<a href="b">x</a>', base="https://example.com/a/") == \
+        '<a href="https://example.com/a/b">x</a>'
+
+
+MARKUP = st.lists(st.one_of(
+    st.text(max_size=8),
+    st.sampled_from([
+        "<p>", "</p>", "<div>", "<a href='", "<a href=\"", "'>", "\">", "</a>", "<img src=", "<script>",
+        "</script>", "<style>", "<svg>", "</svg>", "<!--", "-->", "<![CDATA[", "]]>", "&#x09;", "&#106;",
+        "javascript:", "jav&#x09;ascript:", "https://ok.example/", "onerror=", " onload=\"x\"", "<br/>",
+        "<td>", "<iframe>", "</iframe>", "&amp;", "&lt;", "<", ">", "\"", "'", "=", " ", "\x00", "\ud800",
+        "<noscript>", "</noscript>", "<textarea>", "<math>", "<table>", "<b", "</", "<!DOCTYPE x>", "<?pi?>",
+    ]),
+), max_size=30).map("".join)
+
+
+class _Audit(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.problems: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag not in ("a", "abbr", "b", "blockquote", "br", "div", "em", "i", "img", "p", "td", "table",
+                       "tr", "q", "span", "strong", "ul", "ol", "li"):
+            self.problems.append(tag)
+        for name, value in attrs:
+            if name not in ("href", "src", "alt", "title", "width", "height", "colspan", "rowspan", "cite"):
+                self.problems.append(name)
+            if name in ("href", "src", "cite") and not re.match(r"https?://", value or ""):
+                self.problems.append(f"{name}={value!r}")
+
+
+@settings(max_examples=400, deadline=None)
+@given(MARKUP, st.one_of(st.none(), st.integers(0, 200)))
+def test_property_sanitizer_output_is_safe(markup: str, max_len: int | None) -> None:
+    out, text = sanitize_html_with_text(markup, max_len)
+    audit = _Audit()
+    audit.feed(out)
+    audit.close()
+    assert not audit.problems, (audit.problems, out)
+    assert max_len is None or len(out) <= max_len
+    assert "\x00" not in out and "\x00" not in text
+    out.encode("utf-8")
+    text.encode("utf-8")
+    assert text == html_to_text(markup, max_len)
+    assert sanitize_html(out) == out  # stable: sanitising twice changes nothing
