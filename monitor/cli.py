@@ -18,6 +18,7 @@ from monitor.config import DEFAULT_CONFIG, load_settings
 from monitor.core import Monitor, open_monitor, write_example_config
 from monitor.display import ago, table
 from monitor.errors import ConfigError, MonitorError, StorageError
+from monitor.logs import setup_logging
 from monitor.store import parse_iso
 
 EXIT_FAILURE, EXIT_STORAGE, EXIT_CONFIG = 1, 74, 78
@@ -175,15 +176,58 @@ def feeds_remove(mon: Monitor, url: str) -> None:
 
 @cli.command()
 @click.option("--all", "all_feeds", is_flag=True, help="Poll every feed, not only those that are due.")
-def poll(all_feeds: bool) -> None:
-    """Run one cycle now: fetch due feeds, store, cluster, match topics."""
-    later("`monitor poll`", "polling")
+@json_option
+@with_monitor(create=True)
+def poll(mon: Monitor, all_feeds: bool, as_json: bool) -> None:
+    """Run one cycle now: fetch due feeds, store, cluster, match topics.
+
+    Exits 0 when the cycle ran, even if some feeds failed (they are listed).
+    """
+    setup_logging(mon.settings.log.level)
+    bar: Any = None
+    show_bar = sys.stderr.isatty() and not as_json
+
+    def on_start(total: int) -> None:
+        nonlocal bar
+        if show_bar and total:
+            bar = click.progressbar(length=total, label="polling", file=sys.stderr)
+            bar.__enter__()
+
+    try:
+        report = mon.poll(all_feeds=all_feeds, on_start=on_start, progress=lambda _o: bar and bar.update(1))
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    failures = [o for o in report.outcomes if o.error]
+    if as_json:
+        emit_json({**report.counts(), "feeds": report.feeds, "seconds": round(report.seconds, 3),
+                   "errors": [{"url": o.feed.url, "status": o.status, "error": o.error, "detail": o.detail}
+                              for o in failures]})
+        return
+    click.echo(f"{report.feeds} feeds: {report.fetched} fetched, {report.not_modified} not modified, "
+               f"{report.failed} failed; {report.new} new and {report.updated} updated entries "
+               f"in {report.seconds:.1f}s")
+    for o in failures:
+        click.echo(f"failed {o.feed.url}: {o.error}" + (f" ({o.detail})" if o.detail else ""))
 
 
 @cli.command()
-def run() -> None:
-    """Run the daemon: scheduled polling and digests until SIGTERM/SIGINT."""
-    later("`monitor run`", "polling")
+@with_monitor(create=True)
+def run(mon: Monitor) -> None:
+    """Run the daemon: scheduled polling and digests until SIGTERM/SIGINT.
+
+    Feeds are synced at start from the `feeds` OPML file of the config, else from
+    ./feeds.opml when there is one.
+    """
+    from monitor.daemon import Daemon
+
+    setup_logging(mon.settings.log.level)
+    synced = mon.sync_feeds()
+    if synced:
+        path, counts, rejected = synced
+        click.echo(f"feeds from {path}: added {counts['added']}, updated {counts['updated']}, "
+                   f"unchanged {counts['unchanged']}, rejected {rejected}", err=True)
+    sys.exit(Daemon(mon).run())
 
 
 @cli.command()
@@ -276,9 +320,28 @@ def digest_send(topic: str | None) -> None:
 
 @cli.command()
 @json_option
-def status(as_json: bool) -> None:
-    """Health: feeds ok/failing, last and next poll, counts, outbox."""
-    later("`monitor status`", "polling")
+@with_monitor()
+def status(mon: Monitor, as_json: bool) -> None:
+    """Health: feeds ok/failing, last and next poll, counts, outbox, scheduler."""
+    st = mon.status()
+    if as_json:
+        emit_json(st)
+        return
+    now = mon.clock()
+    f, db, sched = st["feeds"], st["database"], st["scheduler"]
+    lines = [
+        ("feeds", f"{f['active']} active ({f['ok']} ok, {f['failing']} failing, {f['never_polled']} never polled, "
+                  f"{f['due_now']} due now), {f['disabled']} disabled"),
+        ("last poll", ago(parse_iso(st["last_poll"]), now)),
+        ("next poll", ago(parse_iso(st["next_poll"]), now)),
+        ("entries", f"{st['entries']['total']} stored, {st['entries']['last_24h']} in the last 24h"),
+        ("clusters", f"{st['clusters']['total']} events, {st['clusters']['active_24h']} active in the last 24h"),
+        ("outbox", f"{st['outbox']['pending']} pending, {st['outbox']['failed']} failed, {st['outbox']['sent']} sent"),
+        ("database", f"{db['path']} ({db['bytes'] / 1e6:.1f} MB, schema {db['schema_version']})"),
+        ("scheduler", f"{sched['state']}" + (f", pid {sched['pid']}, heartbeat {ago(parse_iso(sched['heartbeat']), now)}"
+                                             if sched["heartbeat"] else "")),
+    ]
+    click.echo("\n".join(f"{k:<10} {v}" for k, v in lines))
 
 
 def main() -> None:

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+import threading
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from monitor.config import EXAMPLE_CONFIG, Settings, load_settings
+from monitor.cycle import CycleReport, FeedOutcome, run_cycle
 from monitor.errors import ConfigError, MonitorError
 from monitor.opml import OpmlError, OpmlImport, parse_opml, write_opml
 from monitor.store import Store, iso, open_store
 from monitor.guard import check_url
+from monitor.schedule import is_due
 from monitor.types import Feed, FeedSource
 
 Clock = Callable[[], datetime]
@@ -51,6 +54,14 @@ class Monitor:
             raise OpmlError(f"cannot read {path}: {exc.strerror}") from None
         return self.import_opml(data)
 
+    def sync_feeds(self) -> tuple[str, dict[str, int], int] | None:
+        """Import the configured OPML (or ./feeds.opml) at daemon start; None when there is none."""
+        path = self.settings.feeds or ("feeds.opml" if os.path.exists("feeds.opml") else "")
+        if not path:
+            return None
+        counts, parsed = self.import_opml_file(path)
+        return path, counts, len(parsed.rejected)
+
     def export_opml(self) -> bytes:
         feeds = [FeedSource(url=f.url, title=f.title, category=f.category, site_url=f.site_url)
                  for f in self.store.feeds() if f.disabled_reason != "removed"]
@@ -69,6 +80,61 @@ class Monitor:
     def feeds(self) -> list[Feed]:
         return self.store.feeds()
 
+    def status(self) -> dict:
+        """The operator's health view (`monitor status`)."""
+        now = self.clock()
+        st = self.store
+        day_ago = iso(now - timedelta(hours=24))
+        with st.read():
+            feeds = st.feeds()
+            active = [f for f in feeds if not f.disabled]
+            last = st.query("SELECT * FROM cycles WHERE finished IS NOT NULL ORDER BY id DESC LIMIT 1")
+            service = {r["name"]: r["value"] for r in st.query("SELECT name, value FROM service_state")}
+            outbox = dict(st.db.execute("SELECT status, count(*) FROM digests GROUP BY status").fetchall())
+            result = {
+                "database": {"path": self.settings.database, "bytes": _db_bytes(self.settings.database),
+                             "schema_version": st.schema_version()},
+                "feeds": {"total": len(feeds), "active": len(active), "disabled": len(feeds) - len(active),
+                          "ok": sum(1 for f in active if f.last_error is None and f.last_polled),
+                          "failing": sum(1 for f in active if f.last_error is not None),
+                          "never_polled": sum(1 for f in active if f.last_polled is None),
+                          "due_now": sum(1 for f in active if is_due(f, now))},
+                "last_poll": last[0]["finished"] if last else None,
+                "last_cycle": ({k: last[0][k] for k in ("started", "finished", "feeds", "fetched", "not_modified",
+                                                        "failed", "new_entries", "updated_entries", "error")}
+                               if last else None),
+                "next_poll": iso(min((f.next_poll or now for f in active), default=None)),
+                "entries": {"total": st.scalar("SELECT count(*) FROM entries"),
+                            "last_24h": st.scalar("SELECT count(*) FROM entries WHERE first_seen >= ?", [day_ago])},
+                "clusters": {"total": st.scalar("SELECT count(*) FROM clusters WHERE merged_into IS NULL"),
+                             "active_24h": st.scalar("SELECT count(*) FROM clusters WHERE merged_into IS NULL "
+                                                     "AND last_activity >= ?", [day_ago])},
+                "outbox": {"pending": outbox.get("pending", 0), "failed": outbox.get("failed", 0),
+                           "sent": outbox.get("sent", 0)},
+                "scheduler": {"state": service.get("state", "never started"), "pid": _int(service.get("pid")),
+                              "heartbeat": service.get("heartbeat")},
+            }
+        return result
+
+    # -- the cycle --------------------------------------------------------------------------
+
+    def poll(self, *, all_feeds: bool = False, stop: threading.Event | None = None,
+             progress: Callable[[FeedOutcome], None] | None = None,
+             on_start: Callable[[int], None] | None = None) -> CycleReport:
+        """One cycle: fetch the due feeds (or all), parse, store. `monitor poll` and the daemon call this."""
+        now = self.clock()
+        feeds = self.store.due_feeds(now, all_feeds=all_feeds)
+        if on_start:
+            on_start(len(feeds))
+        cycle_id = self.store.start_cycle(now, len(feeds))
+        try:
+            report = run_cycle(self.store, self.settings, feeds, self.clock, stop=stop, progress=progress)
+        except BaseException as exc:
+            self.store.finish_cycle(cycle_id, self.clock(), {}, error=f"{type(exc).__name__}: {exc}"[:500])
+            raise
+        self.store.finish_cycle(cycle_id, self.clock(), report.counts())
+        return report
+
     def feed_records(self) -> list[dict]:
         """Feeds as the JSON contract gives them (`feeds list --json`)."""
         counts = self.store.feed_entry_counts()
@@ -78,6 +144,14 @@ class Monitor:
             "last_warning": f.last_warning, "error_count": f.error_count, "next_poll": iso(f.next_poll),
             "disabled": f.disabled, "entries": counts.get(f.id, 0),
         } for f in self.store.feeds()]
+
+
+def _db_bytes(path: str) -> int:
+    return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
 
 
 def open_monitor(config: str | None = None, db: str | None = None, *, create: bool = True,

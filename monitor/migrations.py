@@ -184,4 +184,15 @@ def m004_cycles_and_views(db: Database) -> None:
         FROM entries e JOIN feeds f ON f.id = e.feed_id LEFT JOIN memberships m ON m.entry_id = e.id""")
 
 
+@migration
+def m005_service_state(db: Database) -> None:
+    # The daemon's own state (pid, started, heartbeat, next cycle) for `monitor status`.
+    db.execute("""
+        CREATE TABLE service_state (
+            name TEXT PRIMARY KEY,
+            value TEXT,
+            updated TEXT NOT NULL
+        )""")
+
+
 SCHEMA_VERSION = len(KNOWN)

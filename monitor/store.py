@@ -11,13 +11,16 @@ import contextlib
 import os
 import sqlite3
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from sqlite_utils import Database
 
 from monitor.errors import StorageError
 from monitor.migrations import KNOWN, SCHEMA_VERSION, migrations
-from monitor.types import Feed, FeedSource
+from monitor.types import EntryData, Feed, FeedSource
+
+if TYPE_CHECKING:
+    from monitor.schedule import FeedUpdate
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 
@@ -229,6 +232,80 @@ class Store:
 
     def feed_entry_counts(self) -> dict[int, int]:
         return dict(self.db.execute("SELECT feed_id, count(*) FROM entries GROUP BY feed_id").fetchall())
+
+    def due_feeds(self, now: datetime, *, all_feeds: bool = False) -> list[Feed]:
+        """Feeds to poll now: the database decides, by each feed's own next_poll."""
+        if all_feeds:
+            return self.feeds(include_disabled=False)
+        rows = self.query("SELECT * FROM feeds WHERE disabled = 0 AND (next_poll IS NULL OR next_poll <= ?) "
+                          "ORDER BY coalesce(next_poll, ''), id", [iso(now)])
+        return [feed_from_row(r) for r in rows]
+
+    # -- one feed's poll: entries and state in one transaction ----------------------------------
+
+    def apply_poll(self, feed: Feed, update: "FeedUpdate", entries: Iterable[EntryData], now: datetime,
+                   ) -> tuple[list[int], list[int]]:
+        """Store a feed's entries and its new state atomically. Returns (new ids, updated ids).
+
+        An entry already stored under the same (feed, key) is updated only when what we
+        show changed (content_hash); a failed or empty fetch passes no entries and so never
+        touches stored ones.
+        """
+        new_ids: list[int] = []
+        updated_ids: list[int] = []
+        stamp = iso(now)
+        with self.write():
+            for e in entries:
+                row = self.db.execute("SELECT id, content_hash FROM entries WHERE feed_id = ? AND entry_key = ?",
+                                      [feed.id, e.key]).fetchone()
+                values = [e.guid, e.link, e.title, e.summary_html, e.content_html, e.text, e.author,
+                          iso(e.published), iso(e.updated), e.content_hash]
+                if row is None:
+                    cur = self.db.execute(
+                        "INSERT INTO entries (guid, link, title, summary_html, content_html, text, author, published,"
+                        " updated, content_hash, feed_id, entry_key, first_seen, last_changed)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values + [feed.id, e.key, stamp, stamp])
+                    new_ids.append(cur.lastrowid)
+                elif row[1] != e.content_hash:
+                    self.db.execute(
+                        "UPDATE entries SET guid = ?, link = ?, title = ?, summary_html = ?, content_html = ?,"
+                        " text = ?, author = ?, published = ?, updated = ?, content_hash = ?, last_changed = ?"
+                        " WHERE id = ?", values + [stamp, row[0]])
+                    updated_ids.append(row[0])
+            self._apply_feed_update(feed, update, now)
+        return new_ids, updated_ids
+
+    def _apply_feed_update(self, feed: Feed, u: "FeedUpdate", now: datetime) -> None:
+        self.db.execute(
+            "UPDATE feeds SET last_polled = ?, last_status = ?, last_error = ?, error_count = ?, next_poll = ?,"
+            " etag = ?, last_modified = ?, last_warning = CASE WHEN ? IS NULL THEN ? ELSE last_warning END,"
+            " channel_title = coalesce(?, channel_title), site_url = coalesce(site_url, ?) WHERE id = ?",
+            [iso(now), u.last_status, u.last_error, u.error_count, iso(u.next_poll), u.etag, u.last_modified,
+             u.last_error, u.warning, u.channel_title, u.site_url, feed.id])
+        if u.disabled_reason:
+            self.db.execute("UPDATE feeds SET disabled = 1, disabled_reason = ? WHERE id = ?",
+                            [u.disabled_reason, feed.id])
+        if u.new_url:
+            taken = self.db.execute("SELECT 1 FROM feeds WHERE url = ?", [u.new_url]).fetchone()
+            if taken:  # two feeds redirect to one: keep both rows, note it, poll the old URL
+                self.db.execute("UPDATE feeds SET last_warning = ? WHERE id = ?",
+                                [f"moved permanently to {u.new_url}, which is already a feed", feed.id])
+            else:
+                self.db.execute("UPDATE feeds SET url = ? WHERE id = ?", [u.new_url, feed.id])
+
+    # -- cycles ---------------------------------------------------------------------------
+
+    def start_cycle(self, now: datetime, feeds: int) -> int:
+        with self.write():
+            return self.db.execute("INSERT INTO cycles (started, feeds) VALUES (?, ?)", [iso(now), feeds]).lastrowid
+
+    def finish_cycle(self, cycle_id: int, now: datetime, counts: dict[str, int], error: str | None = None) -> None:
+        with self.write():
+            self.db.execute(
+                "UPDATE cycles SET finished = ?, fetched = ?, not_modified = ?, failed = ?, new_entries = ?,"
+                " updated_entries = ?, error = ? WHERE id = ?",
+                [iso(now), counts.get("fetched", 0), counts.get("not_modified", 0), counts.get("failed", 0),
+                 counts.get("new", 0), counts.get("updated", 0), error, cycle_id])
 
 
 def feed_from_row(row: dict) -> Feed:

@@ -1,0 +1,149 @@
+"""The daemon: APScheduler 3 BlockingScheduler around Monitor, with systemd's notify protocol.
+
+One "cycle" job runs every TICK seconds (max_instances=1, coalesce=True, bounded
+misfire grace). Each run asks the database which feeds are due by their own next_poll,
+so a feed's schedule lives in its row, not in a global timer; when nothing is due the run
+costs one query. A separate watchdog job pings systemd only while the cycle is healthy:
+a cycle that has made no progress for `stall_seconds` stops the pings, and systemd
+restarts the service. SIGTERM/SIGINT stop scheduling, let the running cycle finish the
+feed it is storing (each feed is one transaction), and exit 0 within STOP_GRACE seconds.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+from apscheduler.events import EVENT_SCHEDULER_STARTED
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from monitor.core import Monitor
+from monitor.logs import event, get_logger
+from monitor.notify import notify, watchdog_seconds
+from monitor.store import iso
+
+log = get_logger("daemon")
+
+TICK = 30.0  # seconds between "is anything due?" checks
+STOP_GRACE = 25.0  # seconds a stopping daemon waits for the running cycle (systemd allows 30)
+
+
+class Daemon:
+    def __init__(self, mon: Monitor, *, tick: float = TICK) -> None:
+        self.mon = mon
+        self.tick = tick
+        self.stop = threading.Event()
+        self.idle = threading.Event()
+        self.idle.set()
+        self.last_progress = time.monotonic()
+        s = mon.settings
+        # A cycle that has stored nothing for this long is wedged, not slow: every fetch has
+        # a deadline, every parse a budget and every lock wait a busy timeout.
+        self.stall_seconds = 2 * s.polling.timeout + s.polling.parse_timeout + s.busy_timeout + 120
+        self.scheduler = BlockingScheduler(
+            timezone=timezone.utc, executors={"default": ThreadPoolExecutor(max_workers=3)},
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": int(self.tick * 4)})
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        return self.idle.is_set() or time.monotonic() - self.last_progress < self.stall_seconds
+
+    def cycle(self) -> None:
+        if self.stop.is_set():
+            return
+        self.idle.clear()
+        self.last_progress = time.monotonic()
+        try:
+            report = self.mon.poll(stop=self.stop, progress=self._progress)
+            if report.feeds:
+                event(log, "cycle_done", feeds=report.feeds, fetched=report.fetched,
+                      not_modified=report.not_modified, failed=report.failed, new=report.new,
+                      updated=report.updated, seconds=round(report.seconds, 2))
+        except Exception as exc:  # the daemon outlives a failed cycle (disk full, locked db...)
+            event(log, "cycle_failed", logging.ERROR, error=type(exc).__name__, detail=str(exc)[:300])
+        finally:
+            self.idle.set()
+            self._record_state()
+        self._schedule_next()
+
+    def _progress(self, _outcome: object) -> None:
+        self.last_progress = time.monotonic()
+
+    def watchdog(self) -> None:
+        if self.healthy():
+            notify("WATCHDOG=1")
+        else:
+            event(log, "watchdog_withheld", logging.ERROR, stalled_seconds=int(time.monotonic() - self.last_progress))
+
+    def _schedule_next(self) -> None:
+        """Run again when the next feed is due, if that is sooner than the next tick."""
+        if self.stop.is_set():
+            return
+        try:
+            due = self.mon.store.scalar("SELECT min(next_poll) FROM feeds WHERE disabled = 0")
+            now = datetime.now(timezone.utc)
+            when = datetime.fromisoformat(due) if due else now + timedelta(seconds=self.tick)
+            when = min(max(when, now + timedelta(seconds=1)), now + timedelta(seconds=self.tick))
+            self.scheduler.modify_job("cycle", next_run_time=when)
+        except Exception as exc:
+            event(log, "schedule_failed", logging.WARNING, detail=str(exc)[:200])
+
+    def _record_state(self) -> None:
+        try:
+            with self.mon.store.write():
+                now = iso(datetime.now(timezone.utc))
+                for name, value in (("pid", str(os.getpid())), ("heartbeat", now), ("state", "running")):
+                    self.mon.store.db.execute("INSERT OR REPLACE INTO service_state (name, value, updated) "
+                                              "VALUES (?, ?, ?)", [name, value, now])
+        except Exception as exc:
+            event(log, "state_not_recorded", logging.WARNING, detail=str(exc)[:200])
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if self.stop.is_set():
+            return
+        self.stop.set()
+        notify("STOPPING=1")
+        event(log, "stopping", signal=signal.Signals(signum).name)
+        # shutdown() takes scheduler locks; never from inside the handler itself.
+        threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": False}, daemon=True).start()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.scheduler.add_job(self.cycle, "interval", seconds=self.tick, id="cycle",
+                               next_run_time=datetime.now(timezone.utc))
+        ping = watchdog_seconds()
+        if ping:
+            self.scheduler.add_job(self.watchdog, "interval", seconds=ping, id="watchdog",
+                                   next_run_time=datetime.now(timezone.utc))
+        self.scheduler.add_listener(self._on_started, EVENT_SCHEDULER_STARTED)
+        event(log, "starting", database=self.mon.settings.database, feeds=len(self.mon.feeds()),
+              watchdog=ping and round(ping, 1))
+        self._record_state()
+        self.scheduler.start()  # blocks until shutdown
+        if not self.idle.wait(STOP_GRACE):
+            event(log, "stop_timeout", logging.ERROR, detail="cycle still running; leaving it to roll back")
+            logging.shutdown()
+            os._exit(0)  # the open transaction is rolled back by SQLite, nothing half-stored
+        self._mark_stopped()
+        event(log, "stopped")
+        return 0
+
+    def _on_started(self, _event: object) -> None:
+        notify("READY=1\nSTATUS=polling")
+        event(log, "ready")
+
+    def _mark_stopped(self) -> None:
+        try:
+            with self.mon.store.write():
+                self.mon.store.db.execute("INSERT OR REPLACE INTO service_state (name, value, updated) "
+                                          "VALUES ('state', 'stopped', ?)", [iso(datetime.now(timezone.utc))])
+        except Exception:
+            pass
