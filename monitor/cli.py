@@ -16,7 +16,7 @@ import click
 from monitor import __version__
 from monitor.config import DEFAULT_CONFIG, load_settings
 from monitor.core import Monitor, open_monitor, write_example_config
-from monitor.display import ago, table
+from monitor.display import ago, short_time, table
 from monitor.errors import ConfigError, MonitorError, StorageError
 from monitor.logs import setup_logging
 from monitor.store import parse_iso
@@ -232,9 +232,16 @@ def run(mon: Monitor) -> None:
 
 @cli.command()
 @click.option("--since", default="all", show_default=True, help="Rebuild entries published since (e.g. 30d, all).")
-def recluster(since: str) -> None:
-    """Rebuild cluster assignments (after a configuration change)."""
-    later("`monitor recluster`", "event clustering")
+@with_monitor(create=True)
+def recluster(mon: Monitor, since: str) -> None:
+    """Rebuild cluster assignments (after a configuration change).
+
+    Cluster ids stay stable where events do; ids that disappear resolve to the cluster
+    that took their entries. Stop the daemon first or let it wait: this takes the write lock.
+    """
+    counts = mon.recluster(since)
+    click.echo(f"reclustered {counts['entries']} entries into {counts['clusters']} clusters "
+               f"({counts['emptied']} old clusters absorbed)")
 
 
 # -- clusters and search ---------------------------------------------------------------------
@@ -248,31 +255,79 @@ def clusters() -> None:
 @clusters.command("list")
 @click.option("--since", default="7d", show_default=True, help="Last activity within (24h, 7d, all).")
 @click.option("--topic", help="Only clusters matching this topic.")
-@click.option("--min-size", type=int, default=1, show_default=True)
-@click.option("--min-outlets", type=int, default=1, show_default=True)
-@click.option("--limit", type=int, help="At most this many clusters.")
+@click.option("--min-size", type=click.IntRange(min=1), default=1, show_default=True, help="At least N entries.")
+@click.option("--min-outlets", type=click.IntRange(min=1), default=1, show_default=True, help="At least N outlets.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many clusters.")
 @json_option
-def clusters_list(since: str, topic: str | None, min_size: int, min_outlets: int, limit: int | None,
-                  as_json: bool) -> None:
-    """List clusters, newest activity first."""
-    later("`monitor clusters list`", "event clustering")
+@with_monitor()
+def clusters_list(mon: Monitor, since: str, topic: str | None, min_size: int, min_outlets: int,
+                  limit: int | None, as_json: bool) -> None:
+    """List event clusters, newest activity first."""
+    records = mon.clusters(since=since, topic=topic, min_size=min_size, min_outlets=min_outlets, limit=limit)
+    if as_json:
+        emit_json(records)
+        return
+    now = mon.clock()
+    rows = [[c["id"], len(c["outlets"]), c["size"], ago(parse_iso(c["last_activity"]), now), ",".join(c["topics"]),
+             c["title"]] for c in records]
+    click.echo(table(["id", "outlets", "size", "active", "topics", "headline"], rows, flex=5))
+    click.echo(f"{len(records)} clusters")
 
 
 @clusters.command("show")
 @click.argument("cluster_id", type=int)
 @json_option
-def clusters_show(cluster_id: int, as_json: bool) -> None:
+@with_monitor()
+def clusters_show(mon: Monitor, cluster_id: int, as_json: bool) -> None:
     """One cluster: members, outlets, timeline, and why members joined."""
-    later("`monitor clusters show`", "event clustering")
+    c = mon.cluster(cluster_id)
+    if as_json:
+        emit_json(c)
+        return
+    if c.get("requested_id"):
+        click.echo(f"cluster {cluster_id} was merged into cluster {c['id']}\n")
+    click.echo(f"cluster {c['id']}: {c['title']}")
+    click.echo(f"{c['size']} reports from {len(c['outlets'])} outlets, "
+               f"first {short_time(parse_iso(c['first_published']))}, last {short_time(parse_iso(c['last_published']))}")
+    if c["topics"]:
+        click.echo("topics: " + ", ".join(f"{t['topic']} ({', '.join(t['terms'])})" for t in c["topic_matches"]))
+    if c["merged_from"]:
+        click.echo("merged from: " + ", ".join(str(i) for i in c["merged_from"]))
+    click.echo("\ntimeline:")
+    peak = max(b["reports"] for b in c["timeline"])
+    for b in c["timeline"]:
+        bar = "#" * max(1, round(20 * b["reports"] / peak))
+        new = f"  +{', '.join(b['new_outlets'])}" if b["new_outlets"] else ""
+        click.echo(f"  {b['period']:<16} {bar:<20} {b['reports']}{new}")
+    click.echo("\nmembers:")
+    for e in c["entries"]:
+        why = e["why"]
+        click.echo(f"  [{e['id']}] {short_time(parse_iso(e['published']))}  {e['outlet']}: {e['title']}")
+        if e["link"]:
+            click.echo(f"        {e['link']}")
+        if why["score"] is None:
+            click.echo("        first report")
+        else:
+            terms = ", ".join(why["shared_terms"][:8])
+            click.echo(f"        joined: score {why['score']:.2f} with [{why['matched_entry_id']}], "
+                       f"{why['time_gap_hours']}h apart; shared: {terms}")
 
 
 @cli.command()
 @click.argument("query")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @json_option
-def search(query: str, limit: int, as_json: bool) -> None:
-    """Full-text search over entries (SQLite FTS5 syntax)."""
-    later("`monitor search`", "event clustering")
+@with_monitor()
+def search(mon: Monitor, query: str, limit: int, as_json: bool) -> None:
+    """Full-text search over entries (SQLite FTS5 syntax: AND, OR, NOT, "phrases", prefix*)."""
+    hits = mon.search(query, limit)
+    if as_json:
+        emit_json(hits)
+        return
+    rows = [[h["cluster"]["id"] if h["cluster"] else "-", short_time(parse_iso(h["published"])), h["outlet"],
+             h["title"]] for h in hits]
+    click.echo(table(["cluster", "published", "outlet", "title"], rows, flex=3))
+    click.echo(f"{len(hits)} entries")
 
 
 # -- topics and digests ----------------------------------------------------------------------

@@ -6,9 +6,11 @@ import threading
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from monitor.config import EXAMPLE_CONFIG, Settings, load_settings
+from monitor.config import EXAMPLE_CONFIG, Settings, load_settings, parse_duration
+from monitor import clusterdb
+from monitor.cluster import ClusterConfig, Clusterer
 from monitor.cycle import CycleReport, FeedOutcome, run_cycle
-from monitor.errors import ConfigError, MonitorError
+from monitor.errors import ConfigError, MonitorError, StorageError
 from monitor.opml import OpmlError, OpmlImport, parse_opml, write_opml
 from monitor.store import Store, iso, open_store
 from monitor.guard import check_url
@@ -29,6 +31,8 @@ class Monitor:
         self.settings = settings
         self.store = store
         self.clock = clock
+        self._clusterer: Clusterer | None = None
+        self._clusterer_mark: tuple | None = None  # the database state the clusterer's memory matches
 
     def close(self) -> None:
         self.store.close()
@@ -132,8 +136,84 @@ class Monitor:
         except BaseException as exc:
             self.store.finish_cycle(cycle_id, self.clock(), {}, error=f"{type(exc).__name__}: {exc}"[:500])
             raise
+        try:
+            report.touched_clusters = self.cluster_pending()
+        except BaseException as exc:
+            self.store.finish_cycle(cycle_id, self.clock(), report.counts(),
+                                    error=f"clustering: {type(exc).__name__}: {exc}"[:500])
+            raise
         self.store.finish_cycle(cycle_id, self.clock(), report.counts())
         return report
+
+    # -- clustering -----------------------------------------------------------------------
+
+    def cluster_config(self) -> ClusterConfig:
+        return ClusterConfig(window=timedelta(seconds=self.settings.clustering.window))
+
+    def _mark(self) -> tuple:
+        return (self.store.scalar("SELECT count(*) FROM memberships"), self.store.scalar("SELECT max(id) FROM clusters"),
+                self.store.scalar("SELECT count(*) FROM cluster_merges"))
+
+    def _clusterer_for(self, docs: list) -> Clusterer:
+        """The in-memory clusterer, rebuilt from stored assignments when another process changed them."""
+        if self._clusterer is not None and self._clusterer_mark == self._mark():
+            return self._clusterer
+        clusterer = Clusterer(self.cluster_config(), next_cluster_id=clusterdb.next_cluster_id(self.store))
+        start = min(d.published for d in docs) - clusterer.warm_span
+        for doc, cluster_id in clusterdb.clustered_since(self.store, start):
+            clusterer.warm(doc, cluster_id)
+        self._clusterer = clusterer
+        return clusterer
+
+    def cluster_pending(self) -> set[int]:
+        """Cluster every entry that has no cluster yet, in published order. Returns touched cluster ids."""
+        docs = clusterdb.unclustered(self.store)
+        if not docs:
+            return set()
+        clusterer = self._clusterer_for(docs)
+        try:
+            decisions = [(clusterer.assign(doc), doc) for doc in docs]
+            touched = clusterdb.apply(self.store, decisions, self.clock())
+        except BaseException:
+            self._clusterer = None  # memory may be ahead of the database: rebuild next time
+            raise
+        self._clusterer_mark = self._mark()
+        return touched
+
+    def recluster(self, since: str = "all") -> dict[str, int]:
+        """Rebuild cluster assignments of entries published since (after a configuration change)."""
+        cutoff = None if since == "all" else self.clock() - timedelta(seconds=self._since(since))
+        self._clusterer = None
+        return clusterdb.rebuild(self.store, lambda first: Clusterer(self.cluster_config(), next_cluster_id=first),
+                                 cutoff, self.clock())
+
+    def clusters(self, *, since: str = "7d", topic: str | None = None, min_size: int = 1, min_outlets: int = 1,
+                 limit: int | None = None) -> list[dict]:
+        cutoff = None if since == "all" else self.clock() - timedelta(seconds=self._since(since))
+        if topic and topic not in {t.name for t in self.settings.topics}:
+            raise MonitorError(f"unknown topic {topic!r} (configured: "
+                               f"{', '.join(t.name for t in self.settings.topics) or 'none'})")
+        return clusterdb.list_clusters(self.store, since=cutoff, topic=topic, min_size=min_size,
+                                       min_outlets=min_outlets, limit=limit)
+
+    @staticmethod
+    def _since(value: str) -> float:
+        try:
+            return parse_duration(value, "--since")
+        except ConfigError as exc:
+            raise MonitorError(f"{exc} (or 'all')") from None
+
+    def cluster(self, cluster_id: int) -> dict:
+        record = clusterdb.show_cluster(self.store, cluster_id)
+        if record is None:
+            raise MonitorError(f"no cluster {cluster_id}")
+        return record
+
+    def search(self, query: str, limit: int = 50) -> list[dict]:
+        try:
+            return clusterdb.search(self.store, query, limit)
+        except StorageError as exc:
+            raise MonitorError(f"bad search query {query!r}: {str(exc).split(': ')[-1]}") from None
 
     def feed_records(self) -> list[dict]:
         """Feeds as the JSON contract gives them (`feeds list --json`)."""

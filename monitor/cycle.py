@@ -57,6 +57,7 @@ class CycleReport:
     updated_entry_ids: list[int] = field(default_factory=list)
     outcomes: list[FeedOutcome] = field(default_factory=list)
     stopped: bool = False
+    touched_clusters: set[int] = field(default_factory=set)
 
     def counts(self) -> dict[str, int]:
         return {"fetched": self.fetched, "not_modified": self.not_modified, "failed": self.failed,

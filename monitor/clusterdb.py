@@ -1,0 +1,367 @@
+"""Cluster tables: apply the clusterer's decisions and read clusters back for people and scripts.
+
+Decisions come from monitor.cluster (pure); this module only stores them and answers
+queries. Every entry without a membership row is "unclustered": a cycle clusters all of
+them, so an entry stored by a cycle that died before clustering is picked up by the next.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+from typing import Iterable, Iterator
+
+from monitor.cluster import Assignment
+from monitor.normalize import clean_headline
+from monitor.store import Store, iso, parse_iso
+from monitor.types import ClusterDoc
+
+_DOC_COLUMNS = "e.id, e.feed_id, coalesce(f.title, f.channel_title, f.url), e.title, e.text, e.published"
+_DOC_FROM = "FROM entries e JOIN feeds f ON f.id = e.feed_id"
+
+
+def _doc(row: tuple) -> ClusterDoc:
+    return ClusterDoc(entry_id=row[0], feed_id=row[1], outlet=row[2], title=row[3], text=row[4],
+                      published=parse_iso(row[5]))
+
+
+def unclustered(store: Store, since: datetime | None = None) -> list[ClusterDoc]:
+    """Entries without a cluster, in published order (ties by id: deterministic)."""
+    sql = (f"SELECT {_DOC_COLUMNS} {_DOC_FROM} WHERE NOT EXISTS (SELECT 1 FROM memberships m WHERE m.entry_id = e.id)"
+           + (" AND e.published >= ?" if since else "") + " ORDER BY e.published, e.id")
+    rows = store.db.execute(sql, [iso(since)] if since else []).fetchall()
+    return [_doc(r) for r in rows]
+
+
+def clustered_since(store: Store, since: datetime, before: datetime | None = None,
+                    ) -> Iterator[tuple[ClusterDoc, int]]:
+    """Clustered entries published in [since, before), in published order, with their cluster."""
+    sql = (f"SELECT {_DOC_COLUMNS}, m.cluster_id {_DOC_FROM} JOIN memberships m ON m.entry_id = e.id"
+           " WHERE e.published >= ?" + (" AND e.published < ?" if before else "") + " ORDER BY e.published, e.id")
+    params = [iso(since)] + ([iso(before)] if before else [])
+    for row in store.db.execute(sql, params).fetchall():
+        yield _doc(row[:6]), row[6]
+
+
+def next_cluster_id(store: Store) -> int:
+    return (store.scalar("SELECT max(id) FROM clusters") or 0) + 1
+
+
+def apply(store: Store, decisions: Iterable[tuple[Assignment, ClusterDoc]], now: datetime) -> set[int]:
+    """Store assignments (new clusters, memberships, merges) in one transaction.
+
+    Returns the ids of the clusters that changed (surviving ids), for topic matching.
+    """
+    touched: set[int] = set()
+    stamp = iso(now)
+    with store.write():
+        db = store.db
+        for a, doc in decisions:
+            if a.is_new:
+                db.execute("INSERT INTO clusters (id, headline, created, last_activity) VALUES (?, ?, ?, ?)",
+                           [a.cluster_id, doc.title, stamp, stamp])
+            db.execute(
+                "INSERT INTO memberships (entry_id, cluster_id, matched_entry_id, score, shared_terms,"
+                " time_gap_seconds, joined) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [a.entry_id, a.cluster_id, a.matched_entry_id, round(a.score, 4),
+                 json.dumps(list(a.shared_terms), ensure_ascii=False),
+                 a.time_gap.total_seconds() if a.time_gap is not None else None, stamp])
+            for absorbed in a.merged:
+                _absorb(store, absorbed, a.cluster_id, a.entry_id, stamp)
+                touched.discard(absorbed)
+            touched.add(a.cluster_id)
+        for cid in touched:
+            refresh(store, cid, stamp)
+    return touched
+
+
+def _move_topic_matches(store: Store, absorbed: int, into: int) -> None:
+    """A merged cluster's topic matches (and what was sent about it) follow it to the survivor."""
+    for row in store.query("SELECT * FROM topic_matches WHERE cluster_id = ?", [absorbed]):
+        existing = store.query("SELECT * FROM topic_matches WHERE topic = ? AND cluster_id = ?", [row["topic"], into])
+        if existing:
+            e = existing[0]
+            store.db.execute(
+                "UPDATE topic_matches SET first_matched = min(first_matched, ?), last_matched = max(last_matched, ?),"
+                " entry_ids = ?, terms = ? WHERE topic = ? AND cluster_id = ?",
+                [row["first_matched"], row["last_matched"], _union(e["entry_ids"], row["entry_ids"]),
+                 _union(e["terms"], row["terms"]), row["topic"], into])
+            store.db.execute("DELETE FROM topic_matches WHERE topic = ? AND cluster_id = ?", [row["topic"], absorbed])
+        else:
+            store.db.execute("UPDATE topic_matches SET cluster_id = ? WHERE topic = ? AND cluster_id = ?",
+                             [into, row["topic"], absorbed])
+
+
+def _union(a: str, b: str) -> str:
+    items = json.loads(a or "[]")
+    items += [x for x in json.loads(b or "[]") if x not in items]
+    return json.dumps(items, ensure_ascii=False)
+
+
+def refresh(store: Store, cluster_id: int, stamp: str) -> None:
+    """Recompute a cluster's size, outlets, time span and headline from its members."""
+    rows = store.db.execute(
+        "SELECT e.id, e.title, e.published, e.feed_id, coalesce(f.title, f.channel_title, f.url), m.matched_entry_id"
+        " FROM memberships m JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
+        " WHERE m.cluster_id = ? ORDER BY e.published, e.id", [cluster_id]).fetchall()
+    if not rows:
+        return
+    hub = Counter(r[5] for r in rows if r[5] is not None)
+    # The headline: the member others matched most often (the event's most typical report),
+    # else the first report; outlet suffixes and wire prefixes removed.
+    best = max(rows, key=lambda r: (hub.get(r[0], 0), -rows.index(r)))
+    headline = clean_headline(best[1], best[4]) or best[1]
+    store.db.execute(
+        "UPDATE clusters SET size = ?, outlets = ?, first_published = ?, last_published = ?, headline = ?,"
+        " last_activity = ? WHERE id = ?",
+        [len(rows), len({r[3] for r in rows}), rows[0][2], rows[-1][2], headline, stamp, cluster_id])
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def resolve(store: Store, cluster_id: int) -> int | None:
+    """The surviving id for a cluster id (merged ids still resolve); None if unknown."""
+    seen = set()
+    while cluster_id not in seen:
+        seen.add(cluster_id)
+        row = store.db.execute("SELECT merged_into FROM clusters WHERE id = ?", [cluster_id]).fetchone()
+        if row is None:
+            return None
+        if row[0] is None:
+            return cluster_id
+        cluster_id = row[0]
+    return cluster_id
+
+
+def list_clusters(store: Store, *, since: datetime | None, topic: str | None = None, min_size: int = 1,
+                  min_outlets: int = 1, limit: int | None = None, with_entries: bool = True) -> list[dict]:
+    """Clusters by last activity, newest first, as the JSON contract gives them."""
+    where = ["c.merged_into IS NULL", "c.size >= ?", "c.outlets >= ?"]
+    params: list = [min_size, min_outlets]
+    if since is not None:
+        where.append("c.last_activity >= ?")
+        params.append(iso(since))
+    if topic:
+        where.append("EXISTS (SELECT 1 FROM topic_matches t WHERE t.cluster_id = c.id AND t.topic = ?)")
+        params.append(topic)
+    sql = (f"SELECT c.* FROM clusters c WHERE {' AND '.join(where)} ORDER BY c.last_activity DESC, c.id DESC"
+           + (" LIMIT ?" if limit else ""))
+    if limit:
+        params.append(limit)
+    with store.read():
+        clusters = store.query(sql, params)
+        ids = [c["id"] for c in clusters]
+        topics = _topics_of(store, ids)
+        members = _members_of(store, ids) if with_entries else {}
+        outlets = _outlets_of(store, ids)
+    return [_cluster_record(c, topics.get(c["id"], []), outlets.get(c["id"], []), members.get(c["id"]))
+            for c in clusters]
+
+
+def _chunks(ids: list[int], size: int = 500) -> Iterator[list[int]]:
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+def _topics_of(store: Store, ids: list[int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = defaultdict(list)
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        for cid, topic in store.db.execute(f"SELECT cluster_id, topic FROM topic_matches WHERE cluster_id IN ({marks})"
+                                           " ORDER BY topic", chunk):
+            out[cid].append(topic)
+    return out
+
+
+_MEMBER_SQL = """
+    SELECT m.cluster_id, e.id, e.guid, e.link, e.title, coalesce(f.title, f.channel_title, f.url) AS outlet,
+           f.url AS feed_url, e.published, m.matched_entry_id, m.score, m.shared_terms, m.time_gap_seconds, e.feed_id
+    FROM memberships m JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"""
+
+
+def _members_of(store: Store, ids: list[int]) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = defaultdict(list)
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        for r in store.query(f"{_MEMBER_SQL} WHERE m.cluster_id IN ({marks}) ORDER BY e.published, e.id", chunk):
+            out[r["cluster_id"]].append(r)
+    return out
+
+
+def _outlets_of(store: Store, ids: list[int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = defaultdict(list)
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        for cid, outlet, _first in store.db.execute(
+                "SELECT m.cluster_id, coalesce(f.title, f.channel_title, f.url), min(e.published) FROM memberships m"
+                " JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
+                f" WHERE m.cluster_id IN ({marks}) GROUP BY m.cluster_id, e.feed_id ORDER BY 3", chunk):
+            out[cid].append(outlet)
+    return out
+
+
+def _entry_record(r: dict) -> dict:
+    return {"id": r["id"], "guid": r["guid"], "link": r["link"], "title": r["title"], "outlet": r["outlet"],
+            "feed_url": r["feed_url"], "published": r["published"]}
+
+
+def _cluster_record(c: dict, topics: list[str], outlets: list[str], members: list[dict] | None) -> dict:
+    record = {"id": c["id"], "title": c["headline"], "size": c["size"], "outlets": outlets,
+              "first_published": c["first_published"], "last_published": c["last_published"],
+              "last_activity": c["last_activity"], "topics": topics}
+    if members is not None:
+        record["entries"] = [_entry_record(m) for m in members]
+    return record
+
+
+def show_cluster(store: Store, cluster_id: int) -> dict | None:
+    """One cluster with members, why each joined, a timeline, and merge history."""
+    survivor = resolve(store, cluster_id)
+    if survivor is None:
+        return None
+    with store.read():
+        c = store.query("SELECT * FROM clusters WHERE id = ?", [survivor])[0]
+        members = _members_of(store, [survivor]).get(survivor, [])
+        record = _cluster_record(c, _topics_of(store, [survivor]).get(survivor, []),
+                                 _outlets_of(store, [survivor]).get(survivor, []), members)
+        titles = {m["id"]: m["title"] for m in members}
+        record["entries"] = [{**_entry_record(m), "why": _why(m, titles)} for m in members]
+        record["timeline"] = timeline([parse_iso(m["published"]) for m in members],
+                                      [m["outlet"] for m in members])
+        record["merged_from"] = [r["absorbed_id"] for r in store.query(
+            "SELECT absorbed_id FROM cluster_merges WHERE into_id = ? ORDER BY id", [survivor])]
+        record["topic_matches"] = [
+            {"topic": t["topic"], "first_matched": t["first_matched"], "terms": json.loads(t["terms"])}
+            for t in store.query("SELECT * FROM topic_matches WHERE cluster_id = ? ORDER BY topic", [survivor])]
+    if survivor != cluster_id:
+        record["requested_id"] = cluster_id
+    return record
+
+
+def _why(m: dict, titles: dict[int, str]) -> dict:
+    if m["matched_entry_id"] is None:
+        return {"reason": "first report", "score": None}
+    return {"reason": "similar", "score": m["score"], "matched_entry_id": m["matched_entry_id"],
+            "matched_title": titles.get(m["matched_entry_id"]),
+            "shared_terms": json.loads(m["shared_terms"] or "[]"),
+            "time_gap_hours": round(m["time_gap_seconds"] / 3600, 1) if m["time_gap_seconds"] is not None else None}
+
+
+def timeline(times: list[datetime], outlets: list[str]) -> list[dict]:
+    """Reports and new outlets per hour (per day when the event spans more than 3 days). Pure."""
+    if not times:
+        return []
+    span = max(times) - min(times)
+    step = timedelta(days=1) if span > timedelta(days=3) else timedelta(hours=1)
+    fmt = "%Y-%m-%d" if step.days else "%Y-%m-%d %H:00"
+    buckets: dict[str, dict] = {}
+    seen: set[str] = set()
+    for when, outlet in sorted(zip(times, outlets)):
+        key = when.strftime(fmt)
+        b = buckets.setdefault(key, {"period": key, "reports": 0, "new_outlets": []})
+        b["reports"] += 1
+        if outlet not in seen:
+            seen.add(outlet)
+            b["new_outlets"].append(outlet)
+    return list(buckets.values())
+
+
+def search(store: Store, query: str, limit: int = 50) -> list[dict]:
+    """FTS5 search over entry titles and text; each hit with its cluster."""
+    rows = store.query(
+        "SELECT e.id, e.guid, e.link, e.title, coalesce(f.title, f.channel_title, f.url) AS outlet,"
+        " f.url AS feed_url, e.published, m.cluster_id,"
+        " snippet(entries_fts, 1, '[', ']', ' … ', 12) AS snippet"
+        " FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid JOIN feeds f ON f.id = e.feed_id"
+        " LEFT JOIN memberships m ON m.entry_id = e.id"
+        " WHERE entries_fts MATCH ? ORDER BY bm25(entries_fts), e.published DESC LIMIT ?", [query, limit])
+    heads = {}
+    ids = sorted({r["cluster_id"] for r in rows if r["cluster_id"] is not None})
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        heads.update(store.db.execute(f"SELECT id, headline FROM clusters WHERE id IN ({marks})", chunk).fetchall())
+    return [{"id": r["id"], "guid": r["guid"], "link": r["link"], "title": r["title"], "outlet": r["outlet"],
+             "feed_url": r["feed_url"], "published": r["published"], "snippet": r["snippet"],
+             "cluster": ({"id": r["cluster_id"], "title": heads.get(r["cluster_id"])}
+                         if r["cluster_id"] is not None else None)} for r in rows]
+
+
+# -- rebuilding --------------------------------------------------------------------------------
+
+
+def rebuild(store: Store, make_clusterer, since: datetime | None, now: datetime) -> dict[str, int]:
+    """Re-decide the clusters of entries published since `since` (all when None), in one transaction.
+
+    Ids stay stable where the events do: each rebuilt cluster takes the old id that most of
+    its members had; an old cluster left without members points (merged_into) to the cluster
+    that took most of them, so old ids, topic matches and sent digests still resolve.
+    """
+    cutoff = iso(since) if since else ""
+    with store.write():
+        db = store.db
+        old = dict(db.execute("SELECT m.entry_id, m.cluster_id FROM memberships m JOIN entries e ON e.id = m.entry_id"
+                              " WHERE e.published >= ?", [cutoff]).fetchall())
+        db.execute("DELETE FROM memberships WHERE entry_id IN (SELECT id FROM entries WHERE published >= ?)", [cutoff])
+        first_new = next_cluster_id(store)
+        clusterer = make_clusterer(first_new)
+        warm_ids: set[int] = set()
+        if since:
+            for doc, cid in clustered_since(store, since - clusterer.warm_span, before=since):
+                clusterer.warm(doc, cid)
+                warm_ids.add(cid)
+        decisions = [(clusterer.assign(doc), doc) for doc in unclustered(store, since)]
+        final = {a.entry_id: clusterer.resolve(a.cluster_id) for a, _ in decisions}
+        mapping = _stable_ids(final, old, first_new)
+        stamp = iso(now)
+        touched: set[int] = set()
+        for a, doc in decisions:
+            cid = mapping.get(final[a.entry_id], final[a.entry_id])
+            if db.execute("SELECT 1 FROM clusters WHERE id = ?", [cid]).fetchone():
+                db.execute("UPDATE clusters SET merged_into = NULL WHERE id = ?", [cid])
+            else:
+                db.execute("INSERT INTO clusters (id, headline, created, last_activity) VALUES (?, ?, ?, ?)",
+                           [cid, doc.title, stamp, stamp])
+            db.execute(
+                "INSERT INTO memberships (entry_id, cluster_id, matched_entry_id, score, shared_terms,"
+                " time_gap_seconds, joined) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [a.entry_id, cid, a.matched_entry_id, round(a.score, 4), json.dumps(list(a.shared_terms)),
+                 a.time_gap.total_seconds() if a.time_gap is not None else None, stamp])
+            touched.add(cid)
+        for w in warm_ids:  # clusters from before `since` that the rebuild merged into others
+            survivor = mapping.get(clusterer.resolve(w), clusterer.resolve(w))
+            if survivor != w:
+                _absorb(store, w, survivor, None, stamp)
+                touched.add(survivor)
+        emptied = set(old.values()) - touched - warm_ids
+        for cid in sorted(emptied):
+            takers = Counter(mapping.get(final[e], final[e]) for e, o in old.items() if o == cid and e in final)
+            target = min(takers, key=lambda t: (-takers[t], t)) if takers else None
+            db.execute("UPDATE clusters SET size = 0, outlets = 0 WHERE id = ?", [cid])
+            if target is not None and target != cid:
+                _absorb(store, cid, target, None, stamp)
+        for cid in touched:
+            refresh(store, cid, stamp)
+    return {"entries": len(decisions), "clusters": len(touched), "emptied": len(emptied)}
+
+
+def _stable_ids(final: dict[int, int], old: dict[int, int], first_new: int) -> dict[int, int]:
+    """Map each new cluster id to the old id most of its members had (each old id used once)."""
+    kept = {cid for cid in final.values() if cid < first_new}  # warm clusters keep their own ids
+    overlap = Counter((cid, old[e]) for e, cid in final.items() if cid >= first_new and e in old)
+    mapping: dict[int, int] = {}
+    for (new, previous), _n in sorted(overlap.items(), key=lambda kv: (-kv[1], kv[0])):
+        if new not in mapping and previous not in kept:
+            mapping[new] = previous
+            kept.add(previous)
+    return mapping
+
+
+def _absorb(store: Store, absorbed: int, into: int, entry_id: int | None, stamp: str) -> None:
+    db = store.db
+    db.execute("UPDATE memberships SET cluster_id = ? WHERE cluster_id = ?", [into, absorbed])
+    db.execute("UPDATE clusters SET merged_into = ?, size = 0, outlets = 0 WHERE id = ?", [into, absorbed])
+    db.execute("UPDATE clusters SET merged_into = ? WHERE merged_into = ?", [into, absorbed])
+    db.execute("INSERT INTO cluster_merges (absorbed_id, into_id, entry_id, merged) VALUES (?, ?, ?, ?)",
+               [absorbed, into, entry_id, stamp])
+    _move_topic_matches(store, absorbed, into)

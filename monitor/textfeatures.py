@@ -1,0 +1,232 @@
+"""Text features of one entry for event clustering: terms, names and stated days.
+
+Pure functions over plain text. Everything here is generic English text processing
+(folding, tokenising, a light stemmer, a stopword list, capitalised-name and date
+heuristics); nothing is tuned to one corpus, outlet or topic.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date
+from functools import lru_cache
+
+# Generic English function words plus reporting verbs and calendar words. Calendar words
+# are left out of the term vector because time is modelled separately (published time
+# and stated days); reporting verbs ("said", "told") occur in nearly every news item.
+STOPWORDS = frozenset(
+    """
+    a about above after again against ago all almost along already also although always am among an and
+    another any anyone anything are around as at away back be became because become been before being below
+    between both but by can cannot could did do does doing done down during each early earlier either else
+    enough even ever every few first for from further get gets got had has have having he her here hers
+    herself him himself his how however i if in including into is it its itself just last late later least
+    less like made make many may me might more most much must my myself near nearly new next no nor not now
+    of off often on once one only onto or other others otherwise our ours ourselves out over own per rather
+    s same say says said saying she should since so some still such than that the their theirs them
+    themselves then there these they this those though through thus to too toward towards under until up
+    upon us very via was we well were what whatever when where whether which while who whom whose why will
+    with within without would yet you your yours yourself yourselves t don doesn didn isn wasn aren weren
+    won wouldn couldn shouldn hasn haven hadn ll re ve d m o told tell tells according reported reports
+    week weeks day days month months year years today yesterday tomorrow tonight morning afternoon evening
+    night time times monday tuesday wednesday thursday friday saturday sunday january february march april
+    june july august september october november december jan feb mar apr jun jul aug sep sept oct nov dec
+    am pm gmt utc mr mrs ms dr
+    """.split()
+)
+
+WEEKDAYS = {name: i for i, name in enumerate(
+    ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))}
+MONTHS = {
+    "jan": 1, "january": 1, "feb": 2, "february": 2, "mar": 3, "march": 3, "apr": 4, "april": 4,
+    "may": 5, "jun": 6, "june": 6, "jul": 7, "july": 7, "aug": 8, "august": 8, "sep": 9, "sept": 9,
+    "september": 9, "oct": 10, "october": 10, "nov": 11, "november": 11, "dec": 12, "december": 12,
+}
+NUMBER_WORDS = {
+    "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8",
+    "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "dozen": "12", "twenty": "20",
+    "thirty": "30", "forty": "40", "fifty": "50", "hundred": "100", "thousand": "1000",
+    "million": "million", "billion": "billion", "mln": "million", "bln": "billion", "bn": "billion",
+    "pct": "percent", "cent": "percent",
+}
+
+_QUOTES = str.maketrans({
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "`": "'",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u2013": "-", "\u2014": "-", "\u2010": "-",
+    "\u2011": "-", "\u2212": "-", "\u00a0": " ",
+})
+_TOKEN = re.compile(r"\d+(?:[.,:]\d+)*|[^\W\d_]+(?:'[^\W\d_]+)*")
+_SENTENCE_END = re.compile(r"[.!?]['\")\]]*\s+|\n\s*")
+# A name in two parts joined by a hyphen or an Arabic/Persian particle:
+# "Farnaghi-Zadeh", "Montazer-Mahdi", "Montazer al-Mahdi", "al-Abadi".
+_COMPOUNDS = (
+    re.compile(r"\b([A-Z][a-z]{2,})-([A-Z][a-z]{2,})\b"),
+    re.compile(r"\b([A-Z][a-z]{2,}) (al|el|ul|ad|ash|as|bin|ibn|abu|abd)-([A-Z][a-z]{2,})\b"),
+    re.compile(r"\b([Aa]l|[Ee]l)-([A-Z][a-z]{2,})\b"),
+)
+# "Oct 26", "October 26", "26 October", "Nov. 8"
+_DATE_MD = re.compile(r"\b([A-Za-z]{3,9})\.? (\d{1,2})\b")
+_DATE_DM = re.compile(r"\b(\d{1,2}) ([A-Za-z]{3,9})\b")
+_RELATIVE_DAYS = {"today": 0, "tonight": 0, "yesterday": -1, "tomorrow": 1}
+
+
+def fold(text: str) -> str:
+    """Unicode-normalise: compatibility forms, no diacritics, ASCII quotes and dashes."""
+    text = text.translate(_QUOTES)
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+@lru_cache(maxsize=200_000)
+def stem(word: str) -> str:
+    """A light, conservative English stemmer (plural, -ed, -ing, British -ise/-our/-tre).
+
+    Light on purpose: it joins inflections of one word ("arrests", "arrested") without
+    the over-merging of aggressive stemmers, and maps British to US spelling so that
+    "criminalises" and "criminalizes" meet.
+    """
+    w = word
+    if len(w) <= 3 or not w.isalpha():
+        return w
+    if w.endswith("ies") and len(w) > 4:
+        w = w[:-3] + "y"
+    elif w.endswith("sses"):
+        w = w[:-2]
+    elif w.endswith("s") and not w.endswith(("ss", "us", "is", "ys")):
+        w = w[:-1]
+    if w.endswith("ied") and len(w) > 5:
+        w = w[:-3] + "y"
+    elif w.endswith("ed") and len(w) > 5:
+        w = _undouble(w[:-2])
+    elif w.endswith("ing") and len(w) > 6:
+        w = _undouble(w[:-3])
+    if len(w) > 6:
+        if w.endswith("isation"):
+            w = w[:-7] + "ization"
+        elif w.endswith("is") or w.endswith("ise"):
+            w = w[:-2] + "iz" if w.endswith("is") else w[:-3] + "iz"
+        elif w.endswith("ize"):
+            w = w[:-1]
+    if len(w) > 5 and w.endswith("our"):
+        w = w[:-3] + "or"
+    elif len(w) > 5 and w.endswith("tre"):
+        w = w[:-3] + "ter"
+    if len(w) > 4 and w.endswith("e"):
+        w = w[:-1]
+    return w
+
+
+def _undouble(w: str) -> str:
+    if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "lsz":
+        return w[:-1]
+    return w
+
+
+def normalise_number(tok: str) -> str:
+    """'5,000' -> '5000'; '85.4' stays; '7:40' stays."""
+    if "," in tok and re.fullmatch(r"\d{1,3}(?:,\d{3})+", tok):
+        return tok.replace(",", "")
+    return tok.rstrip(".,")
+
+
+def word_tokens(text: str) -> list[str]:
+    """Lower-cased word and number tokens, possessive 's removed."""
+    out = []
+    for t in _TOKEN.findall(text.lower()):
+        out.append(t[:-2] if t.endswith("'s") else t)
+    return out
+
+
+def raw_tokens(text: str) -> list[str]:
+    """Word and number tokens as written (case kept)."""
+    return _TOKEN.findall(text)
+
+
+@lru_cache(maxsize=500_000)
+def term_of(token: str) -> str | None:
+    """The index term for one lower-case token, or None for stopwords and noise."""
+    if token[0].isdigit():
+        return None if ":" in token else normalise_number(token)  # clock times say nothing
+    if "'" in token:
+        if token.endswith("'s"):
+            token = token[:-2]
+        token = token.replace("'", "")
+        if not token:
+            return None
+    if token in NUMBER_WORDS:
+        return NUMBER_WORDS[token]
+    if token in STOPWORDS or len(token) < 2:
+        return None
+    return stem(token)
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE_END.split(text) if s.strip()]
+
+
+def compound_names(sentence: str) -> list[str]:
+    """Names written as hyphen or particle compounds, joined: "Montazer al-Mahdi" -> "montazeralmahdi".
+
+    Outlets transliterate such names as one word, two words or a hyphenated pair; the
+    joined form meets the one-word spelling exactly and the others up to a small edit
+    distance (see NameVariants).
+    """
+    return ["".join(m.groups()).lower() for rx in _COMPOUNDS for m in rx.finditer(sentence)]
+
+
+def is_title_case(title: str) -> bool:
+    """Headline style in which every word is capitalised, so capitals say nothing about names."""
+    words = [w for w in re.findall(r"[^\W\d_]+", title) if w.lower() not in STOPWORDS]
+    if len(words) < 3:
+        return False
+    caps = sum(1 for w in words if w[0].isupper())
+    return caps >= 0.8 * len(words)
+
+
+def stated_days(text: str, published: date) -> frozenset[int]:
+    """Days (proleptic ordinals) that the text names: weekdays, today/yesterday, month-day dates.
+
+    A weekday is resolved to the date in [published - 5 days, published + 1 day] that has
+    that weekday: news mostly refers to the last few days, and the extra day covers time
+    zones and "on the eve of Thursday's vote". Month-day dates take the year that puts
+    them nearest the published date.
+    """
+    days: set[int] = set()
+    base = published.toordinal()
+    lowered = text.lower()
+    for m in re.finditer(r"[a-z]+", lowered):
+        w = m.group()
+        if w in WEEKDAYS:
+            # ordinal 1 (0001-01-01) is a Monday, so weekday = (ordinal - 1) % 7
+            offset = (WEEKDAYS[w] - (base - 1) % 7) % 7  # days forward to that weekday
+            days.add(base + offset if offset <= 1 else base + offset - 7)
+        elif w in _RELATIVE_DAYS:
+            days.add(base + _RELATIVE_DAYS[w])
+    for rx, mi, di in ((_DATE_MD, 1, 2), (_DATE_DM, 2, 1)):
+        for m in rx.finditer(text):
+            month = MONTHS.get(m.group(mi).lower())
+            if month is None or (mi == 1 and m.group(mi).lower() == "may" and not m.group(mi)[0].isupper()):
+                continue
+            day = int(m.group(di))
+            best = None
+            for year in (published.year - 1, published.year, published.year + 1):
+                try:
+                    d = date(year, month, day).toordinal()
+                except ValueError:
+                    continue
+                if best is None or abs(d - base) < abs(best - base):
+                    best = d
+            if best is not None:
+                days.add(best)
+    return frozenset(days)
+
+
+def day_distance(a: frozenset[int], b: frozenset[int]) -> int | None:
+    """Smallest distance in days between two stated-day sets; None when either is empty."""
+    if not a or not b:
+        return None
+    return min(abs(x - y) for x in a for y in b)
+
+
