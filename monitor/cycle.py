@@ -158,7 +158,7 @@ def run_cycle(store: Store, settings: Settings, feeds: list[Feed], clock: Callab
                     item = results.get_nowait()
             except queue.Empty:
                 pass
-            for feed_id, outcome in pool.results():
+            for feed_id, outcome in pool.results(wait_at_most=0.05):
                 submitted -= 1
                 feed, result = by_id[feed_id], fetched.pop(feed_id)
                 now = clock()

@@ -361,8 +361,8 @@ def canonical_url(value: str | None) -> str | None:
     Lower-case scheme and host, no default port, no credentials, no fragment, tracking
     parameters (`utm_*`, `fbclid`, ...) removed while the other parameters keep their order
     and spelling; a Google redirect (`google.com/url?url=...`) becomes its target, so an
-    alert's link matches the publisher's. Path and query are not otherwise rewritten: servers may treat case and
-    escapes as significant.
+    alert's link matches the publisher's. Path and query are not otherwise rewritten
+    (beyond percent-encoding what must be): servers may treat case and escapes as significant.
     """
     url = safe_url(value.strip() if value else value)
     if url is None:

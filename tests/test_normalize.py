@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import time
 from html.parser import HTMLParser
 
 import pytest
@@ -190,6 +191,20 @@ def test_sanitize_html_budget_counts_closed_tags() -> None:
     assert out == "0000&lt;![CDATA[0&lt;&gt;<a></a>"
 
 
+@pytest.mark.parametrize("markup", [
+    "<!--" * 50_000, "<a href=\"" * 20_000, "<b a=" * 30_000, "x<b a=" * 30_000, "</" * 100_000,
+    "<b a=" * 30_000 + ">", "<!--" * 50_000 + ">", "<div>" * 30_000, "<script>" + "<a>" * 50_000,
+])
+def test_hostile_markup_is_handled_in_linear_time(markup: str) -> None:
+    """html.parser's close() is quadratic on these (seconds to minutes on Python 3.11)."""
+    start = time.perf_counter()
+    out, text = sanitize_html_with_text(markup, 10_000)
+    html_to_text(markup)
+    assert time.perf_counter() - start < 1.0
+    assert len(out) <= 10_000
+    assert_safe(out)
+
+
 def test_clean_text_strips_controls_and_surrogates() -> None:
     assert clean_text("a\x00b\x07c\x1bd\x7f\x85e") == "abcde"
     assert clean_text("tab\tand\nnewline") == "tab\tand\nnewline"
@@ -246,14 +261,18 @@ class _Audit(HTMLParser):
                 self.problems.append(f"{name}={value!r}")
 
 
+def assert_safe(out: str) -> None:
+    audit = _Audit()
+    audit.feed(out)
+    audit.close()
+    assert not audit.problems, (audit.problems, out[:500])
+
+
 @settings(max_examples=400, deadline=None)
 @given(MARKUP, st.one_of(st.none(), st.integers(0, 200)))
 def test_property_sanitizer_output_is_safe(markup: str, max_len: int | None) -> None:
     out, text = sanitize_html_with_text(markup, max_len)
-    audit = _Audit()
-    audit.feed(out)
-    audit.close()
-    assert not audit.problems, (audit.problems, out)
+    assert_safe(out)
     assert max_len is None or len(out) <= max_len
     assert "\x00" not in out and "\x00" not in text
     out.encode("utf-8")

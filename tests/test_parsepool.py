@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,3 +128,43 @@ def test_spawn_context_works_too() -> None:
         pool.submit("json", JSON_FEED, {}, NOW)
         ((key, outcome),) = list(pool.results())
     assert key == "json" and len(outcome.entries) == 20
+
+
+def test_a_worker_that_dies_is_reported_and_replaced() -> None:
+    with ParsePool(workers=1, parse_timeout=30) as pool:
+        pool.submit("victim", slow_author_feed(30_000), {}, NOW)
+        (pid,) = pool.pids()
+        time.sleep(0.2)
+        os.kill(pid, signal.SIGKILL)
+        ((key, outcome),) = list(pool.results())
+        assert (key, outcome.reason) == ("victim", "parser_crashed")
+        assert pool.pids() != [pid]
+        pool.submit("next", JSON_FEED, {}, NOW)
+        ((key, outcome),) = list(pool.results())
+    assert key == "next" and isinstance(outcome, ParsedFeed)
+
+
+def test_workers_are_recycled_after_max_tasks() -> None:
+    with ParsePool(workers=1, max_tasks_per_worker=2) as pool:
+        first = pool.pids()
+        outcomes = dict(pool.parse_many([(i, JSON_FEED, {}, NOW) for i in range(3)]))
+        assert all(isinstance(o, ParsedFeed) for o in outcomes.values())
+        assert pool.pids() != first and len(pool.pids()) == 1
+
+
+def test_parse_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        ParsePool(parse_timeout=0)
+
+
+def test_results_can_return_while_a_slow_parse_runs() -> None:
+    with ParsePool(workers=2, parse_timeout=1.5) as pool:
+        pool.submit("slow", slow_author_feed(), {}, NOW)
+        start = time.monotonic()
+        assert list(pool.results(wait_at_most=0.1)) == []
+        assert time.monotonic() - start < 0.5
+        pool.submit("quick", JSON_FEED, {}, NOW)  # goes to the idle worker at once
+        first = list(pool.results(wait_at_most=0.3))
+        assert [key for key, _ in first] == ["quick"]
+        ((key, outcome),) = list(pool.results())
+    assert (key, outcome.reason) == ("slow", "parse_timeout")
