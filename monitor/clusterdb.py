@@ -365,3 +365,30 @@ def _absorb(store: Store, absorbed: int, into: int, entry_id: int | None, stamp:
     db.execute("INSERT INTO cluster_merges (absorbed_id, into_id, entry_id, merged) VALUES (?, ?, ?, ?)",
                [absorbed, into, entry_id, stamp])
     _move_topic_matches(store, absorbed, into)
+
+
+def purge(store: Store, before: datetime, now: datetime) -> int:
+    """Retention: delete entries published before `before`, keeping clusters consistent.
+
+    Cluster rows stay (digests and topic matches refer to them); their counts shrink to
+    what is left, so an emptied cluster no longer lists.
+    """
+    cutoff = iso(before)
+    with store.write():
+        touched = [r[0] for r in store.db.execute(
+            "SELECT DISTINCT m.cluster_id FROM memberships m JOIN entries e ON e.id = m.entry_id"
+            " WHERE e.published < ?", [cutoff]).fetchall()]
+        store.db.execute("UPDATE memberships SET matched_entry_id = NULL WHERE matched_entry_id IN"
+                         " (SELECT id FROM entries WHERE published < ?)", [cutoff])
+        store.db.execute("UPDATE cluster_merges SET entry_id = NULL WHERE entry_id IN"
+                         " (SELECT id FROM entries WHERE published < ?)", [cutoff])
+        store.db.execute("DELETE FROM memberships WHERE entry_id IN (SELECT id FROM entries WHERE published < ?)",
+                         [cutoff])
+        deleted = store.db.execute("DELETE FROM entries WHERE published < ?", [cutoff]).rowcount
+        stamp = iso(now)
+        for cid in touched:
+            if store.scalar("SELECT count(*) FROM memberships WHERE cluster_id = ?", [cid]):
+                refresh(store, cid, stamp)
+            else:
+                store.db.execute("UPDATE clusters SET size = 0, outlets = 0 WHERE id = ?", [cid])
+    return deleted

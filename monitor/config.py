@@ -105,6 +105,11 @@ class TopicSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    entries: float | None = None  # delete entries published longer ago than this (seconds); None = keep all
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "info"
 
@@ -119,6 +124,7 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     digest: DigestSettings = field(default_factory=DigestSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     topics: tuple[TopicSettings, ...] = ()
     config_path: str | None = None  # where the settings were read from, for messages
 
@@ -167,7 +173,7 @@ def _section(cls: type, data: Any, prefix: str, renames: dict[str, str] | None =
         if name not in known or hidden:
             raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(_toml_names(cls, renames)))})")
         f = known[name]
-        if f.name == "max_age":
+        if f.name in ("max_age", "entries"):
             values[name] = parse_duration(value, key)
             continue
         default = f.default if f.default_factory is MISSING else f.default_factory()  # type: ignore[misc]
@@ -219,7 +225,7 @@ def _topic(data: Any, index: int) -> TopicSettings:
 def settings_from_dict(data: dict[str, Any], config_path: str | None = None) -> Settings:
     """Validate a parsed TOML document. Pure: the environment is applied by load_settings."""
     sections = {"polling": PollingSettings, "clustering": ClusteringSettings, "smtp": SmtpSettings,
-                "digest": DigestSettings, "log": LogSettings}
+                "digest": DigestSettings, "log": LogSettings, "retention": RetentionSettings}
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key in ("database", "feeds"):
@@ -242,7 +248,7 @@ def settings_from_dict(data: dict[str, Any], config_path: str | None = None) -> 
             values["topics"] = topics
         else:
             raise ConfigError(
-                f"{key}: unknown key (known: database, feeds, busy_timeout, polling, clustering, smtp, digest, log, topics)")
+                f"{key}: unknown key (known: database, feeds, busy_timeout, polling, clustering, smtp, digest, log, retention, topics)")
     settings = Settings(**values, config_path=config_path)
     _check(settings)
     return settings
@@ -367,6 +373,9 @@ EXAMPLE_CONFIG = """\
 
 [log]
 # level = "info"                   # debug | info | warning | error
+
+[retention]
+# entries = "365d"                 # example: delete entries published longer ago (default: keep everything)
 
 # One [[topics]] table per tracked topic (example):
 # [[topics]]

@@ -180,6 +180,17 @@ class Monitor:
         self._clusterer_mark = self._mark()
         return touched
 
+    def apply_retention(self) -> int:
+        """Delete entries older than `[retention] entries`; nothing when it is not set."""
+        keep = self.settings.retention.entries
+        if not keep:
+            return 0
+        now = self.clock()
+        deleted = clusterdb.purge(self.store, now - timedelta(seconds=keep), now)
+        if deleted:
+            self._clusterer = None
+        return deleted
+
     def recluster(self, since: str = "all") -> dict[str, int]:
         """Rebuild cluster assignments of entries published since (after a configuration change)."""
         cutoff = None if since == "all" else self.clock() - timedelta(seconds=self._since(since))

@@ -60,6 +60,9 @@ class Daemon:
         self.last_progress = time.monotonic()
         try:
             report = self.mon.poll(stop=self.stop, progress=self._progress)
+            purged = self.mon.apply_retention()
+            if purged:
+                event(log, "retention", deleted_entries=purged)
             if report.feeds:
                 event(log, "cycle_done", feeds=report.feeds, fetched=report.fetched,
                       not_modified=report.not_modified, failed=report.failed, new=report.new,

@@ -179,3 +179,17 @@ def test_recluster_with_a_tiny_window_splits_and_old_ids_resolve(polled):
     assert sorted(e["guid"] for c in after for e in c["entries"]) == sorted(a["id"] for a in CORPUS)
     for c in before:  # every old id still answers, as itself or as the cluster that took its entries
         assert polled.json("clusters", "show", str(c["id"]))["size"] >= 1
+
+
+def test_retention_deletes_old_entries_and_keeps_clusters_consistent(polled):
+    from monitor.core import open_monitor
+
+    polled.config.write_text(polled.config.read_text() + '\n[retention]\nentries = "5000d"\n')
+    with open_monitor(str(polled.config), str(polled.db)) as mon:
+        assert mon.apply_retention() == 0  # nothing is that old
+    polled.config.write_text(polled.config.read_text().replace('"5000d"', '"1d"'))
+    with open_monitor(str(polled.config), str(polled.db)) as mon:
+        assert mon.apply_retention() == 36
+    assert polled.json("clusters", "list", "--since", "all") == []
+    assert polled.json("search", "telegram") == []
+    assert all(f["entries"] == 0 for f in polled.json("feeds", "list"))
