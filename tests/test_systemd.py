@@ -25,7 +25,7 @@ def directives() -> dict[str, list[str]]:
 
 def test_unit_has_the_promised_directives():
     d = directives()
-    expected = {"Type": "notify", "Restart": "on-failure", "DynamicUser": "yes", "StateDirectory": "monitor",
+    expected = {"Type": "notify", "Restart": "on-failure", "StateDirectory": "monitor",
                 "ConfigurationDirectory": "monitor", "ProtectSystem": "strict", "ProtectHome": "yes",
                 "PrivateTmp": "yes", "PrivateDevices": "yes", "NoNewPrivileges": "yes", "CapabilityBoundingSet": "",
                 "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6", "SystemCallArchitectures": "native",
@@ -37,6 +37,9 @@ def test_unit_has_the_promised_directives():
     assert "smtp-password:/etc/monitor/smtp-password" in d["LoadCredential"]
     assert "78" in d["RestartPreventExitStatus"][0].split()  # EX_CONFIG from the CLI
     assert re.fullmatch(r"\d+", d["WatchdogSec"][0])
+    assert d["User"] == ["monitor"]
+    sysusers = (UNIT.parent / "monitor.sysusers").read_text()
+    assert re.search(r"^u monitor - ", sysusers, re.M)
 
 
 def installed_copy(tmp_path: Path) -> Path:
