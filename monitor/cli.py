@@ -19,7 +19,8 @@ from monitor.core import Monitor, open_monitor, write_example_config
 from monitor.display import ago, short_time, table
 from monitor.errors import ConfigError, MonitorError, StorageError
 from monitor.logs import setup_logging
-from monitor.store import parse_iso
+from monitor import outbox
+from monitor.store import iso, parse_iso
 
 EXIT_FAILURE, EXIT_STORAGE, EXIT_CONFIG = 1, 74, 78
 
@@ -67,10 +68,6 @@ def with_monitor(create: bool = False) -> Callable:
         return wrapper
 
     return decorate
-
-
-def later(what: str, issue: str) -> None:
-    raise MonitorError(f"{what} is not available in this version yet ({issue})")
 
 
 @click.group(cls=MonitorGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -340,37 +337,89 @@ def topics() -> None:
 
 @topics.command("list")
 @json_option
-def topics_list(as_json: bool) -> None:
-    """Show the configured topics."""
-    later("`monitor topics list`", "topics and digests")
+@with_monitor()
+def topics_list(mon: Monitor, as_json: bool) -> None:
+    """Show the configured topics with their matches and outbox state."""
+    summaries = mon.topic_summaries()
+    records = [{"name": t.topic.name, "title": t.topic.title, "query": t.topic.query,
+                "recipients": list(t.topic.recipients), "schedule": t.topic.schedule,
+                "min_outlets": t.topic.min_outlets, "matches": t.matches,
+                "last_matched": iso(t.last_matched), "last_digest": iso(t.last_digest), "pending": t.pending}
+               for t in summaries]
+    if as_json:
+        emit_json(records)
+        return
+    now = mon.clock()
+    rows = [[r["name"], r["schedule"], len(r["recipients"]), r["matches"], ago(parse_iso(r["last_matched"]), now),
+             ago(parse_iso(r["last_digest"]), now), r["pending"], r["query"]] for r in records]
+    click.echo(table(["topic", "schedule", "recipients", "matches", "matched", "digest", "pending", "query"],
+                     rows, flex=7))
+    click.echo(f"{len(records)} topics")
 
 
 @topics.command("test")
 @click.argument("name")
-@click.option("--since", default="7d", show_default=True)
+@click.option("--since", default="7d", show_default=True, help="Clusters active within (24h, 7d, all).")
 @json_option
-def topics_test(name: str, since: str, as_json: bool) -> None:
-    """Preview which clusters a topic matches now."""
-    later("`monitor topics test`", "topics and digests")
+@with_monitor()
+def topics_test(mon: Monitor, name: str, since: str, as_json: bool) -> None:
+    """Preview which clusters a topic matches now (writes nothing): tune a query before saving it."""
+    matches = mon.test_topic(name, since)
+    records = [{"cluster_id": m.cluster_id, "title": m.headline, "outlets": list(m.outlets),
+                "entry_ids": list(m.entry_ids), "terms": list(m.terms), "last_activity": iso(m.last_activity)}
+               for m in matches]
+    if as_json:
+        emit_json(records)
+        return
+    rows = [[r["cluster_id"], len(r["outlets"]), ", ".join(r["terms"][:6]), r["title"]] for r in records]
+    click.echo(table(["cluster", "outlets", "matched terms", "headline"], rows, flex=3))
+    click.echo(f"{len(records)} clusters match {name}")
 
 
 @cli.group()
 def digest() -> None:
-    """Topic digests."""
+    """Topic digests: one item per event, sent on each topic's schedule."""
 
 
 @digest.command("preview")
 @click.option("--topic", help="Only this topic.")
-def digest_preview(topic: str | None) -> None:
-    """Print what would be sent now."""
-    later("`monitor digest preview`", "topics and digests")
+@json_option
+@with_monitor()
+def digest_preview(mon: Monitor, topic: str | None, as_json: bool) -> None:
+    """Print what would be sent now (writes nothing), and what waits in the outbox."""
+    drafts = mon.preview_digests(topic)
+    queued = [q for q in outbox.outbox_entries(mon.store) if not topic or q.topic == topic]
+    if as_json:
+        emit_json({"drafts": [{"topic": d.topic.name, "subject": d.subject, "recipients": list(d.recipients),
+                               "text": d.message.get_body(("plain",)).get_content()} for d in drafts],
+                   "outbox": [{"id": q.id, "topic": q.topic, "subject": q.subject, "status": q.status,
+                               "attempts": q.attempts, "last_error": q.last_error,
+                               "next_attempt": iso(q.next_attempt), "recipients": q.recipients} for q in queued]})
+        return
+    if not drafts:
+        click.echo("nothing to send now")
+    for d in drafts:
+        click.echo(f"To: {', '.join(d.recipients)}\nSubject: {d.subject}\n")
+        click.echo(d.message.get_body(("plain",)).get_content())
+    for q in queued:
+        click.echo(f"outbox: digest {q.id} ({q.topic}) {q.status}, {q.attempts} attempts"
+                   + (f", last error: {q.last_error}" if q.last_error else ""))
 
 
 @digest.command("send")
 @click.option("--topic", help="Only this topic.")
-def digest_send(topic: str | None) -> None:
-    """Send what is due now."""
-    later("`monitor digest send`", "topics and digests")
+@with_monitor(create=True)
+def digest_send(mon: Monitor, topic: str | None) -> None:
+    """Send what is due now (and retry what waits in the outbox)."""
+    created, report = mon.send_digests(topic)
+    click.echo(f"queued {len(created)} digests; sent {report.count('sent')}, deferred {report.count('pending')}, "
+               f"failed {report.count('failed')}")
+    for o in report.outcomes:
+        if o.status != "sent" or o.refused:
+            detail = o.error or "; ".join(f"{r}: {e}" for r, e in o.refused.items())
+            click.echo(f"digest {o.digest_id} ({o.topic}) {o.status}: {detail}")
+    if report.stopped:
+        click.echo(f"stopped: {report.stopped}")
 
 
 @cli.command()

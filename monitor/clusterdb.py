@@ -13,6 +13,7 @@ from typing import Iterable, Iterator
 
 from monitor.cluster import Assignment
 from monitor.normalize import clean_headline
+from monitor.topics import fts_query
 from monitor.store import Store, iso, parse_iso
 from monitor.types import ClusterDoc
 
@@ -275,7 +276,7 @@ def search(store: Store, query: str, limit: int = 50) -> list[dict]:
         " snippet(entries_fts, 1, '[', ']', ' … ', 12) AS snippet"
         " FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid JOIN feeds f ON f.id = e.feed_id"
         " LEFT JOIN memberships m ON m.entry_id = e.id"
-        " WHERE entries_fts MATCH ? ORDER BY bm25(entries_fts), e.published DESC LIMIT ?", [query, limit])
+        " WHERE entries_fts MATCH ? ORDER BY bm25(entries_fts), e.published DESC LIMIT ?", [fts_query(query), limit])
     heads = {}
     ids = sorted({r["cluster_id"] for r in rows if r["cluster_id"] is not None})
     for chunk in _chunks(ids):

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from monitor.config import EXAMPLE_CONFIG, Settings, load_settings, parse_duration
-from monitor import clusterdb
+from monitor import clusterdb, mailer, outbox, topics
 from monitor.cluster import ClusterConfig, Clusterer
 from monitor.cycle import CycleReport, FeedOutcome, run_cycle
 from monitor.errors import ConfigError, MonitorError, StorageError
@@ -33,6 +33,7 @@ class Monitor:
         self.clock = clock
         self._clusterer: Clusterer | None = None
         self._clusterer_mark: tuple | None = None  # the database state the clusterer's memory matches
+        self._transport: mailer.Transport | None = None
 
     def close(self) -> None:
         self.store.close()
@@ -138,12 +139,48 @@ class Monitor:
             raise
         try:
             report.touched_clusters = self.cluster_pending()
+            report.topic_matches = topics.match_clusters(self.store, self.settings.topics, report.touched_clusters,
+                                                         self.clock())
         except BaseException as exc:
             self.store.finish_cycle(cycle_id, self.clock(), report.counts(),
-                                    error=f"clustering: {type(exc).__name__}: {exc}"[:500])
+                                    error=f"cluster/match: {type(exc).__name__}: {exc}"[:500])
             raise
         self.store.finish_cycle(cycle_id, self.clock(), report.counts())
         return report
+
+    # -- topics and digests ------------------------------------------------------------------
+
+    def topic(self, name: str):
+        for t in self.settings.topics:
+            if t.name == name:
+                return t
+        raise MonitorError(f"no topic named {name!r} (configured: "
+                           f"{', '.join(t.name for t in self.settings.topics) or 'none'})")
+
+    def topic_summaries(self) -> list:
+        return topics.topic_summaries(self.store, self.settings.topics)
+
+    def test_topic(self, name: str, since: str = "7d") -> list:
+        window = None if since == "all" else timedelta(seconds=self._since(since))
+        return topics.test_topic(self.store, self.topic(name), window, self.clock())
+
+    def preview_digests(self, topic: str | None = None) -> list:
+        if topic:
+            self.topic(topic)
+        return outbox.preview(self.store, self.settings, self.clock(), topic)
+
+    def transport(self) -> mailer.Transport:
+        if self._transport is None:
+            self._transport = mailer.transport_for(self.settings)
+        return self._transport
+
+    def send_digests(self, topic: str | None = None):
+        """Queue the digests that are due (committed before any SMTP I/O), then send the outbox."""
+        if topic:
+            self.topic(topic)
+        transport = self.transport()
+        created = outbox.create_digests(self.store, self.settings, self.clock(), topic)
+        return created, outbox.send_pending(self.store, transport, self.clock(), topic=topic)
 
     # -- clustering -----------------------------------------------------------------------
 
@@ -250,6 +287,12 @@ def open_monitor(config: str | None = None, db: str | None = None, *, create: bo
     """Load and validate settings, open (and if needed migrate) the store."""
     settings = load_settings(config, db)
     store = open_store(settings.database, create=create, busy_timeout=settings.busy_timeout)
+    try:
+        # Topic queries are checked by FTS5 itself at start-up: a bad one names its topic.
+        topics.validate_topics(store, settings.topics)
+    except BaseException:
+        store.close()
+        raise
     return Monitor(settings, store, clock)
 
 

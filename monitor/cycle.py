@@ -58,6 +58,7 @@ class CycleReport:
     outcomes: list[FeedOutcome] = field(default_factory=list)
     stopped: bool = False
     touched_clusters: set[int] = field(default_factory=set)
+    topic_matches: list = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {"fetched": self.fetched, "not_modified": self.not_modified, "failed": self.failed,

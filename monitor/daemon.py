@@ -37,6 +37,7 @@ class Daemon:
         self.mon = mon
         self.tick = tick
         self.stop = threading.Event()
+        self.work = threading.Lock()  # the cycle and the digest job share one database connection
         self.idle = threading.Event()
         self.idle.set()
         self.last_progress = time.monotonic()
@@ -56,6 +57,11 @@ class Daemon:
     def cycle(self) -> None:
         if self.stop.is_set():
             return
+        with self.work:
+            self._cycle()
+        self._schedule_next()
+
+    def _cycle(self) -> None:
         self.idle.clear()
         self.last_progress = time.monotonic()
         try:
@@ -63,6 +69,7 @@ class Daemon:
             purged = self.mon.apply_retention()
             if purged:
                 event(log, "retention", deleted_entries=purged)
+            self._digests()  # "immediate" topics go out right after the cycle that matched
             if report.feeds:
                 event(log, "cycle_done", feeds=report.feeds, fetched=report.fetched,
                       not_modified=report.not_modified, failed=report.failed, new=report.new,
@@ -72,7 +79,30 @@ class Daemon:
         finally:
             self.idle.set()
             self._record_state()
-        self._schedule_next()
+
+    def digests(self) -> None:
+        """Scheduled digests and outbox retries between cycles; skipped while a cycle runs."""
+        if self.stop.is_set() or not self.work.acquire(blocking=False):
+            return
+        try:
+            self._digests()
+        finally:
+            self.work.release()
+
+    def _digests(self) -> None:
+        if not self.mon.settings.topics:
+            return
+        try:
+            created, report = self.mon.send_digests()
+        except Exception as exc:  # an SMTP outage or a full disk must not stop polling
+            event(log, "digests_failed", logging.ERROR, error=type(exc).__name__, detail=str(exc)[:300])
+            return
+        for o in report.outcomes:
+            level = logging.INFO if o.status == "sent" else logging.WARNING
+            event(log, "digest_" + o.status, level, topic=o.topic, digest=o.digest_id, message_id=o.message_id,
+                  accepted=len(o.accepted), refused=len(o.refused), error=o.error)
+        if created and not report.outcomes:
+            event(log, "digests_queued", count=len(created))
 
     def _progress(self, _outcome: object) -> None:
         self.last_progress = time.monotonic()
@@ -118,10 +148,13 @@ class Daemon:
         threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": False}, daemon=True).start()
 
     def run(self) -> int:
+        if self.mon.settings.topics:
+            self.mon.transport()  # a missing SMTP credential is a configuration error, before READY
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.scheduler.add_job(self.cycle, "interval", seconds=self.tick, id="cycle",
                                next_run_time=datetime.now(timezone.utc))
+        self.scheduler.add_job(self.digests, "interval", seconds=60, id="digests")
         ping = watchdog_seconds()
         if ping:
             self.scheduler.add_job(self.watchdog, "interval", seconds=ping, id="watchdog",

@@ -195,4 +195,25 @@ def m005_service_state(db: Database) -> None:
         )""")
 
 
+@migration
+def m006_digest_ledger(db: Database) -> None:
+    """What the outbox needs to keep its promises across restarts.
+
+    digest_items.outlet_names lets an "updated" item name the outlets that are new since the
+    last send; digests.sender keeps the envelope sender with the stored bytes so a retry is
+    the same message; digest_schedule records when each topic's schedule last ran, so a
+    "daily 07:00" topic with nothing to say at 07:00 does not send at 07:15 instead.
+    """
+    db.execute("ALTER TABLE digests ADD COLUMN sender TEXT")
+    db.execute("ALTER TABLE digest_items ADD COLUMN outlet_names TEXT NOT NULL DEFAULT '[]'")  # JSON list
+    db.execute("ALTER TABLE digest_items ADD COLUMN listed INTEGER NOT NULL DEFAULT 1")  # 0 = in "+N more"
+    db.execute("CREATE INDEX digest_items_cluster ON digest_items(cluster_id)")
+    db.execute("CREATE INDEX digests_topic ON digests(topic, created)")
+    db.execute("""
+        CREATE TABLE digest_schedule (
+            topic TEXT PRIMARY KEY,
+            last_run TEXT NOT NULL             -- when the schedule last fired (digest or not)
+        )""")
+
+
 SCHEMA_VERSION = len(KNOWN)

@@ -1,0 +1,420 @@
+"""Topic digests, pure: when a topic is due, what goes in its digest, and the e-mail that carries it.
+
+Records in, decisions and an `EmailMessage` out; no database, no clock, no SMTP. The
+outbox (monitor.outbox) loads the records and stores what this module decides, so the
+rules here can be tested from tables.
+
+What a digest holds (design.md, "Digest semantics"): every cluster the topic matched that
+no earlier digest for the topic carried, plus clusters carried before that have gained
+outlets since ("updated", naming the new outlets). "Carried" is read from the digest
+ledger, not from timestamps, so a poll cycle that commits while a digest is being built
+or sent can neither slip between two digests nor appear in both.
+"""
+from __future__ import annotations
+
+import email.utils
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from email import policy
+from email.message import EmailMessage
+from functools import lru_cache
+from typing import Iterable, Mapping, Sequence
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from monitor.config import TopicSettings
+from monitor.normalize import one_line, safe_url
+
+# -- schedules ----------------------------------------------------------------------------
+
+_MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
+_DAYS = "sun mon tue wed thu fri sat".split()
+_SEARCH_DAYS = 366 * 9  # long enough for "0 0 29 2 *": leap days, with 2100 skipping one
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A topic schedule. `immediate` digests after every cycle; the rest are cron times."""
+
+    text: str
+    immediate: bool = False
+    minutes: frozenset[int] = frozenset()
+    hours: frozenset[int] = frozenset()
+    days: frozenset[int] = frozenset()  # day of month, 1-31
+    months: frozenset[int] = frozenset()  # 1-12
+    weekdays: frozenset[int] = frozenset()  # 0 = Sunday, as in crontab(5)
+    any_day: bool = True  # day-of-month field was "*"
+    any_weekday: bool = True  # day-of-week field was "*"
+
+    def fires_on(self, day: date) -> bool:
+        if day.month not in self.months:
+            return False
+        by_day, by_weekday = day.day in self.days, (day.isoweekday() % 7) in self.weekdays
+        if self.any_day or self.any_weekday:  # crontab(5): if both are restricted, either may match
+            return by_day and by_weekday
+        return by_day or by_weekday
+
+
+def _cron_field(spec: str, lo: int, hi: int, names: Sequence[str] = ()) -> frozenset[int]:
+    """One crontab field: `*`, `5`, `1-5`, `*/15`, `10-40/10`, lists of those, and names (`mon`, `jan`)."""
+    def value(text: str) -> int:
+        if text.lower() in names:
+            return names.index(text.lower()) + (1 if names is _MONTHS else 0)
+        if not text.isdigit() or not lo <= int(text) <= hi:
+            raise ValueError(f"{spec!r}: {text!r} is not a number from {lo} to {hi}")
+        return int(text)
+
+    result: set[int] = set()
+    for part in spec.split(","):
+        base, slash, step_text = part.partition("/")
+        if slash and not (step_text.isdigit() and int(step_text) > 0):
+            raise ValueError(f"{spec!r}: bad step {step_text!r}")
+        step = int(step_text) if slash else 1
+        if base == "*":
+            first, last = lo, hi
+        elif "-" in base:
+            first, last = (value(x) for x in base.split("-", 1))
+            if first > last:
+                raise ValueError(f"{spec!r}: range {base!r} runs backwards")
+        else:
+            first = value(base)
+            last = hi if slash else first
+        result.update(range(first, last + 1, step))
+    return frozenset(result)
+
+
+def parse_schedule(text: str) -> Schedule:
+    """'immediate', 'hourly' (at :00), 'daily HH:MM', or a 5-field crontab(5) expression.
+
+    Weekday 0 and 7 are Sunday, as in crontab (APScheduler 3's from_crontab reads 0 as
+    Monday, which is why this small parser exists). Raises ValueError with the reason.
+    """
+    words = text.split()
+    if words == ["immediate"]:
+        return Schedule(text=text, immediate=True)
+    if words == ["hourly"]:
+        words = ["0", "*", "*", "*", "*"]
+    elif len(words) == 2 and words[0] == "daily":
+        match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", words[1])
+        if not match:
+            raise ValueError(f"{text!r}: expected 'daily HH:MM'")
+        words = [str(int(match.group(2))), str(int(match.group(1))), "*", "*", "*"]
+    if len(words) != 5:
+        raise ValueError(f"{text!r} is not 'immediate', 'hourly', 'daily HH:MM' or a 5-field cron expression")
+    minute, hour, day, month, weekday = words
+    return Schedule(
+        text=text, minutes=_cron_field(minute, 0, 59), hours=_cron_field(hour, 0, 23),
+        days=_cron_field(day, 1, 31), months=_cron_field(month, 1, 12, _MONTHS),
+        weekdays=frozenset(d % 7 for d in _cron_field(weekday, 0, 7, _DAYS)),  # 7 is Sunday too
+        any_day=day == "*", any_weekday=weekday == "*")
+
+
+def next_fire(schedule: Schedule, after: datetime, tz: tzinfo, until: datetime | None = None) -> datetime | None:
+    """The first scheduled time strictly after `after` (UTC), or None if none comes before `until`."""
+    local = after.astimezone(tz)
+    for offset in range(_SEARCH_DAYS):
+        day = local.date() + timedelta(days=offset)
+        if until is not None and datetime.combine(day, time(0), tz) > until + timedelta(days=1):
+            return None
+        if not schedule.fires_on(day):
+            continue
+        for hour in sorted(schedule.hours):
+            for minute in sorted(schedule.minutes):
+                when = datetime.combine(day, time(hour, minute), tz).astimezone(timezone.utc)
+                if when > after:
+                    return when if until is None or when <= until else None
+    return None
+
+
+def is_due(schedule: Schedule, last_run: datetime | None, now: datetime, tz: tzinfo) -> bool:
+    """Due when a scheduled time has passed since the schedule last ran (or it never ran)."""
+    if schedule.immediate or last_run is None:
+        return True
+    return next_fire(schedule, last_run, tz, until=now) is not None
+
+
+def due_topics(topics: Iterable[TopicSettings], last_runs: Mapping[str, datetime | None], now: datetime,
+               tz: str | tzinfo = "UTC") -> list[TopicSettings]:
+    """The topics whose schedule fired since their last run, in config order."""
+    zone = ZoneInfo(tz) if isinstance(tz, str) else tz
+    return [t for t in topics if is_due(parse_schedule(t.schedule), last_runs.get(t.name), now, zone)]
+
+
+# -- what goes in a digest ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report:
+    """One member entry of a cluster, as the digest shows it."""
+
+    outlet: str
+    link: str | None
+    title: str
+    published: datetime
+
+
+@dataclass(frozen=True)
+class PriorSend:
+    """What the last digest(s) of this topic carried about a cluster."""
+
+    outlets: int  # outlet count then
+    outlet_names: tuple[str, ...]  # outlets then (empty for rows written before names were kept)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A cluster the topic matched, with what is needed to decide and to show it."""
+
+    cluster_id: int
+    headline: str
+    reports: tuple[Report, ...]
+    terms: tuple[str, ...]
+    prior: PriorSend | None = None  # None: never carried by a digest of this topic
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Outlets first reporting the event per time bucket: how it spread."""
+
+    start: datetime
+    bucket: timedelta
+    counts: tuple[int, ...]
+
+    @property
+    def unit(self) -> str:
+        hours = self.bucket / timedelta(hours=1)
+        if hours < 24:
+            return "hour" if hours == 1 else f"{hours:g} hours"
+        days = hours / 24
+        return "day" if days == 1 else f"{days:g} days"
+
+
+@dataclass(frozen=True)
+class OutletLink:
+    name: str
+    link: str | None  # http(s) only
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    cluster_id: int
+    kind: str  # new | updated
+    headline: str
+    outlets: tuple[OutletLink, ...]
+    new_outlets: tuple[str, ...]  # for "updated": outlets since the last send
+    reports: int
+    first_seen: datetime
+    last_seen: datetime
+    terms: tuple[str, ...]
+    spread: Spread
+
+
+@dataclass(frozen=True)
+class DigestPlan:
+    topic: TopicSettings
+    items: tuple[DigestItem, ...]  # listed, most significant first
+    unlisted: tuple[DigestItem, ...]  # beyond max_items: counted as "+N more", recorded as carried
+
+    @property
+    def all_items(self) -> tuple[DigestItem, ...]:
+        return self.items + self.unlisted
+
+    @property
+    def new(self) -> int:
+        return sum(1 for i in self.all_items if i.kind == "new")
+
+    @property
+    def updated(self) -> int:
+        return sum(1 for i in self.all_items if i.kind == "updated")
+
+    def __bool__(self) -> bool:
+        return bool(self.items or self.unlisted)
+
+
+MAX_HEADLINE = 300
+MAX_OUTLET = 120
+MAX_BUCKETS = 24  # a sparkline of 24 characters reads at a glance and keeps the HTML small
+BAR_HEIGHT = 20  # px of the busiest bucket in the HTML bars
+
+
+def spread(reports: Sequence[Report]) -> Spread:
+    """Hourly buckets for an event spanning less than a day, daily (or wider) ones after that."""
+    firsts: dict[str, datetime] = {}
+    for r in sorted(reports, key=lambda r: r.published):
+        firsts.setdefault(r.outlet, r.published)
+    times = sorted(firsts.values())
+    hour = timedelta(hours=1)
+    start = times[0].astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    span = times[-1] - start
+    if span < timedelta(hours=MAX_BUCKETS):
+        bucket = hour
+    else:
+        start = start.replace(hour=0)
+        bucket = timedelta(days=(times[-1] - start) // timedelta(days=MAX_BUCKETS) + 1)
+    counts = [0] * (int((times[-1] - start) / bucket) + 1)
+    for t in times:
+        counts[int((t - start) / bucket)] += 1
+    return Spread(start=start, bucket=bucket, counts=tuple(counts))
+
+
+def _item(c: Candidate, kind: str, new_outlets: Sequence[str]) -> DigestItem:
+    reports = sorted(c.reports, key=lambda r: (r.published, r.outlet))
+    outlets: dict[str, str | None] = {}
+    for r in reports:
+        name = one_line(r.outlet, MAX_OUTLET) or "?"
+        if outlets.get(name) is None:  # the outlet's first report with a usable link
+            outlets[name] = safe_url(r.link)
+    headline = one_line(c.headline, MAX_HEADLINE) or one_line(reports[0].title, MAX_HEADLINE) or "(no title)"
+    return DigestItem(
+        cluster_id=c.cluster_id, kind=kind, headline=headline,
+        outlets=tuple(OutletLink(n, link) for n, link in outlets.items()),
+        new_outlets=tuple(one_line(o, MAX_OUTLET) for o in new_outlets), reports=len(reports),
+        first_seen=reports[0].published, last_seen=reports[-1].published,
+        terms=tuple(one_line(t, 60) for t in c.terms if one_line(t)), spread=spread(reports))
+
+
+def select_items(topic: TopicSettings, candidates: Iterable[Candidate], now: datetime, *,
+                 max_items: int = 50, max_age: float | None = None) -> DigestPlan:
+    """Decide a topic's digest: new clusters, grown ones as "updated", most outlets first.
+
+    A cluster carried before comes back only when it has more outlets than when it was
+    last carried; `max_age` (seconds) drops clusters whose newest report is older.
+    """
+    chosen: list[DigestItem] = []
+    for c in candidates:
+        if not c.reports:
+            continue
+        outlets = list(dict.fromkeys(r.outlet for r in sorted(c.reports, key=lambda r: r.published)))
+        if len(outlets) < topic.min_outlets:
+            continue
+        newest = max(r.published for r in c.reports)
+        if max_age is not None and (now - newest).total_seconds() > max_age:
+            continue
+        if c.prior is None:
+            chosen.append(_item(c, "new", ()))
+        elif len(outlets) > c.prior.outlets:
+            known = set(c.prior.outlet_names)
+            fresh = [o for o in outlets if o not in known] if known else outlets[c.prior.outlets:]
+            if fresh:  # more outlets by count but none by name: a renamed feed, not news
+                chosen.append(_item(c, "updated", fresh))
+    chosen.sort(key=lambda i: (-len(i.outlets), -i.last_seen.timestamp(), i.cluster_id))
+    limit = max(1, max_items)
+    return DigestPlan(topic=topic, items=tuple(chosen[:limit]), unlisted=tuple(chosen[limit:]))
+
+
+# -- the message --------------------------------------------------------------------------
+
+MAX_SUBJECT = 150
+MAX_LINKS = 15  # outlets listed with their link per item; the rest by name, to keep digests readable
+_LEVELS = "▁▂▃▄▅▆▇█"
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def bars(counts: Sequence[int]) -> list[tuple[int, int]]:
+    """HTML bar heights in px, one per bucket, with runs of empty buckets as one (0, n) gap.
+
+    Gaps are collapsed because each bar costs about a hundred bytes of inline-styled
+    markup, and Gmail clips messages over 102 KB.
+    """
+    top = max(counts, default=0) or 1
+    out: list[tuple[int, int]] = []
+    for n in counts:
+        if n == 0 and out and out[-1][0] == 0:
+            out[-1] = (0, out[-1][1] + 1)
+        else:
+            out.append((max(2, math.ceil(n / top * BAR_HEIGHT)) if n else 0, 1))
+    return out
+
+
+def sparkline(counts: Sequence[int]) -> str:
+    """`▁▃█·▂`: one character per bucket scaled to the busiest; '·' marks a bucket with none."""
+    top = max(counts, default=0)
+    if not top:
+        return ""
+    return "".join("·" if n == 0 else _LEVELS[min(len(_LEVELS) - 1, math.ceil(n / top * len(_LEVELS)) - 1)]
+                   for n in counts)
+
+
+def subject(plan: DigestPlan) -> str:
+    """'Platform regulation: 3 new events, 1 updated': one line, the title shortened to fit the cap."""
+    parts = []
+    if plan.new:
+        parts.append(f"{plan.new} new event{'' if plan.new == 1 else 's'}")
+    if plan.updated:
+        parts.append(f"{plan.updated} updated")
+    counts = ", ".join(parts) or "no events"
+    title = one_line(plan.topic.title or plan.topic.name)
+    room = MAX_SUBJECT - len(counts) - 2
+    if len(title) > room:
+        title = title[:max(1, room - 1)].rstrip() + "…"
+    return f"{title}: {counts}"
+
+
+def sender_domain(sender: str) -> str:
+    address = email.utils.parseaddr(sender)[1]
+    domain = address.rpartition("@")[2].strip().lower() if "@" in address else ""
+    valid = 0 < len(domain) <= 200 and all(_LABEL.fullmatch(label) for label in domain.split("."))
+    return domain if valid else "monitor.localhost"
+
+
+def make_message_id(topic: str, sender: str, token: str | None = None) -> str:
+    """`<digest-TOPIC-TOKEN@DOMAIN>`, made once when the digest is created and stored with it."""
+    token = re.sub(r"[^A-Za-z0-9.-]", "", token or uuid.uuid4().hex[:20])
+    name = re.sub(r"[^A-Za-z0-9_-]", "", topic)[:64] or "topic"
+    return f"<digest-{name}-{token}@{sender_domain(sender)}>"
+
+
+@lru_cache(maxsize=None)
+def _environments() -> tuple[Environment, Environment]:
+    loader = PackageLoader("monitor", "templates")
+    html = Environment(loader=loader, autoescape=True, undefined=StrictUndefined, trim_blocks=True,
+                       lstrip_blocks=True)
+    text = Environment(loader=loader, autoescape=False, undefined=StrictUndefined, trim_blocks=True,
+                       lstrip_blocks=True, keep_trailing_newline=True)
+    for env in (html, text):
+        env.filters["sparkline"] = sparkline
+        env.filters["bars"] = bars
+    return html, text
+
+
+def render(plan: DigestPlan, *, sender: str, recipients: Sequence[str], message_id: str, now: datetime,
+           tz: str | tzinfo = "UTC") -> EmailMessage:
+    """The digest as multipart/alternative: a plain-text part and an HTML part, no images.
+
+    Every header value is either ours or passed through one_line(), and the header
+    registry refuses CR/LF, so a feed title cannot add a header. Both parts are
+    quoted-printable: 7-bit clean for any relay, and the sparkline survives.
+    """
+    zone = ZoneInfo(tz) if isinstance(tz, str) else tz
+
+    def when(dt: datetime) -> str:
+        local = dt.astimezone(zone)
+        return local.strftime("%d %b %Y %H:%M").lstrip("0")
+
+    topic = plan.topic
+    title = one_line(topic.title or topic.name, 200)
+    context = {
+        "title": title, "topic": topic.name, "items": plan.items, "more": len(plan.unlisted),
+        "new": [i for i in plan.items if i.kind == "new"],
+        "updated": [i for i in plan.items if i.kind == "updated"],
+        "when": when, "zone": getattr(zone, "key", str(zone)), "generated": when(now),
+        "subject": subject(plan), "links": MAX_LINKS,
+    }
+    html_env, text_env = _environments()
+    msg = EmailMessage(policy=policy.default)
+    msg["Subject"] = context["subject"]
+    msg["From"] = one_line(sender)
+    msg["To"] = ", ".join(recipients) if recipients else "undisclosed-recipients:;"
+    msg["Date"] = email.utils.format_datetime(now.astimezone(timezone.utc))
+    msg["Message-ID"] = message_id
+    phrase = re.sub(r'[<>"\\]', "", title)[:80]
+    msg["List-Id"] = f"{phrase} <{re.sub(r'[^A-Za-z0-9_-]', '', topic.name)}.{sender_domain(sender)}>"
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to a digest
+    msg.set_content(text_env.get_template("digest.txt").render(context), cte="quoted-printable")
+    msg.add_alternative(html_env.get_template("digest.html").render(context), subtype="html",
+                        cte="quoted-printable")
+    return msg

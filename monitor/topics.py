@@ -1,0 +1,378 @@
+"""Tracked topics: which event clusters a topic's FTS5 query matches, and through which words.
+
+A topic query is SQLite FTS5 syntax over entry title and text, so users get a documented
+boolean language (AND/OR/NOT, "phrases", prefix*, NEAR) and we write no parser. A cluster
+matches when any of its member entries matches. Matching runs only over the clusters a
+cycle touched (`rowid IN (their members)`), which keeps it proportional to what is new.
+
+The matched terms come from FTS5's own `highlight()`, so what the digest says matched is
+exactly what the index matched (stemmed forms included: `ban` shows as "banned").
+"""
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Iterable, Sequence
+
+from monitor.config import TopicSettings
+from monitor.digest import parse_schedule
+from monitor.errors import ConfigError
+from monitor.migrations import FTS_TOKENIZE
+from monitor.store import Store, iso, parse_iso
+
+# Control characters never survive normalize.clean_text, so they cannot occur in stored
+# text and are safe as highlight markers.
+_OPEN, _CLOSE = "\x02", "\x03"
+_HIGHLIGHT = re.compile(f"{_OPEN}(.*?){_CLOSE}", re.S)
+_SPACE = re.compile(r"\s+")
+_CHUNK = 900  # ids per `IN (...)`: below the 999-variable limit of older SQLite builds
+MAX_TERMS = 20  # terms kept per match: enough to explain it, bounded for a cluster of hundreds
+MAX_TERM_LEN = 60
+
+OUTLET_SQL = "coalesce(nullif(f.title, ''), nullif(f.channel_title, ''), f.url)"
+
+
+@dataclass(frozen=True)
+class TopicMatch:
+    """A cluster that a topic matches, with the member entries and the words that matched."""
+
+    topic: str
+    cluster_id: int
+    entry_ids: tuple[int, ...]  # members whose title or text matched the query
+    terms: tuple[str, ...]  # matched words and phrases as they appear, lower-cased, first seen first
+    outlets: tuple[str, ...]  # distinct outlets of the whole cluster
+    headline: str = ""
+    last_activity: datetime | None = None
+
+
+# A query as FTS5's lexer sees it: quoted strings ("" escapes a quote; an unterminated one is
+# left for FTS5 to reject), its punctuation, and everything else as candidate barewords.
+_QUERY_TOKEN = re.compile(
+    r'(?P<string>"(?:[^"]|"")*"?)|(?P<punct>[()*:^+,{}])|(?P<space>\s+)|(?P<word>[^\s()"*:^+,{}]+)')
+_POSSESSIVE = re.compile(r"(?:['\u2019]s|['\u2019])$", re.I)
+
+
+def _is_bareword(word: str) -> bool:
+    """FTS5 barewords: ASCII letters, digits and '_', plus any non-ASCII character."""
+    return all(not c.isascii() or c.isalnum() or c in "_\x1a" for c in word)
+
+
+# Endings whose removal by the porter stemmer can cut into a prefix: "regulat*" must find
+# "regulation", indexed as "regul". Only stems these produce are added, never guesses.
+_SUFFIXES = ("e", "es", "ed", "ing", "ion", "ions", "ation", "ations", "or", "ors", "ory", "ive", "al", "ally",
+             "ly", "er", "ers", "ity", "ities", "ize", "ized", "ise", "ised", "ism", "ist", "ment", "ments", "ness",
+             "able", "ance", "ence", "ant", "ent", "y", "ies", "ied", "s")
+
+
+@lru_cache(maxsize=512)
+def stemmed_completions(prefix: str) -> tuple[str, ...]:
+    """Words that begin with `prefix` but whose indexed (porter) stem does not, one per stem.
+
+    FTS5 compares a prefix with the stems in the index, so with the porter tokenizer
+    `regulat*` misses "regulation", "regulate" and "regulator" (all indexed as "regul"),
+    while the plain word `regulation` finds them all. The stems are computed by SQLite's
+    own tokenizer on a throwaway in-memory table, so they are exactly what the index holds.
+    """
+    prefix = prefix.lower()
+    if len(prefix) < 3 or not prefix.isascii() or not prefix.isalpha():
+        return ()
+    words = [prefix + suffix for suffix in _SUFFIXES]
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute(f"CREATE VIRTUAL TABLE t USING fts5(x, tokenize='{FTS_TOKENIZE}')")
+        conn.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, 'instance')")
+        conn.executemany("INSERT INTO t (rowid, x) VALUES (?, ?)", list(enumerate(words, 1)))
+        stems: dict[str, str] = {}
+        for doc, term in conn.execute("SELECT doc, term FROM v ORDER BY doc"):
+            if not term.startswith(prefix):
+                stems.setdefault(term, words[doc - 1])
+    finally:
+        conn.close()
+    return tuple(stems.values())
+
+
+def fts_query(query: str) -> str:
+    """The topic query as given, with the words FTS5 would refuse or mis-read turned into what a reader means.
+
+    - Users write names as they appear in the news: `Telegram's`, `al-Mahdi`, `U.S.`. FTS5
+      rejects an ASCII apostrophe, hyphen or dot outside quotes, so such a word becomes a
+      quoted phrase (`"al-Mahdi"` matches "al-Mahdi" and "al Mahdi", which the tokenizer
+      splits alike), and a trailing possessive is dropped (`Telegram's` matches
+      "Telegram", "Telegram's" and "Telegram’s").
+    - A prefix that stemming cuts into also matches the words it stands for:
+      `regulat*` becomes `(regulat* OR regulate)`, see stemmed_completions().
+    - `a AND NOT b` becomes FTS5's `a NOT b` (its NOT is binary and refuses the AND).
+    Everything else, operators, phrases, NEAR groups and column filters, is left byte for
+    byte, so the documented syntax keeps its meaning and real errors still surface.
+    """
+    tokens = [(m.lastgroup, m.group()) for m in _QUERY_TOKEN.finditer(query)]
+    solid = [(i, t) for i, (k, t) in enumerate(tokens) if k != "space"]
+    after = {i: solid[n + 1][1] if n + 1 < len(solid) else "" for n, (i, _) in enumerate(solid)}
+    before = {i: solid[n - 1][1] if n else "" for n, (i, _) in enumerate(solid)}
+    out: list[str] = []
+    depth, near_depth = 0, None  # inside NEAR(...) OR groups are not allowed
+    for i, (kind, text) in enumerate(tokens):
+        if kind == "punct" and text == "(":
+            if before[i] == "NEAR" and near_depth is None:
+                near_depth = depth
+            depth += 1
+        elif kind == "punct" and text == ")":
+            depth -= 1
+            if near_depth is not None and depth <= near_depth:
+                near_depth = None
+        elif kind == "word" and text == "AND" and after[i] == "NOT" and out:
+            continue
+        elif kind == "space" and out and out[-1].isspace():
+            continue
+        elif kind == "word" and any(c.isalnum() for c in text) and after[i] != ":":  # `title:` names a column
+            stripped = _POSSESSIVE.sub("", text) if len(text) > 2 else text
+            if _is_bareword(stripped) and stripped:
+                text = stripped
+                extra = stemmed_completions(text) if after[i] == "*" else ()
+                if extra and near_depth is None and before[i] not in ("^", "+"):
+                    star = next(j for j in range(i + 1, len(tokens)) if tokens[j][0] != "space")
+                    tokens[star] = ("punct", "* OR " + " OR ".join(extra) + ")")
+                    text = "(" + text
+            elif not _is_bareword(text):
+                text = '"' + text + '"'
+        out.append(text)
+    return "".join(out)
+
+
+def _fts_error(exc: sqlite3.Error) -> str:
+    msg = str(exc)
+    return msg[len("fts5: "):] if msg.startswith("fts5: ") else msg
+
+
+def validate_query(store_or_conn: Store | sqlite3.Connection, topic: TopicSettings) -> None:
+    """Reject a query FTS5 cannot run, naming the topic and FTS5's own reason.
+
+    FTS5 parses the query only when the scan starts, so `LIMIT 0` would accept anything;
+    the impossible rowid makes it parse and then return nothing at once.
+
+    A lower-case `or`, `and` or `not` is refused too: FTS5 would search for the word (the
+    query `telegram or whatsapp` needs all three words), which is never what was meant.
+    Quote it (`"or"`) to search for the word.
+    """
+    for kind, text in ((m.lastgroup, m.group()) for m in _QUERY_TOKEN.finditer(topic.query)):
+        if kind == "word" and text.upper() in ("AND", "OR", "NOT") and text != text.upper():
+            raise ConfigError(f"topics.{topic.name}.query: {text!r} would be searched as a word; write "
+                              f"{text.upper()} for the operator, or \"{text}\" for the word (query: {topic.query})")
+    conn = store_or_conn.db.conn if isinstance(store_or_conn, Store) else store_or_conn
+    try:
+        conn.execute("SELECT rowid FROM entries_fts WHERE entries_fts MATCH ? AND rowid = -1",
+                     [fts_query(topic.query)]).fetchall()
+    except sqlite3.OperationalError as exc:
+        raise ConfigError(f"topics.{topic.name}.query: {_fts_error(exc)} (query: {topic.query})") from None
+
+
+def validate_topics(store: Store, topics: Iterable[TopicSettings]) -> None:
+    """Check every topic's query and schedule at start-up, before any cycle depends on them."""
+    for topic in topics:
+        validate_query(store, topic)
+        try:
+            parse_schedule(topic.schedule)
+        except ValueError as exc:
+            raise ConfigError(f"topics.{topic.name}.schedule: {exc}") from None
+
+
+def extract_terms(*highlighted: str) -> list[str]:
+    """The marked spans of highlight() output, lower-cased with whitespace collapsed, in order."""
+    terms: list[str] = []
+    for text in highlighted:
+        for span in _HIGHLIGHT.findall(text or ""):
+            term = _SPACE.sub(" ", span).strip().lower()[:MAX_TERM_LEN]
+            if term and term not in terms:
+                terms.append(term)
+    return terms
+
+
+def _chunks(ids: Sequence[int], size: int = _CHUNK) -> Iterable[Sequence[int]]:
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+def _run_match(store: Store, query: str, entry_ids: Sequence[int]) -> dict[int, list[str]]:
+    """entry id -> matched terms, for the entries among `entry_ids` that match `query`."""
+    found: dict[int, list[str]] = {}
+    for part in _chunks(sorted(set(entry_ids))):
+        marks = ",".join("?" * len(part))
+        # FTS5 turns a bare `rowid IN (...)` into one lookup per id (about 0.3 ms each); a rowid
+        # range it can seek, and the unary `+` keeps the IN list a plain filter on that range.
+        rows = store.db.execute(
+            f"SELECT rowid, highlight(entries_fts, 0, ?, ?), highlight(entries_fts, 1, ?, ?) FROM entries_fts "
+            f"WHERE entries_fts MATCH ? AND rowid >= ? AND rowid <= ? AND +rowid IN ({marks})",
+            [_OPEN, _CLOSE, _OPEN, _CLOSE, query, part[0], part[-1], *part]).fetchall()
+        for rowid, title, text in rows:
+            found[rowid] = extract_terms(title, text)
+    return found
+
+
+def _survivors(store: Store, cluster_ids: Iterable[int]) -> list[int]:
+    """The live clusters for `cluster_ids`: a merged-away cluster stands for the one that absorbed it."""
+    ids = sorted(set(cluster_ids))
+    merged: dict[int, int | None] = {}
+    for part in _chunks(ids):
+        marks = ",".join("?" * len(part))
+        merged.update(store.db.execute(
+            f"SELECT id, merged_into FROM clusters WHERE id IN ({marks})", list(part)).fetchall())
+    result = set()
+    for cid in ids:
+        seen = set()
+        while cid in merged and merged[cid] is not None and cid not in seen:
+            seen.add(cid)
+            target = merged[cid]
+            if target not in merged:
+                merged.update(store.db.execute("SELECT id, merged_into FROM clusters WHERE id = ?",
+                                               [target]).fetchall())
+            cid = target
+        if cid in merged:
+            result.add(cid)
+    return sorted(result)
+
+
+@dataclass(frozen=True)
+class _ClusterInfo:
+    members: tuple[int, ...]
+    outlets: tuple[str, ...]
+    headline: str
+    last_activity: datetime | None
+
+
+def _cluster_info(store: Store, cluster_ids: Sequence[int]) -> dict[int, _ClusterInfo]:
+    members: dict[int, list[int]] = {cid: [] for cid in cluster_ids}
+    outlets: dict[int, list[str]] = {cid: [] for cid in cluster_ids}
+    heads: dict[int, tuple[str, str | None]] = {}
+    for part in _chunks(list(cluster_ids)):
+        marks = ",".join("?" * len(part))
+        for cid, eid, outlet in store.db.execute(
+                f"SELECT m.cluster_id, m.entry_id, {OUTLET_SQL} FROM memberships m "
+                f"JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id "
+                f"WHERE m.cluster_id IN ({marks}) ORDER BY e.published, e.id", list(part)):
+            members[cid].append(eid)
+            if outlet not in outlets[cid]:
+                outlets[cid].append(outlet)
+        heads.update((r[0], (r[1], r[2])) for r in store.db.execute(
+            f"SELECT id, headline, last_activity FROM clusters WHERE id IN ({marks})", list(part)))
+    return {cid: _ClusterInfo(tuple(members[cid]), tuple(outlets[cid]), heads.get(cid, ("", None))[0],
+                              parse_iso(heads.get(cid, ("", None))[1]))
+            for cid in cluster_ids}
+
+
+def find_matches(store: Store, topic: TopicSettings, cluster_ids: Iterable[int]) -> list[TopicMatch]:
+    """Matches of one topic among `cluster_ids` (merged-away ids count as their survivor). Reads only."""
+    live = _survivors(store, cluster_ids)
+    info = _cluster_info(store, live)
+    owner = {eid: cid for cid, ci in info.items() for eid in ci.members}
+    hits = _run_match(store, fts_query(topic.query), list(owner))
+    per_cluster: dict[int, list[int]] = {}
+    for eid in sorted(hits):
+        per_cluster.setdefault(owner[eid], []).append(eid)
+    matches = []
+    for cid, eids in sorted(per_cluster.items()):
+        ci = info[cid]
+        if len(ci.outlets) < topic.min_outlets:
+            continue
+        terms: list[str] = []
+        for eid in eids:
+            terms.extend(t for t in hits[eid] if t not in terms)
+        matches.append(TopicMatch(topic=topic.name, cluster_id=cid, entry_ids=tuple(eids),
+                                  terms=tuple(terms[:MAX_TERMS]), outlets=ci.outlets, headline=ci.headline,
+                                  last_activity=ci.last_activity))
+    return matches
+
+
+def _merge(old: str, new: Sequence, limit: int | None = None) -> str:
+    items = json.loads(old or "[]")
+    items.extend(x for x in new if x not in items)
+    return json.dumps(items[:limit] if limit else items)
+
+
+def record_matches(store: Store, matches: Iterable[TopicMatch], now: datetime) -> None:
+    """Upsert topic_matches: first_matched is kept, last_matched moves, entries and terms accumulate."""
+    stamp = iso(now)
+    with store.write():
+        for m in matches:
+            row = store.db.execute("SELECT entry_ids, terms FROM topic_matches WHERE topic = ? AND cluster_id = ?",
+                                   [m.topic, m.cluster_id]).fetchone()
+            if row is None:
+                store.db.execute(
+                    "INSERT INTO topic_matches (topic, cluster_id, first_matched, last_matched, entry_ids, terms)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [m.topic, m.cluster_id, stamp, stamp, json.dumps(sorted(m.entry_ids)), json.dumps(list(m.terms))])
+            else:
+                entry_ids = sorted(set(json.loads(row[0] or "[]")) | set(m.entry_ids))
+                store.db.execute(
+                    "UPDATE topic_matches SET last_matched = ?, entry_ids = ?, terms = ? "
+                    "WHERE topic = ? AND cluster_id = ?",
+                    [stamp, json.dumps(entry_ids), _merge(row[1], m.terms, MAX_TERMS), m.topic, m.cluster_id])
+
+
+def match_clusters(store: Store, topics: Sequence[TopicSettings], cluster_ids: Iterable[int],
+                   now: datetime) -> list[TopicMatch]:
+    """The poll cycle's step: match every topic against the clusters this cycle touched, and record it.
+
+    Reads happen before the write transaction, so the write lock is held only for the upserts.
+    A topic whose query fails at run time (the config changed under a running daemon) is
+    reported as a ConfigError rather than silently matching nothing.
+    """
+    ids = list(cluster_ids)
+    if not ids or not topics:
+        return []
+    matches: list[TopicMatch] = []
+    for topic in topics:
+        try:
+            matches.extend(find_matches(store, topic, ids))
+        except sqlite3.OperationalError as exc:
+            raise ConfigError(f"topics.{topic.name}.query: {_fts_error(exc)}") from None
+    record_matches(store, matches, now)
+    return matches
+
+
+def test_topic(store: Store, topic: TopicSettings, since: timedelta | None, now: datetime) -> list[TopicMatch]:
+    """`monitor topics test NAME --since 7d`: clusters active within `since` that would match. Writes nothing.
+
+    Newest activity first, like `clusters list`. `since=None` looks at every cluster.
+    """
+    validate_query(store, topic)
+    if since is None:
+        rows = store.db.execute("SELECT id FROM clusters WHERE merged_into IS NULL").fetchall()
+    else:
+        rows = store.db.execute("SELECT id FROM clusters WHERE merged_into IS NULL AND last_activity >= ?",
+                                [iso(now - since)]).fetchall()
+    with store.read():
+        matches = find_matches(store, topic, [r[0] for r in rows])
+    return sorted(matches, key=lambda m: (m.last_activity or now, m.cluster_id), reverse=True)
+
+
+@dataclass(frozen=True)
+class TopicSummary:
+    """One configured topic with its activity, for `monitor topics list`."""
+
+    topic: TopicSettings
+    matches: int  # clusters it has matched (merged-away ones count for their survivor)
+    last_matched: datetime | None
+    last_digest: datetime | None  # when its last digest was created (any status)
+    pending: int  # its digests waiting in the outbox
+
+
+def topic_summaries(store: Store, topics: Iterable[TopicSettings]) -> list[TopicSummary]:
+    """Configured topics, in config order, with what the database knows about each."""
+    stats = {r[0]: r[1:] for r in store.db.execute(
+        "SELECT topic, count(*), max(last_matched) FROM topic_matches GROUP BY topic")}
+    digests = {r[0]: r[1:] for r in store.db.execute(
+        "SELECT topic, max(created), sum(status = 'pending') FROM digests GROUP BY topic")}
+    result = []
+    for t in topics:
+        count, last = stats.get(t.name, (0, None))
+        created, pending = digests.get(t.name, (None, 0))
+        result.append(TopicSummary(topic=t, matches=count, last_matched=parse_iso(last),
+                                   last_digest=parse_iso(created), pending=pending or 0))
+    return result
+
+
+test_topic.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite its name
