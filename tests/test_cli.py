@@ -119,3 +119,21 @@ def test_python_dash_m_works(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "monitor", "--db", str(tmp_path / "x.db"), "feeds", "list"],
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 74 and proc.stderr.startswith("monitor: error: no database")
+
+
+def test_readme_documents_every_command_and_config_key():
+    readme = (REPO / "README.md").read_text()
+    for command in CONTRACT:
+        assert f"monitor {command}" in readme, command
+    from dataclasses import fields
+
+    from monitor.config import Settings
+
+    for section in fields(Settings):
+        if section.name in ("topics", "config_path"):
+            continue
+        inner = getattr(Settings(), section.name)
+        names = [f.name for f in fields(inner)] if hasattr(inner, "__dataclass_fields__") else [None]
+        for name in names:
+            key = section.name if name is None else f"{section.name}.{'from' if name == 'sender' else name}"
+            assert f"`{key}`" in readme, key
