@@ -290,6 +290,26 @@ async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+_DRAIN_MAX = 64 * 1024  # an unwanted body up to this size is read so that its connection is reused
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read a small unwanted body (304, redirect, error page) to its end.
+
+    httpcore puts a connection back in the pool only when its response was read to the
+    end; one closed unread is dropped, so without this every 304 costs a new TCP (and TLS)
+    connection. A body over _DRAIN_MAX is not worth reading: that connection is dropped.
+    """
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > _DRAIN_MAX:
+        return
+    size = 0
+    async for chunk in response.aiter_raw():
+        size += len(chunk)
+        if size > _DRAIN_MAX:
+            return
+
+
 def parse_retry_after(value: str | None, now: datetime, cap: float) -> float | None:
     """Seconds to wait from a Retry-After value (delta-seconds or HTTP-date), in [0, cap]."""
     if not value:
@@ -449,10 +469,13 @@ class Fetcher:
                     progress.redirects += 1
                     progress.permanent &= response.status_code in PERMANENT_REDIRECTS
                     url = target
+                    await _drain(response)
                     continue
                 body = None
                 if response.status_code == 200:
                     body = await _read_body(response, self.policy.max_bytes)
+                else:
+                    await _drain(response)
                 return self._result(job, response, body, now, progress)
 
     def _result(

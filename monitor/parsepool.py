@@ -274,6 +274,7 @@ class ParsePool:
                 else:
                     continue
                 finished += 1
+                self._dispatch()  # refill the freed worker before the caller stores this outcome
                 yield task.key, outcome
             if wait_at_most is not None:
                 if not finished and time.monotonic() >= give_up:
