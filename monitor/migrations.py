@@ -216,4 +216,11 @@ def m006_digest_ledger(db: Database) -> None:
         )""")
 
 
+@migration
+def m007_feed_body_hash(db: Database) -> None:
+    # Hash of the last body that parsed: a server without validators that sends the same
+    # bytes again is answered like a 304, without parsing.
+    db.execute("ALTER TABLE feeds ADD COLUMN body_hash TEXT")
+
+
 SCHEMA_VERSION = len(KNOWN)

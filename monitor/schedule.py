@@ -45,6 +45,7 @@ class FeedUpdate:
     channel_title: str | None = None
     site_url: str | None = None
     counts_as_error: bool = False
+    body_hash: str | None = None  # set after a body parsed: the next identical body is skipped
 
 
 def jitter(feed_id: int, attempt: int) -> float:

@@ -39,6 +39,7 @@ class Feed:
     disabled: bool  # 410 Gone or removed by an operator
     interval: float | None = None  # seconds; None = [polling] interval
     disabled_reason: str | None = None  # gone (410) | removed (operator)
+    body_hash: str | None = None  # hash of the last body that parsed: identical bytes are not parsed again
 
     @property
     def outlet(self) -> str:

@@ -183,3 +183,15 @@ def test_default_guard_refuses_loopback(run, server):
     run("poll")
     assert feeds_by_path(run, server)["/a.xml"]["last_error"] == "blocked_address"
     assert server.requests == []
+
+
+def test_identical_body_without_validators_is_not_parsed_again(run, server):
+    doc = rss(items("v", 3))
+    server.routes["/nv.xml"] = lambda h: send(h, 200, doc)  # no ETag, no Last-Modified
+    configure(run, server)
+    run("feeds", "add", server.url("/nv.xml"))
+    assert "1 fetched, 0 not modified" in run("poll").stdout
+    assert "0 fetched, 1 not modified, 0 failed; 0 new" in run("poll", "--all").stdout
+    doc = rss(items("v", 4))  # a changed body is parsed
+    server.routes["/nv.xml"] = lambda h: send(h, 200, doc)
+    assert "1 fetched, 0 not modified, 0 failed; 1 new" in run("poll", "--all").stdout
