@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from monitor.schedule import FeedUpdate
 
 DEFAULT_BUSY_TIMEOUT = 30.0
+WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes the WAL file is cut back to after a checkpoint
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -50,6 +51,9 @@ def _describe(exc: sqlite3.Error, path: str) -> str:
     if "readonly" in msg or "read-only" in msg:
         return f"database {path} is read-only: {msg}"
     if "unable to open" in msg:
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.exists(path) and not os.access(folder, os.W_OK):
+            msg += f" (the folder {folder} is read-only, and WAL mode needs to create {os.path.basename(path)}-wal there)"
         return f"cannot open database {path}: {msg}"
     return f"database {path}: {msg}"
 
@@ -101,6 +105,12 @@ class Store:
         # NORMAL is durable across process crashes in WAL mode; a power loss may undo the last
         # transactions, which the next poll fetches again (validators roll back with them).
         conn.execute("PRAGMA synchronous = NORMAL")
+        # Checkpoints cannot pass a reader's snapshot, so a long read (a backup, an open
+        # datasette query) lets the WAL grow with every write; without a limit the file
+        # then keeps that size for good. With it, the file is cut back to this size when the
+        # WAL next restarts after the reader has gone. Steady state stays near 4 MB (the
+        # 1000-page autocheckpoint), below the limit, so this costs nothing then.
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
 
     def _has_migrations(self) -> bool:
         return self.db[migrations.migrations_table].exists()
@@ -130,6 +140,10 @@ class Store:
             raise StorageError(_describe(exc, self.path)) from None
         try:
             yield self
+        except sqlite3.OperationalError as exc:  # disk full, read-only, I/O error: one clear line, no traceback
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StorageError(_describe(exc, self.path)) from None
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -282,6 +296,8 @@ class Store:
             " channel_title = coalesce(?, channel_title), site_url = coalesce(site_url, ?) WHERE id = ?",
             [iso(now), u.last_status, u.last_error, u.error_count, iso(u.next_poll), u.etag, u.last_modified,
              u.last_error, u.warning, u.channel_title, u.site_url, feed.id])
+        if u.body_hash:
+            self.db.execute("UPDATE feeds SET body_hash = ? WHERE id = ?", [u.body_hash, feed.id])
         if u.disabled_reason:
             self.db.execute("UPDATE feeds SET disabled = 1, disabled_reason = ? WHERE id = ?",
                             [u.disabled_reason, feed.id])
@@ -315,7 +331,7 @@ def feed_from_row(row: dict) -> Feed:
         last_polled=parse_iso(row["last_polled"]), last_status=row["last_status"], last_error=row["last_error"],
         last_warning=row["last_warning"], error_count=row["error_count"], next_poll=parse_iso(row["next_poll"]),
         disabled=bool(row["disabled"]), interval=row["interval_seconds"],
-        disabled_reason=row["disabled_reason"])
+        disabled_reason=row["disabled_reason"], body_hash=row.get("body_hash"))
 
 
 def open_store(path: str, *, create: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Store:
