@@ -131,7 +131,8 @@ def feeds_list(mon: Monitor, as_json: bool) -> None:
         rows.append([r["title"] or "-", r["category"] or "-", state, r["error_count"],
                      ago(parse_iso(r["last_polled"]), now), ago(parse_iso(r["next_poll"]), now) if not r["disabled"]
                      else "-", r["entries"], r["url"]])
-    click.echo(table(["outlet", "category", "state", "errors", "polled", "next", "entries", "url"], rows, flex=7))
+    click.echo(table(["outlet", "category", "state", "errors", "polled", "next", "entries", "url"], rows, flex=7,
+                     caps={0: 28, 1: 24, 2: 16}))
     click.echo(f"{len(records)} feeds")
 
 

@@ -27,13 +27,15 @@ def short_time(when: datetime | None) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, flex: int | None = None,
-          width: int | None = None) -> str:
-    """Align columns; the `flex` column (index) is cut to fit the terminal width."""
+          width: int | None = None, caps: dict[int, int] | None = None) -> str:
+    """Align columns; the `flex` column (index) is cut to fit the terminal width, `caps` cut others."""
     cells = [[("" if v is None else str(v)).replace("\n", " ") for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, v in enumerate(row):
             widths[i] = max(widths[i], len(v))
+    for i, cap in (caps or {}).items():
+        widths[i] = min(widths[i], max(cap, len(headers[i])))
     total = shutil.get_terminal_size((120, 24)).columns if width is None else width
     if flex is not None:
         others = sum(w for i, w in enumerate(widths) if i != flex) + 2 * (len(widths) - 1)
