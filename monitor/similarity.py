@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Iterable
 
 from rapidfuzz import fuzz, process
@@ -27,24 +28,29 @@ LEAD_WORDS = 80
 MAX_WORDS = 400
 TAIL_WEIGHT = 0.25
 TITLE_WEIGHT = 2
-# Terms kept per vector: a lead and its facts fit; a long article's background does not.
-VECTOR_TERMS = 60
+# Terms kept per vector: about the distinct content terms of a title and an 80-word lead,
+# so a summary keeps all its terms and a long article's tail can only displace the lead's
+# weakest ones. (Measured: 48 and 60 score the same; at 40 rewritten reports start to lose
+# the common words they share with their event.)
+VECTOR_TERMS = 48
 # Document frequencies come from the window only. Until it holds enough entries they are
 # noise (the three first reports of a story would make its key words look common), so
 # IDF_PRIOR virtual entries that contain no term are added; against thousands of real
 # entries in a window the prior is negligible.
 IDF_PRIOR = 50
-# A feed sentence is boilerplate once it recurs in this many of the feed's entries in the
-# window, spread over at least two clusters (a story's own wire updates repeat sentences).
-BOILERPLATE_MIN_ENTRIES = 3
+# Latest headlines compared per repeated sentence (enough to find two unrelated ones,
+# few enough that a sentence repeated in hundreds of entries costs little).
+BOILERPLATE_HEADLINES = 8
 # Syndicated copies: bodies this alike (rapidfuzz ratio, 0-100) with enough words to judge.
 SYNDICATED_RATIO = 90.0
 SYNDICATED_MIN_WORDS = 25
 # Name spellings: an unseen name term this alike (ratio) to a name term in the window,
 # with the same first three letters and at least NAME_MIN_LENGTH letters, is that name.
+# Shorter names one letter apart are as often two people (Carlsen, Carlson).
 NAME_RATIO = 85.0
-NAME_MIN_LENGTH = 7
+NAME_MIN_LENGTH = 8
 
+_SUBLINEAR = (0.0,) + tuple(1.0 + math.log(c) for c in range(1, 32))  # 1 + ln(count)
 _WIRE_SLUG = re.compile(r"^\s*[A-Z][A-Z0-9&]*(?: \d+)?-(?=\S)")  # "UPDATE 3-", "OIL-", "DEALS-"
 
 
@@ -55,105 +61,115 @@ class DocFeatures:
     entry_id: int
     feed_id: int
     ts: float  # published, POSIX seconds
-    tf: dict[str, float]  # term -> position-weighted sublinear frequency (boilerplate removed)
+    tf: dict[str, float]  # term -> position-weighted sublinear frequency, no boilerplate (emptied by index)
     lead_terms: frozenset[str]  # terms of the title and lead
-    name_terms: frozenset[str]  # terms from capitalised words and compound names
-    days: frozenset[int]  # days the text names (proleptic ordinals)
+    name_terms: frozenset[str]  # terms of capitalised words and compound names in the title and lead
+    days: frozenset[int]  # days the title and lead name (proleptic ordinals)
     sentence_keys: tuple[int, ...]  # hashes of masked sentences, for the feed's boilerplate stats
+    headline: frozenset[str]  # content terms of the title
     content_words: int  # words left after boilerplate removal
     fingerprint: str  # start of the normalised body, for syndicated-copy checks
     vec: dict[str, float] | None = None  # tf-idf of the top terms, unit length (set on insertion)
+    lead_only: bool = False  # every term of vec is a title/lead term (short entries): lead cosine = cosine
+    terms: tuple[str, ...] = ()  # every term of tf, kept for the window's document frequencies
+
+    def index(self, df: DocumentFrequencies) -> None:
+        """Count the entry in the document frequencies and make its vector; drop what is no longer needed."""
+        df.add(self.tf)
+        self.vec = df.vectorize(self.tf)
+        self.terms = tuple(self.tf)
+        self.tf = {}
+        self.lead_terms = self.lead_terms.intersection(self.vec)
+        self.lead_only = len(self.lead_terms) == len(self.vec)
 
 
-def _outlet_tokens(outlet: str) -> tuple[str, ...]:
-    return tuple(t for t in tf.word_tokens(tf.fold(outlet)) if len(t) > 1)
+@lru_cache(maxsize=4096)
+def _outlet_pattern(outlet: str) -> tuple[str, re.Pattern] | None:
+    """The outlet's own name as it appears in its datelines, title suffixes and footers."""
+    words = re.findall(r"[^\W_]+", tf.fold(outlet))
+    if not words:
+        return None
+    pattern = re.compile(r"\b" + r"[\s\W]{1,3}".join(map(re.escape, words)) + r"\b", re.IGNORECASE)
+    return words[-1].lower(), pattern
 
 
-def _drop_sequence(tokens: list, seq: tuple[str, ...], key=lambda t: t) -> list:
-    """Drop every occurrence of the token sequence `seq` (the outlet's own name)."""
-    n = len(seq)
-    if not n or n > len(tokens):
-        return tokens
-    out = []
-    i = 0
-    while i < len(tokens):
-        if key(tokens[i]) == seq[0] and tuple(key(t) for t in tokens[i : i + n]) == seq:
-            i += n
-            continue
-        out.append(tokens[i])
-        i += 1
-    return out
+def _without_outlet(text: str, outlet: tuple[str, re.Pattern] | None) -> str:
+    """The text without the outlet's own name (a cheap test first: most texts do not name it)."""
+    if outlet is None or outlet[0] not in text.lower():
+        return text
+    return outlet[1].sub(" ", text)
 
 
-def sentence_key(tokens: Iterable[str], title_words: frozenset[str]) -> int | None:
-    """A hash of a sentence with digits and the entry's own title words masked.
+def sentence_key(tokens: list[str], title_words: frozenset[str]) -> int | None:
+    """A hash of a sentence without numbers and without the entry's own title words.
 
-    Masking the title makes "The post <title> appeared first on X" one sentence in every
-    entry of a feed; masking digits does the same for "Posted 3 hours ago". Sentences with
+    Dropping the title makes "The post <title> appeared first on X" one sentence in every
+    entry of a feed; dropping numbers does the same for "Posted 3 hours ago". Sentences with
     fewer than two words left are too short to tell boilerplate from text.
     """
-    kept = [("#" if t[0].isdigit() else t) for t in tokens if t not in title_words]
-    if sum(1 for t in kept if t != "#") < 2:
+    kept = [t for t in tokens if t > "9" and t not in title_words]  # "9" sorts after every number
+    if len(kept) < 2:
         return None
-    return hash(" ".join(kept))
+    return hash(tuple(kept))
 
 
 class FeedBoilerplate:
-    """Per-feed counts of masked sentences over the window's entries, by cluster.
+    """Per-feed record of masked sentences in the window's entries, with their headlines.
 
-    A sentence that recurs in several entries of one feed, in different clusters, is
-    furniture of that feed (footers, sign-in prompts, "With inputs from agencies"), not
-    news, and is dropped before the entry is compared. Learned online per feed id.
+    A sentence that one feed repeats under headlines that have no content word in common
+    is furniture of that feed (footers, sign-in prompts, "With inputs from agencies",
+    stock background lines), not news about either story, and is dropped before the
+    entry is compared. A story's own updates repeat sentences under related headlines,
+    so they teach nothing here. Learned online per feed id, independent of clustering.
     """
 
-    def __init__(self, min_entries: int = BOILERPLATE_MIN_ENTRIES) -> None:
-        self.min_entries = min_entries
-        self._counts: dict[int, dict[int, dict[int, int]]] = defaultdict(dict)  # feed -> key -> cluster -> n
+    def __init__(self) -> None:
+        # feed -> sentence key -> headline term sets of the entries that have the sentence
+        self._seen: dict[int, dict[int, list[frozenset[str]]]] = defaultdict(dict)
 
-    def is_boilerplate(self, feed_id: int, key: int) -> bool:
-        by_cluster = self._counts.get(feed_id, {}).get(key)
-        return bool(by_cluster) and len(by_cluster) >= 2 and sum(by_cluster.values()) >= self.min_entries
+    def is_boilerplate(self, feed_id: int, key: int, headline: frozenset[str]) -> bool:
+        """Whether the feed has this sentence under a headline unrelated to `headline` or to another."""
+        heads = self._seen.get(feed_id, {}).get(key)
+        if not heads:
+            return False
+        heads = heads[-BOILERPLATE_HEADLINES:]
+        if headline and any(h and headline.isdisjoint(h) for h in heads):
+            return True
+        return any(a and b and a.isdisjoint(b) for i, a in enumerate(heads) for b in heads[i + 1 :])
 
-    def add(self, feed_id: int, keys: Iterable[int], cluster_id: int) -> None:
-        feed = self._counts[feed_id]
+    def add(self, feed_id: int, keys: Iterable[int], headline: frozenset[str]) -> None:
+        feed = self._seen[feed_id]
         for k in set(keys):
-            by_cluster = feed.setdefault(k, {})
-            by_cluster[cluster_id] = by_cluster.get(cluster_id, 0) + 1
+            heads = feed.get(k)
+            if heads is None:
+                feed[k] = [headline]
+            else:
+                heads.append(headline)
 
-    def remove(self, feed_id: int, keys: Iterable[int], cluster_id: int) -> None:
-        feed = self._counts.get(feed_id)
+    def remove(self, feed_id: int, keys: Iterable[int], headline: frozenset[str]) -> None:
+        feed = self._seen.get(feed_id)
         if feed is None:
             return
         for k in set(keys):
-            by_cluster = feed.get(k)
-            if not by_cluster or cluster_id not in by_cluster:
-                continue
-            by_cluster[cluster_id] -= 1
-            if not by_cluster[cluster_id]:
-                del by_cluster[cluster_id]
-                if not by_cluster:
+            heads = feed.get(k)
+            if heads is not None and headline in heads:
+                heads.remove(headline)
+                if not heads:
                     del feed[k]
         if not feed:
-            del self._counts[feed_id]
-
-    def relabel(self, feed_id: int, keys: Iterable[int], old: int, new: int) -> None:
-        """Move one entry's sentences from cluster `old` to `new` (after a merge)."""
-        self.remove(feed_id, keys, old)
-        self.add(feed_id, keys, new)
+            del self._seen[feed_id]
 
 
 class DocumentFrequencies:
     """Document frequencies of terms over the entries inside the window, learned online."""
 
     def __init__(self, prior: float = IDF_PRIOR) -> None:
-        self.df: dict[str, int] = {}
+        self.df: Counter = Counter()
         self.n = 0
         self.prior = prior
 
     def add(self, terms: Iterable[str]) -> None:
-        df = self.df
-        for t in terms:
-            df[t] = df.get(t, 0) + 1
+        self.df.update(iter(terms))  # an iterator is counted, a mapping would be added
         self.n += 1
 
     def remove(self, terms: Iterable[str]) -> None:
@@ -171,113 +187,135 @@ class DocumentFrequencies:
         d = self.df.get(term, 0)
         return math.log(1.0 + (self.n + self.prior - d + 0.5) / (d + 0.5))
 
+    def vectorize(self, weights: dict[str, float], k: int = VECTOR_TERMS) -> dict[str, float]:
+        """tf-idf of the top-k terms, scaled to unit length (ties broken by term: deterministic)."""
+        get = self.df.get
+        total = self.n + self.prior + 0.5
+        log = math.log
+        scored = [(-w * log(1.0 + (total - d) / (d + 0.5)), t)
+                  for t, w in weights.items() for d in (get(t, 0),)]
+        if len(scored) > k:
+            scored.sort()
+            del scored[k:]
+        norm = math.sqrt(sum(s * s for s, _ in scored)) or 1.0
+        return {t: -s / norm for s, t in scored}
+
 
 class NameVariants:
     """Spellings of names in the window, to map a new transliteration onto a known one.
 
     Farnaqizadeh and Farnaghizadeh, Montazermahdi and Montazeralmahdi are one name to a
     reader and two terms to an index. A name term never seen in the window is compared
-    (rapidfuzz ratio) with the window's name terms that share its first three letters.
+    (rapidfuzz ratio) with the window's name terms that share its first three letters and
+    have a length that could reach the ratio.
     """
 
     def __init__(self) -> None:
-        self._by_prefix: dict[str, dict[str, int]] = defaultdict(dict)
+        self._buckets: dict[tuple[str, int], dict[str, int]] = {}  # (prefix, length) -> term -> entries
 
     def add(self, terms: Iterable[str]) -> None:
         for t in terms:
             if len(t) >= NAME_MIN_LENGTH:
-                bucket = self._by_prefix[t[:3]]
+                bucket = self._buckets.setdefault((t[:3], len(t)), {})
                 bucket[t] = bucket.get(t, 0) + 1
 
     def remove(self, terms: Iterable[str]) -> None:
         for t in terms:
             if len(t) >= NAME_MIN_LENGTH:
-                bucket = self._by_prefix[t[:3]]
+                key = (t[:3], len(t))
+                bucket = self._buckets[key]
                 if bucket[t] == 1:
                     del bucket[t]
                     if not bucket:
-                        del self._by_prefix[t[:3]]
+                        del self._buckets[key]
                 else:
                     bucket[t] -= 1
 
     def known_spelling(self, term: str) -> str | None:
         """The window's spelling of `term`, when it has a close one (most used wins, then alphabetical)."""
-        if len(term) < NAME_MIN_LENGTH:
+        n = len(term)
+        if n < NAME_MIN_LENGTH:
             return None
-        bucket = self._by_prefix.get(term[:3])
-        if not bucket:
-            return None
-        found = process.extract(term, list(bucket), scorer=fuzz.ratio, score_cutoff=NAME_RATIO, limit=None)
-        if not found:
-            return None
-        return min(found, key=lambda f: (-f[1], -bucket[f[0]], f[0]))[0]
+        # ratio = 1 - distance / (n + m) and distance >= |n - m| bound the lengths worth comparing
+        spread = int(n * (100 - NAME_RATIO) / (100 + NAME_RATIO)) + 1
+        best = None
+        for m in range(n - spread, n + spread + 1):
+            bucket = self._buckets.get((term[:3], m))
+            if not bucket:
+                continue
+            for t, score, _ in process.extract(term, list(bucket), scorer=fuzz.ratio, score_cutoff=NAME_RATIO,
+                                               limit=None):
+                cand = (-score, -bucket[t], t)
+                if best is None or cand < best:
+                    best = cand
+        return best[2] if best else None
 
 
 def extract(doc: ClusterDoc, boilerplate: FeedBoilerplate) -> DocFeatures:
     """Read one entry: lead-weighted terms, name terms and stated days, minus feed boilerplate."""
-    outlet = _outlet_tokens(doc.outlet)
-    title = _WIRE_SLUG.sub("", tf.fold(doc.title))
-    title_raw = _drop_sequence(tf.raw_tokens(title), outlet, key=str.lower)
+    outlet = _outlet_pattern(doc.outlet)
+    title = _without_outlet(_WIRE_SLUG.sub("", tf.fold(doc.title)), outlet)
+    title_raw = tf.raw_tokens(title)
     title_low = [t.lower() for t in title_raw]
     title_words = frozenset(title_low)
     term_of = tf.term_of
+    headline = frozenset(filter(None, map(term_of, title_low)))
+    is_boilerplate = boilerplate.is_boilerplate
+    feed_id = doc.feed_id
 
-    lead: dict[str, int] = {}
-    tail: dict[str, int] = {}
-    names: set[str] = set()
     keys: list[int] = []
     lead_text = [title]
-    body_words: list[str] = []
+    lead_words = list(title_low) * TITLE_WEIGHT
+    tail_words: list[str] = []
+    names = [t.lower() for t in title_raw[1:] if t[0].isupper()] if not tf.is_title_case(title) else []
+    compounds: list[str] = []
     words = 0
-    for t in title_low:
-        term = term_of(t)
-        if term:
-            lead[term] = lead.get(term, 0) + TITLE_WEIGHT
-    if not tf.is_title_case(title):
-        names.update(filter(None, (term_of(t.lower()) for t in title_raw[1:] if t[0].isupper())))
-    for sent in tf.sentences(tf.fold(doc.text)):
+    for sent in tf.sentences(_without_outlet(tf.fold(doc.text), outlet)):
         if words >= MAX_WORDS:
             break
-        raw = _drop_sequence(tf.raw_tokens(sent), outlet, key=str.lower)
+        in_lead = words < LEAD_WORDS
+        raw = tf.raw_tokens(sent if in_lead else sent.lower())
         if not raw:
             continue
-        low = [t.lower() for t in raw]
+        low = list(map(str.lower, raw)) if in_lead else raw
         key = sentence_key(low, title_words)
         if key is not None:
             keys.append(key)
-            if boilerplate.is_boilerplate(doc.feed_id, key):
+            if is_boilerplate(feed_id, key, headline):
                 continue
-        in_lead = words < LEAD_WORDS
-        part = lead if in_lead else tail
-        if in_lead:
+        if in_lead:  # names are read from the title and lead, where a story introduces them
             lead_text.append(sent)
-        if "-" in sent:
-            for c in tf.compound_names(sent):
-                c = tf.stem(c)
-                names.add(c)
-                part[c] = part.get(c, 0) + 1
-        for i, t in enumerate(low):
-            term = term_of(t)
-            if term:
-                part[term] = part.get(term, 0) + 1
-                if i and raw[i][0].isupper():
-                    names.add(term)
+            lead_words += low
+            names += [low[i] for i in range(1, len(raw)) if raw[i][0].isupper()]
+            if "-" in sent:
+                compounds += tf.compound_names(sent)
+        else:
+            tail_words += low
         words += len(low)
-        body_words.extend(low)
+    lead = Counter(map(term_of, lead_words))
+    lead.update(map(tf.stem, compounds))
+    tail = Counter(map(term_of, tail_words))
+    lead.pop(None, None)
+    tail.pop(None, None)
+    name_terms = set(map(term_of, names))
+    name_terms.update(map(tf.stem, compounds))
+    name_terms.discard(None)
+    body_words = lead_words[len(title_low) * TITLE_WEIGHT :] + tail_words
 
     # sublinear within each part, so background repeated in the tail cannot outweigh the lead
-    weights = {t: 1.0 + math.log(c) for t, c in lead.items()}
+    weights = {t: _SUBLINEAR[c] if c < 32 else 1.0 + math.log(c) for t, c in lead.items()}
     for t, c in tail.items():
-        weights[t] = weights.get(t, 0.0) + TAIL_WEIGHT * (1.0 + math.log(c))
+        weights[t] = weights.get(t, 0.0) + TAIL_WEIGHT * (_SUBLINEAR[c] if c < 32 else 1.0 + math.log(c))
     return DocFeatures(
         entry_id=doc.entry_id,
         feed_id=doc.feed_id,
         ts=doc.published.timestamp(),
         tf=weights,
         lead_terms=frozenset(lead),
-        name_terms=frozenset(n for n in names if n in weights and not n[0].isdigit()),
-        days=tf.stated_days(". ".join(lead_text), doc.published.date()),
+        name_terms=frozenset(n for n in name_terms if not n[0].isdigit()),
+        days=tf.stated_days(". ".join(lead_text), doc.published.date(), lead_words),
         sentence_keys=tuple(keys),
+        headline=headline,
         content_words=words,
         fingerprint=" ".join(body_words[:120]),
     )
@@ -296,8 +334,12 @@ def respell(feats: DocFeatures, mapping: dict[str, str]) -> None:
     feats.name_terms = frozenset(mapping.get(t, t) for t in feats.name_terms)
 
 
-def vectorize(weights: dict[str, float], idf: Callable[[str], float], k: int = VECTOR_TERMS) -> dict[str, float]:
-    """tf-idf of the top-k terms, scaled to unit length. Ties are broken by term for determinism."""
+def vectorize(weights: dict[str, float], idf: Callable[[str], float],
+              k: int = VECTOR_TERMS) -> dict[str, float]:
+    """tf-idf of the top-k terms with any idf, scaled to unit length (ties broken by term).
+
+    DocumentFrequencies.vectorize is the same with the window's idf inlined, for speed.
+    """
     scored = [(w * idf(t), t) for t, w in weights.items()]
     if len(scored) > k:
         scored.sort(key=lambda x: (-x[0], x[1]))
@@ -334,7 +376,11 @@ def pair_similarity(a: DocFeatures, b: DocFeatures, full: float | None = None) -
         full = cosine(a.vec, b.vec)
     if not full:
         return 0.0
-    return min(full, lead_cosine(a.vec, a.lead_terms, b.vec), lead_cosine(b.vec, b.lead_terms, a.vec))
+    if not a.lead_only:
+        full = min(full, lead_cosine(a.vec, a.lead_terms, b.vec))
+    if not b.lead_only:
+        full = min(full, lead_cosine(b.vec, b.lead_terms, a.vec))
+    return full
 
 
 def shared_terms(a: dict[str, float], b: dict[str, float], n: int = 8) -> tuple[str, ...]:

@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""Speed benchmark of event clustering on a synthetic, realistic news stream.
+
+    python bench/cluster.py [--sizes 10000,100000,1000000] [--per-day 1500] [--baseline 3000]
+
+Each size runs in its own process (clean peak-memory figures). A stream of `size` entries
+is generated on the fly: events of 1-20 reports (most are single reports, as in real
+feeds) from 300 feeds, with paraphrased titles and leads, names (some in transliteration
+variants), numbers, a background paragraph about another recent event, and per-feed
+boilerplate. Entries arrive `--per-day` a day, so the 7-day window holds ~7x that many
+whatever the size: cost per entry should not grow with the number of stored entries.
+
+Prints entries/s, per-entry latency p50/p95/p99, peak RSS, the window's size, and pairwise
+P/R/F1 against the generator's events (a sanity check, not a quality measure). The naive
+baseline (score the entry against every entry in the window, same decision rule) runs on
+the first `--baseline` entries only: it is O(window) per entry and far too slow beyond.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from array import array
+from collections import deque
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT.parent / "shared" / "eval"))
+
+from monitor import similarity as sim  # noqa: E402
+from monitor.cluster import Assignment, Clusterer, ClusterConfig  # noqa: E402
+from monitor.types import ClusterDoc  # noqa: E402
+
+FUNCTION_WORDS = ("the of and to in a for on that with as by at from was is has said it its "
+                  "after over but were have be this who which will their an also been not").split()
+WEEKDAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+SYLLABLES = ("ka ri mo ta le ne sa vo di pa lu ze ga ro mi te na bo ki su fa jo "
+             "ha re li da ve ko zu ma no pe ti ra").split()
+
+
+def _word(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice(SYLLABLES) for _ in range(n))
+
+
+class Stream:
+    """Deterministic generator of (ClusterDoc, event id) in published order."""
+
+    def __init__(self, size: int, per_day: int, seed: int = 1, feeds: int = 300) -> None:
+        self.rng = rng = random.Random(seed)
+        self.size = size
+        self.per_day = per_day
+        # a Zipfian general vocabulary and a pool of topical words events draw their key terms from
+        self.general = [_word(rng, rng.randint(2, 4)) for _ in range(20000)]
+        self.general_cum = list(itertools.accumulate(1.0 / (i + 1) ** 1.05 for i in range(len(self.general))))
+        self.topical = [_word(rng, rng.randint(3, 5)) for _ in range(40000)]
+        self.feeds = list(range(1, feeds + 1))
+        self.footers = {}
+        for f in self.feeds:
+            lines = [f"{_word(rng, 2).title()} {_word(rng, 3)} {_word(rng, 2)} {_word(rng, 3)}.",
+                     f"Read more at {_word(rng, 3).title()} {_word(rng, 2).title()}."]
+            self.footers[f] = lines[: rng.randint(1, 2)]
+        self.outlets = {f: f"{_word(rng, 3).title()} {_word(rng, 2).title()}" for f in self.feeds}
+        self.start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+    def _general(self, k: int) -> list[str]:
+        return self.rng.choices(self.general, cum_weights=self.general_cum, k=k)
+
+    def _event(self, eid: int, t0: float) -> dict:
+        rng = self.rng
+        return {
+            "id": eid, "t0": t0,
+            "keys": rng.sample(self.topical, rng.randint(10, 18)),
+            "names": [f"{_word(rng, 2).title()} {_word(rng, 3).title()}" for _ in range(rng.randint(1, 3))],
+            "place": _word(rng, 3).title(),
+            "numbers": [str(rng.choice([rng.randint(2, 99), rng.randint(100, 5000)])) for _ in range(2)],
+            "day": WEEKDAYS[int(t0 // 86400) % 7],
+        }
+
+    def _sentence(self, ev: dict, n_keys: int, n_general: int, with_name: bool) -> str:
+        rng = self.rng
+        words = rng.sample(ev["keys"], min(n_keys, len(ev["keys"]))) + self._general(n_general)
+        words += rng.sample(FUNCTION_WORDS, 4)
+        if with_name:
+            name = rng.choice(ev["names"])
+            if rng.random() < 0.2:  # a transliteration variant
+                name = name.replace("a", "ah", 1) if "a" in name else name + "i"
+            words.append(name)
+        if rng.random() < 0.5:
+            words.append(rng.choice(ev["numbers"]))
+        rng.shuffle(words)
+        return " ".join(words).capitalize() + "."
+
+    def _report(self, ev: dict, ts: float, recent: deque) -> tuple[str, str]:
+        rng = self.rng
+        title = " ".join(rng.sample(ev["keys"], 4) + [ev["place"]] + self._general(2)).capitalize()
+        lead = [self._sentence(ev, 5, 6, True) + f" It happened in {ev['place']} on {ev['day']}."]
+        lead += [self._sentence(ev, 4, 8, rng.random() < 0.5) for _ in range(rng.randint(1, 3))]
+        body = []
+        if rng.random() < 0.6:  # full text: more facts, then background on another recent event
+            body += [self._sentence(ev, 3, 10, rng.random() < 0.3) for _ in range(rng.randint(3, 12))]
+            if recent and rng.random() < 0.5:
+                other = rng.choice(recent)
+                body += [self._sentence(other, 3, 8, True) for _ in range(rng.randint(1, 3))]
+        return title, " ".join(lead + body)
+
+    def __iter__(self):
+        rng = self.rng
+        spacing = 86400.0 / self.per_day
+        # open events: each has a remaining report count; new events start at a steady rate
+        open_events: list[tuple[dict, int]] = []
+        recent: deque = deque(maxlen=200)
+        next_event = 0
+        t = 0.0
+        for n in range(self.size):
+            t += rng.expovariate(1.0 / spacing)
+            # keep ~40 events open; most reports belong to a recently started event
+            while len(open_events) < 40:
+                size = 1 if rng.random() < 0.45 else min(20, 1 + int(rng.expovariate(1 / 4.0)))
+                ev = self._event(next_event, t)
+                next_event += 1
+                open_events.append((ev, size))
+                recent.append(ev)
+            i = rng.randrange(len(open_events))
+            ev, left = open_events[i]
+            if left <= 1:
+                open_events.pop(i)
+            else:
+                open_events[i] = (ev, left - 1)
+            feed = rng.choice(self.feeds)
+            title, text = self._report(ev, t, recent)
+            stamp = (self.start + timedelta(seconds=t)).strftime("%d %b %Y %H:%M")
+            text = f"{text} Posted {stamp}. " + " ".join(self.footers[feed])
+            doc = ClusterDoc(entry_id=n + 1, feed_id=feed, outlet=self.outlets[feed], title=title, text=text,
+                             published=self.start + timedelta(seconds=t))
+            yield doc, ev["id"]
+
+
+def _naive_assign(window: deque, docs_cluster: dict, q: sim.DocFeatures, config: ClusterConfig,
+                  next_id: list[int], df: sim.DocumentFrequencies) -> int:
+    """Baseline: score q against every window entry; join the best member's cluster."""
+    horizon = q.ts - config.window.total_seconds()
+    while window and window[0].ts < horizon:
+        old = window.popleft()
+        df.remove(old.terms)
+    best, best_c = 0.0, None
+    scale = config.time_scale.total_seconds()
+    for other in window:
+        s = sim.pair_similarity(q, other) * math.exp(-0.5 * ((q.ts - other.ts) / scale) ** 2)
+        if s > best:
+            best, best_c = s, docs_cluster[other.entry_id]
+    if best >= config.join and best_c is not None:
+        cid = best_c
+    else:
+        cid = next_id[0]
+        next_id[0] += 1
+    docs_cluster[q.entry_id] = cid
+    window.append(q)
+    return cid
+
+
+def run_size(size: int, per_day: int, baseline: int) -> dict:
+    config = ClusterConfig()
+    cl = Clusterer(config)
+    # per-entry bookkeeping in compact arrays, so that peak RSS is the clusterer's, not ours
+    lat = array("d")
+    gold = array("q")
+    pred = array("q")
+    merged_into: dict[int, int] = {}
+    t_total = cpu_total = 0.0
+    load_before = os.getloadavg()[0]
+    for doc, ev in Stream(size, per_day):
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        a: Assignment = cl.assign(doc)
+        dt = time.perf_counter() - t0
+        cpu_total += time.process_time() - c0
+        t_total += dt
+        lat.append(dt)
+        for m in a.merged:
+            merged_into[m] = a.cluster_id
+        gold.append(ev)
+        pred.append(a.cluster_id)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    window_entries, window_clusters = cl.window_entries, cl.window_clusters
+    del cl
+
+    def final(c: int) -> int:  # merges apply to earlier predictions too
+        while c in merged_into:
+            c = merged_into[c]
+        return c
+
+    lat = sorted(lat)
+    pct = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1e3  # noqa: E731
+    from score import score
+    q = score({str(i): str(g) for i, g in enumerate(gold)},
+              {str(i): str(final(p)) for i, p in enumerate(pred)})
+    out = {"size": size, "entries_per_s": size / t_total, "mean_ms": t_total / size * 1e3,
+           "cpu_entries_per_s": size / cpu_total, "load": max(load_before, os.getloadavg()[0]),
+           "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+           "peak_rss_mb": peak_rss_mb, "window_entries": window_entries, "window_clusters": window_clusters,
+           "pair_p": q["pair_p"], "pair_r": q["pair_r"], "pair_f1": q["pair_f1"]}
+    if baseline:
+        n = min(baseline, size)
+        window: deque = deque()
+        dc: dict[int, int] = {}
+        df = sim.DocumentFrequencies()
+        bp = sim.FeedBoilerplate()
+        next_id = [1]
+        t_base = 0.0
+        t_ours = 0.0
+        cl2 = Clusterer(config)
+        for doc, _ in Stream(n, per_day):
+            t0 = time.perf_counter()
+            feats = sim.extract(doc, bp)
+            feats.index(df)
+            bp.add(doc.feed_id, feats.sentence_keys, feats.headline)
+            _naive_assign(window, dc, feats, config, next_id, df)
+            t_base += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            cl2.assign(doc)
+            t_ours += time.perf_counter() - t0
+        out.update({"baseline_entries": n, "baseline_entries_per_s": n / t_base,
+                    "indexed_entries_per_s_same_prefix": n / t_ours})
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--per-day", type=int, default=1500, help="entries per day in the stream")
+    ap.add_argument("--baseline", type=int, default=3000, help="entries for the naive baseline (0: skip)")
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:
+        print(json.dumps(run_size(args.one, args.per_day, args.baseline)))
+        return 0
+    print(f"stream: {args.per_day} entries/day, 7-day window ~{7 * args.per_day} entries; 300 feeds")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    for size in sizes:
+        baseline = args.baseline if size == sizes[0] else 0
+        res = subprocess.run([sys.executable, __file__, "--one", str(size), "--per-day", str(args.per_day),
+                              "--baseline", str(baseline)], capture_output=True, text=True, check=True)
+        r = json.loads(res.stdout.strip().splitlines()[-1])
+        print(f"{r['size']:>9,} entries: {r['entries_per_s']:7.0f} entries/s "
+              f"({r['cpu_entries_per_s']:.0f}/s of CPU time, load {r['load']:.1f})  "
+              f"per entry p50 {r['p50_ms']:.2f} p95 {r['p95_ms']:.2f} p99 {r['p99_ms']:.2f} "
+              f"mean {r['mean_ms']:.2f} ms  peak RSS {r['peak_rss_mb']:.0f} MB  "
+              f"window {r['window_entries']} entries/{r['window_clusters']} clusters  "
+              f"synthetic pair P/R/F1 {r['pair_p']:.3f}/{r['pair_r']:.3f}/{r['pair_f1']:.3f}")
+        if "baseline_entries" in r:
+            print(f"{'':>9}  naive baseline (every window entry) on the first {r['baseline_entries']:,}: "
+                  f"{r['baseline_entries_per_s']:.0f} entries/s vs indexed "
+                  f"{r['indexed_entries_per_s_same_prefix']:.0f} entries/s on the same prefix")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
