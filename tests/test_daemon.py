@@ -116,3 +116,16 @@ def test_notify_is_a_no_op_without_socket():
         assert watchdog_seconds() == 2.0
     finally:
         del os.environ["WATCHDOG_USEC"]
+
+
+def test_missing_smtp_credential_exits_78_before_ready(tmp_path, notify_socket):
+    path, sock = notify_socket
+    config = tmp_path / "monitor.toml"
+    config.write_text('[smtp]\nhost = "127.0.0.1"\nusername = "desk"\npassword_file = "/nonexistent/smtp-password"\n'
+                      '[[topics]]\nname = "t"\nquery = "telegram"\nrecipients = ["desk@example.org"]\n')
+    env = {k: v for k, v in os.environ.items() if k not in ("MONITOR_SMTP_PASSWORD", "CREDENTIALS_DIRECTORY")}
+    proc = subprocess.run([sys.executable, "-m", "monitor", "--config", str(config), "--db", str(tmp_path / "m.db"),
+                           "run"], env={**env, "NOTIFY_SOCKET": path}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 78, proc.stderr
+    assert "password" in proc.stderr and "Traceback" not in proc.stderr
+    assert "READY=1" not in messages(sock, time.monotonic() + 0.5)
