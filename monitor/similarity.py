@@ -260,9 +260,61 @@ def extract(doc: ClusterDoc, boilerplate: FeedBoilerplate) -> DocFeatures:
     title_words = frozenset(title_low)
     term_of = tf.term_of
     headline = frozenset(filter(None, map(term_of, title_low)))
+    sents, complete = _body_sentences(doc.text, outlet)
+    feats = _read_body(doc, title, title_raw, title_low, title_words, headline, sents, complete,
+                       boilerplate)
+    if feats is None and not complete:  # the text's start did not hold MAX_WORDS words: read all of it
+        sents = tf.sentences(_without_outlet(tf.fold(doc.text), outlet))
+        feats = _read_body(doc, title, title_raw, title_low, title_words, headline, sents, True, boilerplate)
+    return feats
+
+
+# Characters of the text folded and split at first. Feed texts are mostly shorter; a long
+# article's first MAX_WORDS words almost always fit, else the whole text is read.
+BODY_CHARS = 3500
+_CUT = re.compile(r"[ \t\n\r]")
+
+
+def _body_sentences(text: str, outlet: tuple[str, re.Pattern] | None) -> tuple[list[str], bool]:
+    """The text's first sentences, folded and without the outlet's name, and whether they are all of them.
+
+    Only the first MAX_WORDS words are read, so a long text is folded and split from its
+    start only. The start is cut before an ASCII white-space character, where folding
+    cannot join two characters, and only sentences whose end (separator included) lies
+    before any place where removing the outlet's name or splitting could differ from the
+    whole text's are returned: they are exactly the whole text's first sentences.
+    """
+    if len(text) <= BODY_CHARS:
+        return tf.sentences(_without_outlet(tf.fold(text), outlet)), True
+    m = _CUT.search(text, BODY_CHARS)
+    if m is None:
+        return tf.sentences(_without_outlet(tf.fold(text), outlet)), True
+    folded = tf.fold(text[: m.start()])
+    reach = 1  # longest outlet match: a match reaching further than this from the cut may differ
+    if outlet is not None:
+        if outlet[0] not in folded.lower() and not (folded.isascii() and outlet[0].isascii()) \
+                and outlet[1].search(folded) is not None:
+            # the case-insensitive expression finds the name where lower-casing does not:
+            # whether the whole text names the outlet decides, so read all of it
+            return tf.sentences(_without_outlet(tf.fold(text), outlet)), True
+        reach = len(outlet[1].pattern) + 1  # longer than any match of the expression
+    start = _without_outlet(folded, outlet)
+    common = len(start) - reach  # start[:common] equals the whole text's, outlet removed
+    end = 0
+    for sep in tf._SENTENCE_END.finditer(start):
+        if sep.end() >= common - 1:  # the character that ends the separator must be in common too
+            break
+        end = sep.end()
+    return tf.sentences(start[:end]), False
+
+
+def _read_body(doc: ClusterDoc, title: str, title_raw: list[str], title_low: list[str],
+               title_words: frozenset[str], headline: frozenset[str], sents: list[str], complete: bool,
+               boilerplate: FeedBoilerplate) -> DocFeatures | None:
+    """extract's reading of the body sentences; None when they end before MAX_WORDS words and are not all."""
+    term_of = tf.term_of
     is_boilerplate = boilerplate.is_boilerplate
     feed_id = doc.feed_id
-
     keys: list[int] = []
     lead_text = [title]
     lead_words = list(title_low) * TITLE_WEIGHT
@@ -270,7 +322,7 @@ def extract(doc: ClusterDoc, boilerplate: FeedBoilerplate) -> DocFeatures:
     names = [t.lower() for t in title_raw[1:] if t[0].isupper()] if not tf.is_title_case(title) else []
     compounds: list[str] = []
     words = 0
-    for sent in tf.sentences(_without_outlet(tf.fold(doc.text), outlet)):
+    for sent in sents:
         if words >= MAX_WORDS:
             break
         in_lead = words < LEAD_WORDS
@@ -292,6 +344,8 @@ def extract(doc: ClusterDoc, boilerplate: FeedBoilerplate) -> DocFeatures:
         else:
             tail_words += low
         words += len(low)
+    if words < MAX_WORDS and not complete:
+        return None
     lead = Counter(map(term_of, lead_words))
     lead.update(map(tf.stem, compounds))
     tail = Counter(map(term_of, tail_words))

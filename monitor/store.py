@@ -268,10 +268,11 @@ class Store:
         new_ids: list[int] = []
         updated_ids: list[int] = []
         stamp = iso(now)
+        entries = list(entries)
         with self.write():
+            known = self._known_entries(feed.id, {e.key for e in entries})
             for e in entries:
-                row = self.db.execute("SELECT id, content_hash FROM entries WHERE feed_id = ? AND entry_key = ?",
-                                      [feed.id, e.key]).fetchone()
+                row = known.get(e.key)
                 values = [e.guid, e.link, e.title, e.summary_html, e.content_html, e.text, e.author,
                           iso(e.published), iso(e.updated), e.content_hash]
                 if row is None:
@@ -280,14 +281,29 @@ class Store:
                         " updated, content_hash, feed_id, entry_key, first_seen, last_changed)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values + [feed.id, e.key, stamp, stamp])
                     new_ids.append(cur.lastrowid)
+                    known[e.key] = (cur.lastrowid, e.content_hash)  # a key repeated in one feed meets this row
                 elif row[1] != e.content_hash:
                     self.db.execute(
                         "UPDATE entries SET guid = ?, link = ?, title = ?, summary_html = ?, content_html = ?,"
                         " text = ?, author = ?, published = ?, updated = ?, content_hash = ?, last_changed = ?"
                         " WHERE id = ?", values + [stamp, row[0]])
                     updated_ids.append(row[0])
+                    known[e.key] = (row[0], e.content_hash)
             self._apply_feed_update(feed, update, now)
         return new_ids, updated_ids
+
+    def _known_entries(self, feed_id: int, keys: set[str]) -> dict[str, tuple[int, str]]:
+        """entry key -> (id, content_hash) of the feed's stored entries among `keys`: one query per 500 keys."""
+        known: dict[str, tuple[int, str]] = {}
+        keys_list = list(keys)
+        for i in range(0, len(keys_list), 500):
+            chunk = keys_list[i : i + 500]
+            rows = self.db.execute(
+                "SELECT entry_key, id, content_hash FROM entries WHERE feed_id = ? AND entry_key IN ("
+                + ", ".join("?" * len(chunk)) + ")", [feed_id, *chunk]).fetchall()
+            for r in rows:
+                known[r[0]] = (r[1], r[2])
+        return known
 
     def _apply_feed_update(self, feed: Feed, u: "FeedUpdate", now: datetime) -> None:
         self.db.execute(

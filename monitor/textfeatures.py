@@ -74,12 +74,54 @@ _DATE_DM = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)? (?:of )?([A-Za-z]{3,9})\b")
 _RELATIVE_DAYS = {"today": 0, "tonight": 0, "yesterday": -1, "tomorrow": 1}
 
 
+_QUOTE_CHARS = re.compile("[" + "".join(chr(c) for c in _QUOTES if c != ord("`")) + "`]")
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+_combining_marks: re.Pattern | None = None
+
+
+def _combining() -> re.Pattern:
+    """Runs of Basic Multilingual Plane characters with a non-zero canonical combining class.
+
+    Built on first use. Only the Basic Multilingual Plane: a character class within it is
+    one table look-up per character, one with wider ranges a walk through them.
+    """
+    global _combining_marks
+    if _combining_marks is None:
+        ranges: list[list[int]] = []
+        for cp in range(0x300, 0x10000):
+            if unicodedata.combining(chr(cp)):
+                if ranges and ranges[-1][1] == cp - 1:
+                    ranges[-1][1] = cp
+                else:
+                    ranges.append([cp, cp])
+        _combining_marks = re.compile(
+            "[" + "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges) + "]+")
+    return _combining_marks
+
+
+def _quote(m: re.Match[str]) -> str:
+    return _QUOTES[ord(m.group())]
+
+
 def fold(text: str) -> str:
-    """Unicode-normalise: compatibility forms, no diacritics, ASCII quotes and dashes."""
-    text = text.translate(_QUOTES)
+    """Unicode-normalise: compatibility forms, no diacritics, ASCII quotes and dashes.
+
+    Only combining marks are dropped: letters of every script are kept. (The same as
+    translating _QUOTES, then NFKD and dropping every character with a combining class,
+    without a per-character pass in Python: str.translate with a mapping is one for any
+    text that is not ASCII.)
+    """
     if text.isascii():
-        return text
+        return text.replace("`", "'") if "`" in text else text
+    if _QUOTE_CHARS.search(text) is not None:
+        text = _QUOTE_CHARS.sub(_quote, text)
+        if text.isascii():
+            return text
     decomposed = unicodedata.normalize("NFKD", text)
+    if decomposed.isascii():
+        return decomposed
+    if _ASTRAL.search(decomposed) is None:
+        return _combining().sub("", decomposed)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
