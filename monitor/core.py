@@ -138,10 +138,16 @@ class Monitor:
             self.store.finish_cycle(cycle_id, self.clock(), {}, error=f"{type(exc).__name__}: {exc}"[:500])
             raise
         try:
-            report.touched_clusters = self.cluster_pending()
-            report.topic_matches = topics.match_clusters(self.store, self.settings.topics, report.touched_clusters,
-                                                         self.clock())
+            # One transaction from reading the unclustered entries to recording topic matches:
+            # a cycle matches only the clusters it touched, so clusters committed without their
+            # matches (a crash or a failed write in between) would never reach a digest; and
+            # another writer cannot cluster the same entries meanwhile.
+            with self.store.write():
+                report.touched_clusters = self.cluster_pending()
+                report.topic_matches = topics.match_clusters(self.store, self.settings.topics,
+                                                             report.touched_clusters, self.clock())
         except BaseException as exc:
+            self._clusterer = None  # its memory may hold assignments that were rolled back
             self.store.finish_cycle(cycle_id, self.clock(), report.counts(),
                                     error=f"cluster/match: {type(exc).__name__}: {exc}"[:500])
             raise

@@ -57,9 +57,11 @@ class Daemon:
     def cycle(self) -> None:
         if self.stop.is_set():
             return
-        with self.work:
+        with self.work:  # held for every use of the connection, so run() can wait for the last one
+            if self.stop.is_set():
+                return
             self._cycle()
-        self._schedule_next()
+            self._schedule_next()
 
     def _cycle(self) -> None:
         self.idle.clear()
@@ -69,7 +71,8 @@ class Daemon:
             purged = self.mon.apply_retention()
             if purged:
                 event(log, "retention", deleted_entries=purged)
-            self._digests()  # "immediate" topics go out right after the cycle that matched
+            if not self.stop.is_set():  # no SMTP session started while stopping; the outbox keeps it
+                self._digests()  # "immediate" topics go out right after the cycle that matched
             if report.feeds:
                 event(log, "cycle_done", feeds=report.feeds, fetched=report.fetched,
                       not_modified=report.not_modified, failed=report.failed, new=report.new,
@@ -85,7 +88,8 @@ class Daemon:
         if self.stop.is_set() or not self.work.acquire(blocking=False):
             return
         try:
-            self._digests()
+            if not self.stop.is_set():
+                self._digests()
         finally:
             self.work.release()
 
@@ -164,11 +168,17 @@ class Daemon:
               watchdog=ping and round(ping, 1))
         self._record_state()
         self.scheduler.start()  # blocks until shutdown
-        if not self.idle.wait(STOP_GRACE):
+        # Wait for the job that is using the database connection to finish with it: the
+        # caller closes the connection when run() returns, and closing it under a running
+        # job (its last state write, its next-run query) crashed the process with SIGSEGV.
+        if not self.work.acquire(timeout=STOP_GRACE):
             event(log, "stop_timeout", logging.ERROR, detail="cycle still running; leaving it to roll back")
             logging.shutdown()
             os._exit(0)  # the open transaction is rolled back by SQLite, nothing half-stored
-        self._mark_stopped()
+        try:
+            self._mark_stopped()
+        finally:
+            self.work.release()  # later jobs see `stop` under the lock and return without touching it
         event(log, "stopped")
         return 0
 

@@ -334,18 +334,29 @@ def send_pending(store: Store, transport: Transport, now: datetime, *, topic: st
 
     When the server cannot be reached at all, the run stops at the first digest (it is
     deferred) and later ones keep their place: they would fail the same way.
+
+    A topic's digests reach the reader in the order they were written: a digest waits while
+    an older one of its topic that nobody has received yet waits for its retry (or is being
+    sent by another sender). Without this, after an outage the digests created during it
+    (never tried, so due at once) went out before the first one, still in its backoff.
     """
-    where = "status = 'pending' AND (next_attempt IS NULL OR next_attempt <= ?)"
-    params: list = [iso(now)]
+    where = "status = 'pending'"
+    params: list = []
     if topic is not None:
         where += " AND topic = ?"
         params.append(topic)
-    rows = store.query(f"SELECT id, topic, message_id, created, attempts, sender FROM digests WHERE {where}"
-                       " ORDER BY created, id", params)
+    rows = store.query(f"SELECT id, topic, message_id, created, attempts, sender, next_attempt, sent FROM digests"
+                       f" WHERE {where} ORDER BY created, id", params)
     outcomes: list[SendOutcome] = []
+    held: set[str] = set()  # topics with an older digest still waiting for its first delivery
+    stamp = iso(now)
     for row in rows:
-        if not _claim(store, row["id"], now):
-            continue  # another sender has it
+        if row["topic"] in held:
+            continue
+        if row["next_attempt"] is not None and row["next_attempt"] > stamp or not _claim(store, row["id"], now):
+            if row["sent"] is None:  # not due yet, or another sender has it
+                held.add(row["topic"])
+            continue
         row["message"] = store.scalar("SELECT message FROM digests WHERE id = ?", [row["id"]])
         recipients = [r for (r,) in store.db.execute(
             "SELECT recipient FROM digest_recipients WHERE digest_id = ? AND status = 'pending' ORDER BY recipient",
@@ -356,15 +367,15 @@ def send_pending(store: Store, transport: Transport, now: datetime, *, topic: st
             outcomes.append(_defer(store, row, now, str(exc)))
             if exc.unreachable:
                 return SendReport(tuple(outcomes), stopped=str(exc))
-            continue
         except PermanentDeliveryError as exc:
             outcomes.append(_fail(store, row, now, str(exc)))
-            continue
         except Exception as exc:  # a transport bug must not lose the digest: keep it queued
             log.exception("digest transport failed unexpectedly")
             outcomes.append(_defer(store, row, now, f"unexpected {type(exc).__name__}: {exc}"))
-            continue
-        outcomes.append(_settle(store, row, now, recipients, refused))
+        else:
+            outcomes.append(_settle(store, row, now, recipients, refused))
+        if outcomes[-1].status == "pending" and row["sent"] is None and not outcomes[-1].accepted:
+            held.add(row["topic"])
     return SendReport(tuple(outcomes))
 
 
