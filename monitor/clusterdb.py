@@ -59,14 +59,8 @@ def apply(store: Store, decisions: Iterable[tuple[Assignment, ClusterDoc]], now:
         db = store.db
         for a, doc in decisions:
             if a.is_new:
-                db.execute("INSERT INTO clusters (id, headline, created, last_activity) VALUES (?, ?, ?, ?)",
-                           [a.cluster_id, doc.title, stamp, stamp])
-            db.execute(
-                "INSERT INTO memberships (entry_id, cluster_id, matched_entry_id, score, shared_terms,"
-                " time_gap_seconds, joined) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [a.entry_id, a.cluster_id, a.matched_entry_id, round(a.score, 4),
-                 json.dumps(list(a.shared_terms), ensure_ascii=False),
-                 a.time_gap.total_seconds() if a.time_gap is not None else None, stamp])
+                _new_cluster(store, a.cluster_id, doc, stamp)
+            _add_member(store, a, a.cluster_id, stamp)
             for absorbed in a.merged:
                 _absorb(store, absorbed, a.cluster_id, a.entry_id, stamp)
                 touched.discard(absorbed)
@@ -74,6 +68,21 @@ def apply(store: Store, decisions: Iterable[tuple[Assignment, ClusterDoc]], now:
         for cid in touched:
             refresh(store, cid, stamp)
     return touched
+
+
+def _new_cluster(store: Store, cluster_id: int, doc: ClusterDoc, stamp: str) -> None:
+    store.db.execute("INSERT INTO clusters (id, headline, created, last_activity) VALUES (?, ?, ?, ?)",
+                     [cluster_id, doc.title, stamp, stamp])
+
+
+def _add_member(store: Store, a: Assignment, cluster_id: int, stamp: str) -> None:
+    """One membership row, with why the entry joined (score, matched entry, shared terms, gap)."""
+    store.db.execute(
+        "INSERT INTO memberships (entry_id, cluster_id, matched_entry_id, score, shared_terms,"
+        " time_gap_seconds, joined) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [a.entry_id, cluster_id, a.matched_entry_id, round(a.score, 4),
+         json.dumps(list(a.shared_terms), ensure_ascii=False),
+         a.time_gap.total_seconds() if a.time_gap is not None else None, stamp])
 
 
 def _move_topic_matches(store: Store, absorbed: int, into: int) -> None:
@@ -321,13 +330,8 @@ def rebuild(store: Store, make_clusterer, since: datetime | None, now: datetime)
             if db.execute("SELECT 1 FROM clusters WHERE id = ?", [cid]).fetchone():
                 db.execute("UPDATE clusters SET merged_into = NULL WHERE id = ?", [cid])
             else:
-                db.execute("INSERT INTO clusters (id, headline, created, last_activity) VALUES (?, ?, ?, ?)",
-                           [cid, doc.title, stamp, stamp])
-            db.execute(
-                "INSERT INTO memberships (entry_id, cluster_id, matched_entry_id, score, shared_terms,"
-                " time_gap_seconds, joined) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [a.entry_id, cid, a.matched_entry_id, round(a.score, 4), json.dumps(list(a.shared_terms)),
-                 a.time_gap.total_seconds() if a.time_gap is not None else None, stamp])
+                _new_cluster(store, cid, doc, stamp)
+            _add_member(store, a, cid, stamp)
             touched.add(cid)
         for w in warm_ids:  # clusters from before `since` that the rebuild merged into others
             survivor = mapping.get(clusterer.resolve(w), clusterer.resolve(w))

@@ -109,7 +109,7 @@ def run_cycle(store: Store, settings: Settings, feeds: list[Feed], clock: Callab
         finally:
             results.put(None)
 
-    fetched: dict[int, FetchResult] = {}
+    fetched: dict[int, tuple[FetchResult, str]] = {}  # feed id -> 200 result being parsed, its body hash
 
     def record(feed: Feed, result: FetchResult, update: FeedUpdate, entries=(), detail: str = "",
                unchanged: bool = False) -> None:
@@ -151,13 +151,13 @@ def run_cycle(store: Store, settings: Settings, feeds: list[Feed], clock: Callab
                     else:
                         feed_id, result = item
                         feed = by_id[feed_id]
-                        if result.status == 200 and result.error is None and result.body is not None \
-                                and body_hash(result.body) == feed.body_hash:
+                        digest = body_hash(result.body) if result.ok and result.body is not None else None
+                        if digest is not None and digest == feed.body_hash:
                             # Same bytes as the last good parse (a server without validators):
                             # nothing can have changed, so it is not parsed again.
                             record(feed, result, after_fetch(feed, result, clock(), policy), unchanged=True)
-                        elif result.status == 200 and result.error is None and result.body is not None:
-                            fetched[feed_id] = result
+                        elif digest is not None:
+                            fetched[feed_id] = (result, digest)
                             pool.submit(feed_id, result.body, result.headers, clock(),
                                         base_url=result.final_url or feed.url)
                             submitted += 1
@@ -168,13 +168,13 @@ def run_cycle(store: Store, settings: Settings, feeds: list[Feed], clock: Callab
                 pass
             for feed_id, outcome in pool.results(wait_at_most=0.05):
                 submitted -= 1
-                feed, result = by_id[feed_id], fetched.pop(feed_id)
+                feed, (result, digest) = by_id[feed_id], fetched.pop(feed_id)
                 now = clock()
                 if isinstance(outcome, ParseError):
                     update = after_fetch(feed, result, now, policy, parse_error=outcome.reason)
                     record(feed, result, update, detail=outcome.detail)
                 else:
-                    update = replace(_parsed_update(feed, result, outcome, now, policy), body_hash=body_hash(result.body))
+                    update = replace(_parsed_update(feed, result, outcome, now, policy), body_hash=digest)
                     record(feed, result, update, outcome.entries)
                 if not results.empty():
                     break  # hand fresh fetch results to idle workers before storing more

@@ -130,15 +130,19 @@ class Daemon:
         except Exception as exc:
             event(log, "schedule_failed", logging.WARNING, detail=str(exc)[:200])
 
-    def _record_state(self) -> None:
+    def _set_state(self, **values: str) -> None:
+        """Record the daemon's state for `monitor status`; a failure here must not stop the daemon."""
         try:
+            now = iso(datetime.now(timezone.utc))
             with self.mon.store.write():
-                now = iso(datetime.now(timezone.utc))
-                for name, value in (("pid", str(os.getpid())), ("heartbeat", now), ("state", "running")):
+                for name, value in values.items():
                     self.mon.store.db.execute("INSERT OR REPLACE INTO service_state (name, value, updated) "
                                               "VALUES (?, ?, ?)", [name, value, now])
         except Exception as exc:
             event(log, "state_not_recorded", logging.WARNING, detail=str(exc)[:200])
+
+    def _record_state(self) -> None:
+        self._set_state(pid=str(os.getpid()), heartbeat=iso(datetime.now(timezone.utc)), state="running")
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -187,9 +191,4 @@ class Daemon:
         event(log, "ready")
 
     def _mark_stopped(self) -> None:
-        try:
-            with self.mon.store.write():
-                self.mon.store.db.execute("INSERT OR REPLACE INTO service_state (name, value, updated) "
-                                          "VALUES ('state', 'stopped', ?)", [iso(datetime.now(timezone.utc))])
-        except Exception:
-            pass
+        self._set_state(state="stopped")

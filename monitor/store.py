@@ -236,9 +236,9 @@ class Store:
 
     def feeds(self, *, include_disabled: bool = True) -> list[Feed]:
         where = "" if include_disabled else "WHERE disabled = 0"
-        rows = self.db.execute(f"SELECT * FROM feeds {where} ORDER BY coalesce(category, ''), id").fetchall()
-        cols = [d[0] for d in self.db.execute("SELECT * FROM feeds LIMIT 0").description]
-        return [feed_from_row(dict(zip(cols, r))) for r in rows]
+        cur = self.db.execute(f"SELECT * FROM feeds {where} ORDER BY coalesce(category, ''), id")
+        cols = [d[0] for d in cur.description]
+        return [feed_from_row(dict(zip(cols, r))) for r in cur.fetchall()]
 
     def feed_by_url(self, url: str) -> Feed | None:
         rows = self.query("SELECT * FROM feeds WHERE url = ?", [url])
