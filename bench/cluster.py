@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT.parent / "shared" / "eval"))
 
 from monitor import similarity as sim  # noqa: E402
 from monitor.cluster import Assignment, Clusterer, ClusterConfig  # noqa: E402
+from monitor.readpool import read_ahead, workers_available  # noqa: E402
 from monitor.types import ClusterDoc  # noqa: E402
 
 FUNCTION_WORDS = ("the of and to in a for on that with as by at from was is has said it its "
@@ -167,7 +168,55 @@ def _naive_assign(window: deque, docs_cluster: dict, q: sim.DocFeatures, config:
     return cid
 
 
-def run_size(size: int, per_day: int, baseline: int) -> dict:
+class _Readers:
+    """CPU time and peak memory of the reading workers (children of multiprocessing's fork server,
+    so not in this process's RUSAGE_CHILDREN), from /proc, sampled while they live."""
+
+    def __init__(self) -> None:
+        self.cpu: dict[int, float] = {}
+        self.hwm_kb = 0
+
+    def sample(self) -> None:
+        from multiprocessing import forkserver
+        server = getattr(forkserver._forkserver, "_forkserver_pid", None)
+        if server is None or not os.path.isdir("/proc"):
+            return
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[1]) != server:
+                    continue
+                self.cpu[int(pid)] = (int(stat[11]) + int(stat[12])) / tick
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.hwm_kb = max(self.hwm_kb, int(line.split()[1]))
+            except (OSError, IndexError, ValueError):
+                continue
+
+
+class _Timed:
+    """An iterator that keeps the time spent producing its items, to leave it out of the figures."""
+
+    def __init__(self, items) -> None:
+        self.items = iter(items)
+        self.wall = self.cpu = 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        c0, t0 = time.process_time(), time.perf_counter()
+        try:
+            return next(self.items)
+        finally:
+            self.wall += time.perf_counter() - t0
+            self.cpu += time.process_time() - c0
+
+
+def run_size(size: int, per_day: int, baseline: int, workers: int | None) -> dict:
     config = ClusterConfig()
     cl = Clusterer(config)
     # per-entry bookkeeping in compact arrays, so that peak RSS is the clusterer's, not ours
@@ -177,12 +226,21 @@ def run_size(size: int, per_day: int, baseline: int) -> dict:
     merged_into: dict[int, int] = {}
     t_total = cpu_total = 0.0
     load_before = os.getloadavg()[0]
-    for doc, ev in Stream(size, per_day):
-        c0 = time.process_time()
-        t0 = time.perf_counter()
-        a: Assignment = cl.assign(doc)
-        dt = time.perf_counter() - t0
-        cpu_total += time.process_time() - c0
+    source = _Timed(Stream(size, per_day))
+    stage = read_ahead(source, size, lambda item: item[0], workers=workers)
+    readers = _Readers()
+    while True:
+        if len(lat) % 2000 == 1999:
+            readers.sample()
+        # the stage's time: waiting for the next reading (generating the stream excluded) + deciding
+        c0, t0, g0, gc0 = time.process_time(), time.perf_counter(), source.wall, source.cpu
+        try:
+            (doc, ev), reading = next(stage)
+        except StopIteration:
+            break
+        a: Assignment = cl.assign(doc, reading)
+        dt = time.perf_counter() - t0 - (source.wall - g0)
+        cpu_total += time.process_time() - c0 - (source.cpu - gc0)
         t_total += dt
         lat.append(dt)
         for m in a.merged:
@@ -190,6 +248,7 @@ def run_size(size: int, per_day: int, baseline: int) -> dict:
         gold.append(ev)
         pred.append(a.cluster_id)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    reader_cpu, reader_rss_mb = sum(readers.cpu.values()), readers.hwm_kb / 1024
     window_entries, window_clusters = cl.window_entries, cl.window_clusters
     del cl
 
@@ -204,7 +263,9 @@ def run_size(size: int, per_day: int, baseline: int) -> dict:
     q = score({str(i): str(g) for i, g in enumerate(gold)},
               {str(i): str(final(p)) for i, p in enumerate(pred)})
     out = {"size": size, "entries_per_s": size / t_total, "mean_ms": t_total / size * 1e3,
-           "cpu_entries_per_s": size / cpu_total, "load": max(load_before, os.getloadavg()[0]),
+           "workers": workers_available() if workers is None else workers,
+           "cpu_ms_per_entry": (cpu_total + reader_cpu) / size * 1e3, "reader_rss_mb": reader_rss_mb,
+           "load": max(load_before, os.getloadavg()[0]),
            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
            "peak_rss_mb": peak_rss_mb, "window_entries": window_entries, "window_clusters": window_clusters,
            "pair_p": q["pair_p"], "pair_r": q["pair_r"], "pair_f1": q["pair_f1"]}
@@ -238,22 +299,28 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--per-day", type=int, default=1500, help="entries per day in the stream")
     ap.add_argument("--baseline", type=int, default=3000, help="entries for the naive baseline (0: skip)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="reading workers beside the deciding process (default: as monitor picks; 0: none)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(run_size(args.one, args.per_day, args.baseline)))
+        print(json.dumps(run_size(args.one, args.per_day, args.baseline, args.workers)))
         return 0
     print(f"stream: {args.per_day} entries/day, 7-day window ~{7 * args.per_day} entries; 300 feeds")
     sizes = [int(s) for s in args.sizes.split(",")]
     for size in sizes:
         baseline = args.baseline if size == sizes[0] else 0
         res = subprocess.run([sys.executable, __file__, "--one", str(size), "--per-day", str(args.per_day),
-                              "--baseline", str(baseline)], capture_output=True, text=True, check=True)
+                              "--baseline", str(baseline)]
+                             + (["--workers", str(args.workers)] if args.workers is not None else []),
+                             capture_output=True, text=True, check=True)
         r = json.loads(res.stdout.strip().splitlines()[-1])
         print(f"{r['size']:>9,} entries: {r['entries_per_s']:7.0f} entries/s "
-              f"({r['cpu_entries_per_s']:.0f}/s of CPU time, load {r['load']:.1f})  "
+              f"(reading workers {r['workers']}, CPU {r['cpu_ms_per_entry']:.2f} ms/entry in all, "
+              f"load {r['load']:.1f})  "
               f"per entry p50 {r['p50_ms']:.2f} p95 {r['p95_ms']:.2f} p99 {r['p99_ms']:.2f} "
-              f"mean {r['mean_ms']:.2f} ms  peak RSS {r['peak_rss_mb']:.0f} MB  "
+              f"mean {r['mean_ms']:.2f} ms  peak RSS {r['peak_rss_mb']:.0f} MB "
+              f"(a reading worker {r['reader_rss_mb']:.0f} MB)  "
               f"window {r['window_entries']} entries/{r['window_clusters']} clusters  "
               f"synthetic pair P/R/F1 {r['pair_p']:.3f}/{r['pair_r']:.3f}/{r['pair_f1']:.3f}")
         if "baseline_entries" in r:

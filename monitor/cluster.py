@@ -6,7 +6,8 @@ Pure and incremental: `Clusterer.assign` takes one entry (in published order), d
 after a restart without deciding again. No I/O, no clock.
 
 How an entry is placed (thresholds are explained where they are defined):
-1. Read it (similarity.extract): lead-weighted terms minus the feed's learned boilerplate,
+1. Read it (monitor.reading, possibly ahead of time in another process), then weigh it
+   (similarity.features): lead-weighted terms minus the feed's learned boilerplate,
    name spellings mapped to the ones already in the window, days the text names.
 2. Candidates: entries of the window that share its rarer terms (inverted index).
 3. Each candidate entry is scored by `pair_similarity` (tf-idf cosine, capped by the
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from . import similarity as sim
+from .reading import Reading
 from .types import ClusterDoc
 
 # Two shared words are what unrelated headlines share by chance ("fake news", "police
@@ -128,7 +130,7 @@ class Clusterer:
         self._now = -math.inf
 
     # --- public API -------------------------------------------------------------------
-    def warm(self, doc: ClusterDoc, cluster_id: int) -> None:
+    def warm(self, doc: ClusterDoc, cluster_id: int, reading: Reading | None = None) -> None:
         """Add a stored entry with its stored cluster id (after a restart), without deciding.
 
         Feed the entries of the last `warm_span` in published order. With `window` of
@@ -136,15 +138,18 @@ class Clusterer:
         were read with; with `warm_span` (two windows) it is the same, bit for bit.
         """
         self._advance(doc.published.timestamp())
-        feats = self._read(doc)
+        feats = self._read(doc, reading)
         cid = self.resolve(cluster_id)
         self.next_cluster_id = max(self.next_cluster_id, cid + 1)
         self._insert(feats, cid)
 
-    def assign(self, doc: ClusterDoc) -> Assignment:
-        """Decide the cluster of a new entry and remember it."""
+    def assign(self, doc: ClusterDoc, reading: Reading | None = None) -> Assignment:
+        """Decide the cluster of a new entry and remember it.
+
+        `reading` is the entry's `reading.read` when it was made ahead of time (see readpool).
+        """
         self._advance(doc.published.timestamp())
-        feats = self._read(doc)
+        feats = self._read(doc, reading)
         decision = self._decide(feats)
         self._insert(feats, decision.cluster_id)
         return decision
@@ -189,8 +194,8 @@ class Clusterer:
         while self._expiry and self._expiry[0][0] < horizon:
             self._evict(heapq.heappop(self._expiry)[1])
 
-    def _read(self, doc: ClusterDoc) -> sim.DocFeatures:
-        feats = sim.extract(doc, self._boilerplate)
+    def _read(self, doc: ClusterDoc, reading: Reading | None) -> sim.DocFeatures:
+        feats = sim.extract(doc, self._boilerplate, reading)
         df = self._df.df
         mapping = {}
         for t in feats.name_terms:
@@ -263,8 +268,8 @@ class Clusterer:
         common = max(COMMON_TERM_MIN, COMMON_TERM_SHARE * n)
         join = self.config.join
         postings, maxw = self._postings, self._maxw
-        acc: defaultdict[int, float] = defaultdict(float)
         skipped: list[tuple[str, float]] = []
+        active: list[tuple[str, float, dict[int, float]]] = []
         bound = 0.0  # most that the skipped common terms can add to any cosine
         for t, w in q.vec.items():
             p = postings.get(t)
@@ -273,10 +278,30 @@ class Clusterer:
             if len(p) > common:
                 skipped.append((t, w))
                 bound += w * maxw[t]
-                continue
-            for eid, dw in p.items():
-                acc[eid] += w * dw
+            else:
+                active.append((t, w, p))
         floor = min(join, SYNDICATED_COSINE) - bound
+        # An entry that shares only terms whose bounds add up to less than the floor can
+        # never be examined, so those terms open no candidates: they only add to the
+        # entries that the others opened (the same sums, in the same order, for less work).
+        minor: set[str] = set()
+        reach = 0.0
+        for b, t in sorted((w * maxw[t], t) for t, w, _ in active):
+            if reach + b >= floor:
+                break
+            reach += b
+            minor.add(t)
+        opened: set[int] = set()
+        if minor:
+            opened.update(*(p for t, _, p in active if t not in minor))
+        acc: defaultdict[int, float] = defaultdict(float)
+        for t, w, p in active:
+            if t not in minor:
+                for eid, dw in p.items():
+                    acc[eid] += w * dw
+            elif opened:
+                for eid in p.keys() & opened:
+                    acc[eid] += w * p[eid]
         docs = self._docs
         promising = []
         ts, window, half_inv_scale2 = q.ts, self._window, 0.5 / (self._scale * self._scale)

@@ -13,6 +13,7 @@ from typing import Iterable, Iterator
 
 from monitor.cluster import Assignment
 from monitor.normalize import clean_headline
+from monitor.readpool import read_ahead
 from monitor.topics import fts_query
 from monitor.store import Store, iso, parse_iso
 from monitor.types import ClusterDoc
@@ -56,7 +57,6 @@ def apply(store: Store, decisions: Iterable[tuple[Assignment, ClusterDoc]], now:
     touched: set[int] = set()
     stamp = iso(now)
     with store.write():
-        db = store.db
         for a, doc in decisions:
             if a.is_new:
                 _new_cluster(store, a.cluster_id, doc, stamp)
@@ -317,10 +317,12 @@ def rebuild(store: Store, make_clusterer, since: datetime | None, now: datetime)
         clusterer = make_clusterer(first_new)
         warm_ids: set[int] = set()
         if since:
-            for doc, cid in clustered_since(store, since - clusterer.warm_span, before=since):
-                clusterer.warm(doc, cid)
+            history = list(clustered_since(store, since - clusterer.warm_span, before=since))
+            for (doc, cid), reading in read_ahead(history, len(history), lambda row: row[0]):
+                clusterer.warm(doc, cid, reading)
                 warm_ids.add(cid)
-        decisions = [(clusterer.assign(doc), doc) for doc in unclustered(store, since)]
+        docs = unclustered(store, since)
+        decisions = [(clusterer.assign(doc, reading), doc) for doc, reading in read_ahead(docs, len(docs))]
         final = {a.entry_id: clusterer.resolve(a.cluster_id) for a, _ in decisions}
         mapping = _stable_ids(final, old, first_new)
         stamp = iso(now)

@@ -10,6 +10,7 @@ from monitor.config import EXAMPLE_CONFIG, Settings, load_settings, parse_durati
 from monitor import clusterdb, mailer, outbox, topics
 from monitor.cluster import ClusterConfig, Clusterer
 from monitor.cycle import CycleReport, FeedOutcome, run_cycle
+from monitor.readpool import read_ahead
 from monitor.errors import ConfigError, MonitorError, StorageError
 from monitor.opml import OpmlError, OpmlImport, parse_opml, write_opml
 from monitor.store import Store, iso, open_store
@@ -203,8 +204,9 @@ class Monitor:
             return self._clusterer
         clusterer = Clusterer(self.cluster_config(), next_cluster_id=clusterdb.next_cluster_id(self.store))
         start = min(d.published for d in docs) - clusterer.warm_span
-        for doc, cluster_id in clusterdb.clustered_since(self.store, start):
-            clusterer.warm(doc, cluster_id)
+        history = list(clusterdb.clustered_since(self.store, start))
+        for (doc, cluster_id), reading in read_ahead(history, len(history), lambda row: row[0]):
+            clusterer.warm(doc, cluster_id, reading)
         self._clusterer = clusterer
         return clusterer
 
@@ -215,7 +217,7 @@ class Monitor:
             return set()
         clusterer = self._clusterer_for(docs)
         try:
-            decisions = [(clusterer.assign(doc), doc) for doc in docs]
+            decisions = [(clusterer.assign(doc, reading), doc) for doc, reading in read_ahead(docs, len(docs))]
             touched = clusterdb.apply(self.store, decisions, self.clock())
         except BaseException:
             self._clusterer = None  # memory may be ahead of the database: rebuild next time

@@ -34,6 +34,9 @@ from .types import ParsedFeed
 
 Outcome = ParsedFeed | ParseError
 DEFAULT_PARSE_TIMEOUT = 10.0
+# Imported once in the fork server, so that workers start without importing anything:
+# parsing here, reading entries for clustering in monitor.readpool.
+FORKSERVER_PRELOAD = ["monitor.parse", "monitor.reading"]
 
 
 def default_context() -> str:
@@ -146,7 +149,7 @@ class ParsePool:
             raise RuntimeError("ParsePool is closed")
         if self._context_name == "forkserver":
             # Import feedparser once in the fork server, not in every worker.
-            self._ctx.set_forkserver_preload(["monitor.parse"])
+            self._ctx.set_forkserver_preload(FORKSERVER_PRELOAD)
         while len(self._pool) < self.workers:
             self._pool.append(self._new_worker())
 

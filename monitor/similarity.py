@@ -7,15 +7,14 @@ the clusterer can add and evict entries as its time window moves.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Callable, Iterable
 
 from rapidfuzz import fuzz, process
 
 from . import textfeatures as tf
+from .reading import TITLE_WEIGHT, Reading, read
 from .types import ClusterDoc
 
 # --- how an entry is read -----------------------------------------------------------------
@@ -27,7 +26,6 @@ from .types import ClusterDoc
 LEAD_WORDS = 80
 MAX_WORDS = 400
 TAIL_WEIGHT = 0.25
-TITLE_WEIGHT = 2
 # Terms kept per vector: about the distinct content terms of a title and an 80-word lead,
 # so a summary keeps all its terms and a long article's tail can only displace the lead's
 # weakest ones. (Measured: 48 and 60 score the same; at 40 rewritten reports start to lose
@@ -44,6 +42,7 @@ BOILERPLATE_HEADLINES = 8
 # Syndicated copies: bodies this alike (rapidfuzz ratio, 0-100) with enough words to judge.
 SYNDICATED_RATIO = 90.0
 SYNDICATED_MIN_WORDS = 25
+FINGERPRINT_WORDS = 120  # words of the body start compared
 # Name spellings: an unseen name term this alike (ratio) to a name term in the window,
 # with the same first three letters and at least NAME_MIN_LENGTH letters, is that name.
 # Shorter names one letter apart are as often two people (Carlsen, Carlson).
@@ -51,7 +50,6 @@ NAME_RATIO = 85.0
 NAME_MIN_LENGTH = 8
 
 _SUBLINEAR = (0.0,) + tuple(1.0 + math.log(c) for c in range(1, 32))  # 1 + ln(count)
-_WIRE_SLUG = re.compile(r"^\s*[A-Z][A-Z0-9&]*(?: \d+)?-(?=\S)")  # "UPDATE 3-", "OIL-", "DEALS-"
 
 
 @dataclass(slots=True)
@@ -81,36 +79,6 @@ class DocFeatures:
         self.tf = {}
         self.lead_terms = self.lead_terms.intersection(self.vec)
         self.lead_only = len(self.lead_terms) == len(self.vec)
-
-
-@lru_cache(maxsize=4096)
-def _outlet_pattern(outlet: str) -> tuple[str, re.Pattern] | None:
-    """The outlet's own name as it appears in its datelines, title suffixes and footers."""
-    words = re.findall(r"[^\W_]+", tf.fold(outlet))
-    if not words:
-        return None
-    pattern = re.compile(r"\b" + r"[\s\W]{1,3}".join(map(re.escape, words)) + r"\b", re.IGNORECASE)
-    return words[-1].lower(), pattern
-
-
-def _without_outlet(text: str, outlet: tuple[str, re.Pattern] | None) -> str:
-    """The text without the outlet's own name (a cheap test first: most texts do not name it)."""
-    if outlet is None or outlet[0] not in text.lower():
-        return text
-    return outlet[1].sub(" ", text)
-
-
-def sentence_key(tokens: list[str], title_words: frozenset[str]) -> int | None:
-    """A hash of a sentence without numbers and without the entry's own title words.
-
-    Dropping the title makes "The post <title> appeared first on X" one sentence in every
-    entry of a feed; dropping numbers does the same for "Posted 3 hours ago". Sentences with
-    fewer than two words left are too short to tell boilerplate from text.
-    """
-    kept = [t for t in tokens if t > "9" and t not in title_words]  # "9" sorts after every number
-    if len(kept) < 2:
-        return None
-    return hash(tuple(kept))
 
 
 class FeedBoilerplate:
@@ -251,110 +219,65 @@ class NameVariants:
         return best[2] if best else None
 
 
-def extract(doc: ClusterDoc, boilerplate: FeedBoilerplate) -> DocFeatures:
-    """Read one entry: lead-weighted terms, name terms and stated days, minus feed boilerplate."""
-    outlet = _outlet_pattern(doc.outlet)
-    title = _without_outlet(_WIRE_SLUG.sub("", tf.fold(doc.title)), outlet)
-    title_raw = tf.raw_tokens(title)
-    title_low = [t.lower() for t in title_raw]
-    title_words = frozenset(title_low)
-    term_of = tf.term_of
-    headline = frozenset(filter(None, map(term_of, title_low)))
-    sents, complete = _body_sentences(doc.text, outlet)
-    feats = _read_body(doc, title, title_raw, title_low, title_words, headline, sents, complete,
-                       boilerplate)
-    if feats is None and not complete:  # the text's start did not hold MAX_WORDS words: read all of it
-        sents = tf.sentences(_without_outlet(tf.fold(doc.text), outlet))
-        feats = _read_body(doc, title, title_raw, title_low, title_words, headline, sents, True, boilerplate)
+def extract(doc: ClusterDoc, boilerplate: FeedBoilerplate, reading: Reading | None = None) -> DocFeatures:
+    """Read one entry: lead-weighted terms, name terms and stated days, minus feed boilerplate.
+
+    `reading` is the entry's `reading.read` when it was made ahead of time (see readpool).
+    """
+    feats = features(doc, reading or read(doc.title, doc.text, doc.outlet), boilerplate)
+    if feats is None:  # the text's start did not hold MAX_WORDS words of text: read all of it
+        feats = features(doc, read(doc.title, doc.text, doc.outlet, whole=True), boilerplate)
     return feats
 
 
-# Characters of the text folded and split at first. Feed texts are mostly shorter; a long
-# article's first MAX_WORDS words almost always fit, else the whole text is read.
-BODY_CHARS = 3500
-_CUT = re.compile(r"[ \t\n\r]")
-
-
-def _body_sentences(text: str, outlet: tuple[str, re.Pattern] | None) -> tuple[list[str], bool]:
-    """The text's first sentences, folded and without the outlet's name, and whether they are all of them.
-
-    Only the first MAX_WORDS words are read, so a long text is folded and split from its
-    start only. The start is cut before an ASCII white-space character, where folding
-    cannot join two characters, and only sentences whose end (separator included) lies
-    before any place where removing the outlet's name or splitting could differ from the
-    whole text's are returned: they are exactly the whole text's first sentences.
-    """
-    if len(text) <= BODY_CHARS:
-        return tf.sentences(_without_outlet(tf.fold(text), outlet)), True
-    m = _CUT.search(text, BODY_CHARS)
-    if m is None:
-        return tf.sentences(_without_outlet(tf.fold(text), outlet)), True
-    folded = tf.fold(text[: m.start()])
-    reach = 1  # longest outlet match: a match reaching further than this from the cut may differ
-    if outlet is not None:
-        if outlet[0] not in folded.lower() and not (folded.isascii() and outlet[0].isascii()) \
-                and outlet[1].search(folded) is not None:
-            # the case-insensitive expression finds the name where lower-casing does not:
-            # whether the whole text names the outlet decides, so read all of it
-            return tf.sentences(_without_outlet(tf.fold(text), outlet)), True
-        reach = len(outlet[1].pattern) + 1  # longer than any match of the expression
-    start = _without_outlet(folded, outlet)
-    common = len(start) - reach  # start[:common] equals the whole text's, outlet removed
-    end = 0
-    for sep in tf._SENTENCE_END.finditer(start):
-        if sep.end() >= common - 1:  # the character that ends the separator must be in common too
-            break
-        end = sep.end()
-    return tf.sentences(start[:end]), False
-
-
-def _read_body(doc: ClusterDoc, title: str, title_raw: list[str], title_low: list[str],
-               title_words: frozenset[str], headline: frozenset[str], sents: list[str], complete: bool,
-               boilerplate: FeedBoilerplate) -> DocFeatures | None:
-    """extract's reading of the body sentences; None when they end before MAX_WORDS words and are not all."""
-    term_of = tf.term_of
+def features(doc: ClusterDoc, r: Reading, boilerplate: FeedBoilerplate) -> DocFeatures | None:
+    """A reading with the feed's boilerplate left out, weighted; None when its sentences
+    end before MAX_WORDS words and are not all of the text."""
     is_boilerplate = boilerplate.is_boilerplate
-    feed_id = doc.feed_id
+    feed_id, headline = doc.feed_id, r.headline
     keys: list[int] = []
-    lead_text = [title]
-    lead_words = list(title_low) * TITLE_WEIGHT
-    tail_words: list[str] = []
-    names = [t.lower() for t in title_raw[1:] if t[0].isupper()] if not tf.is_title_case(title) else []
+    lead_text = [r.title]
+    lead_terms = [r.title_terms] * TITLE_WEIGHT
+    day_words = list(r.title_day_words)
+    tail_terms: list[str] = []
+    body: list[str] = []  # lower-cased tokens of the sentences kept, for the fingerprint
+    body_words = 0
+    names = list(r.title_names)
     compounds: list[str] = []
     words = 0
-    for sent in sents:
+    for s in r.sentences:
         if words >= MAX_WORDS:
             break
         in_lead = words < LEAD_WORDS
-        raw = tf.raw_tokens(sent if in_lead else sent.lower())
-        if not raw:
+        if in_lead or s.tail is None:
+            key, n, low, terms = s.key, s.words, s.low, s.terms
+        else:
+            key, n, low, terms = s.tail
+        if not n:
             continue
-        low = list(map(str.lower, raw)) if in_lead else raw
-        key = sentence_key(low, title_words)
         if key is not None:
             keys.append(key)
             if is_boilerplate(feed_id, key, headline):
                 continue
         if in_lead:  # names are read from the title and lead, where a story introduces them
-            lead_text.append(sent)
-            lead_words += low
-            names += [low[i] for i in range(1, len(raw)) if raw[i][0].isupper()]
-            if "-" in sent:
-                compounds += tf.compound_names(sent)
+            lead_text.append(s.text)
+            lead_terms.append(terms)
+            day_words += s.day_words
+            names += s.names
+            compounds += s.compounds
         else:
-            tail_words += low
-        words += len(low)
-    if words < MAX_WORDS and not complete:
+            tail_terms.append(terms)
+        if body_words < FINGERPRINT_WORDS:
+            body.append(low)
+            body_words += n
+        words += n
+    if words < MAX_WORDS and not r.complete:
         return None
-    lead = Counter(map(term_of, lead_words))
-    lead.update(map(tf.stem, compounds))
-    tail = Counter(map(term_of, tail_words))
-    lead.pop(None, None)
-    tail.pop(None, None)
-    name_terms = set(map(term_of, names))
-    name_terms.update(map(tf.stem, compounds))
-    name_terms.discard(None)
-    body_words = lead_words[len(title_low) * TITLE_WEIGHT :] + tail_words
+    lead = Counter(" ".join(lead_terms).split())
+    lead.update(compounds)
+    tail = Counter(" ".join(tail_terms).split())
+    name_terms = set(names)
+    name_terms.update(compounds)
 
     # sublinear within each part, so background repeated in the tail cannot outweigh the lead
     weights = {t: _SUBLINEAR[c] if c < 32 else 1.0 + math.log(c) for t, c in lead.items()}
@@ -362,16 +285,16 @@ def _read_body(doc: ClusterDoc, title: str, title_raw: list[str], title_low: lis
         weights[t] = weights.get(t, 0.0) + TAIL_WEIGHT * (_SUBLINEAR[c] if c < 32 else 1.0 + math.log(c))
     return DocFeatures(
         entry_id=doc.entry_id,
-        feed_id=doc.feed_id,
+        feed_id=feed_id,
         ts=doc.published.timestamp(),
         tf=weights,
         lead_terms=frozenset(lead),
         name_terms=frozenset(n for n in name_terms if not n[0].isdigit()),
-        days=tf.stated_days(". ".join(lead_text), doc.published.date(), lead_words),
+        days=tf.stated_days(". ".join(lead_text), doc.published.date(), day_words),
         sentence_keys=tuple(keys),
         headline=headline,
         content_words=words,
-        fingerprint=" ".join(body_words[:120]),
+        fingerprint=" ".join(" ".join(body).split()[:FINGERPRINT_WORDS]),
     )
 
 

@@ -241,8 +241,8 @@ def is_title_case(title: str) -> bool:
     return caps >= 0.8 * len(words)
 
 
-_DAY_WORDS = frozenset(WEEKDAYS) | frozenset(_RELATIVE_DAYS)
-_MONTH_WORDS = frozenset(MONTHS)
+DAY_WORDS = frozenset(WEEKDAYS) | frozenset(_RELATIVE_DAYS)
+MONTH_WORDS = frozenset(MONTHS)
 
 
 def stated_days(text: str, published: date, tokens: Iterable[str] | None = None) -> frozenset[int]:
@@ -259,7 +259,7 @@ def stated_days(text: str, published: date, tokens: Iterable[str] | None = None)
     words = set(word_tokens(text) if tokens is None else tokens)
     base = published.toordinal()
     dates: set[int] = set()
-    if not words.isdisjoint(_MONTH_WORDS):
+    if not words.isdisjoint(MONTH_WORDS):
         for rx, mi, di in ((_DATE_MD, 1, 2), (_DATE_DM, 2, 1)):
             for m in rx.finditer(text):
                 name = m.group(mi)
@@ -280,7 +280,7 @@ def stated_days(text: str, published: date, tokens: Iterable[str] | None = None)
     days = set(dates)
     # ordinal 1 (0001-01-01) is a Monday, so an ordinal's weekday is (ordinal - 1) % 7
     dated_weekdays = {(d - 1) % 7 for d in dates}
-    for w in words & _DAY_WORDS:
+    for w in words & DAY_WORDS:
         if w in WEEKDAYS:
             if WEEKDAYS[w] in dated_weekdays:
                 continue  # "Friday, June 21st": the weekday names a date given in full

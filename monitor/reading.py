@@ -1,0 +1,181 @@
+"""Reading an entry's text for clustering: everything that depends on the entry alone.
+
+Folding, cutting out the outlet's name and wire slugs, splitting sentences, tokenising,
+mapping tokens to terms, sentence keys, names and compound names depend on nothing but
+the entry, so they can be done ahead of time and in another process (see readpool).
+What the stream has taught so far (a feed's boilerplate, document frequencies, name
+spellings in the window) is applied afterwards, in order, by `similarity.features`.
+
+A Reading holds each sentence twice where that can matter: as a lead sentence (tokens
+as written, for names) and as a tail sentence (tokens of the lower-cased text). Which
+one counts is decided later, because a sentence's place in the lead depends on how many
+words before it survive boilerplate removal. For ASCII text the two are the same and
+are stored once.
+
+Sentence keys are a stable hash (BLAKE2b), not hash(): string hashes differ between
+processes, and a key made in a worker must equal the key made here.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from hashlib import blake2b
+from typing import NamedTuple
+
+from . import textfeatures as tf
+
+# Characters of the text folded and split at first. Feed texts are mostly shorter; a long
+# article's first MAX_WORDS words (see similarity) almost always fit, else the whole text is read.
+BODY_CHARS = 3500
+TITLE_WEIGHT = 2  # the title counts twice (similarity explains the weights)
+
+_WIRE_SLUG = re.compile(r"^\s*[A-Z][A-Z0-9&]*(?: \d+)?-(?=\S)")  # "UPDATE 3-", "OIL-", "DEALS-"
+_CUT = re.compile(r"[ \t\n\r]")
+
+
+class Sentence(NamedTuple):
+    """One sentence, read as a lead sentence and (when different) as a tail sentence.
+
+    Tokens travel as space-joined strings: one object to pass between processes instead
+    of hundreds (tokens never contain white space).
+    """
+
+    text: str
+    key: int | None  # sentence_key of the lead reading
+    words: int  # number of tokens
+    low: str  # lower-cased tokens as written
+    terms: str  # their index terms (stopwords and noise left out)
+    day_words: tuple[str, ...]  # tokens that name a weekday, a relative day or a month
+    names: tuple[str, ...]  # terms of capitalised tokens after the first
+    compounds: tuple[str, ...]  # stems of hyphen/particle compound names
+    tail: tuple[int | None, int, str, str] | None = None  # (key, words, low, terms) of the lower-cased text
+
+
+class Reading(NamedTuple):
+    """An entry's title and first sentences, read without any knowledge of the stream."""
+
+    title: str  # folded, without wire slug and outlet name
+    title_words: int  # number of title tokens
+    title_terms: str  # index terms of the title, space-joined
+    title_day_words: tuple[str, ...]
+    title_names: tuple[str, ...]  # name terms of the title (none for a headline in title case)
+    headline: frozenset[str]  # content terms of the title
+    sentences: tuple[Sentence, ...]
+    complete: bool  # False: the text goes on past BODY_CHARS
+
+
+@lru_cache(maxsize=4096)
+def outlet_pattern(outlet: str) -> tuple[str, re.Pattern] | None:
+    """The outlet's own name as it appears in its datelines, title suffixes and footers."""
+    words = re.findall(r"[^\W_]+", tf.fold(outlet))
+    if not words:
+        return None
+    pattern = re.compile(r"\b" + r"[\s\W]{1,3}".join(map(re.escape, words)) + r"\b", re.IGNORECASE)
+    return words[-1].lower(), pattern
+
+
+def without_outlet(text: str, outlet: tuple[str, re.Pattern] | None) -> str:
+    """The text without the outlet's own name (a cheap test first: most texts do not name it)."""
+    if outlet is None or outlet[0] not in text.lower():
+        return text
+    return outlet[1].sub(" ", text)
+
+
+def sentence_key(tokens: list[str], title_words: frozenset[str]) -> int | None:
+    """A stable hash of a sentence without numbers and without the entry's own title words.
+
+    Dropping the title makes "The post <title> appeared first on X" one sentence in every
+    entry of a feed; dropping numbers does the same for "Posted 3 hours ago". Sentences with
+    fewer than two words left are too short to tell boilerplate from text.
+    """
+    kept = [t for t in tokens if t > "9" and t not in title_words]  # "9" sorts after every number
+    if len(kept) < 2:
+        return None
+    digest = blake2b("\x1f".join(kept).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def read(title: str, text: str, outlet: str, whole: bool = False) -> Reading:
+    """Read an entry's title and the sentences of its text's start (`whole`: of all its text).
+
+    `outlet` is the feed's name, which is left out of the title and text.
+    """
+    pattern = outlet_pattern(outlet)
+    title = without_outlet(_WIRE_SLUG.sub("", tf.fold(title)), pattern)
+    title_raw = tf.raw_tokens(title)
+    title_low = [t.lower() for t in title_raw]
+    title_words = frozenset(title_low)
+    term_of = tf.term_of
+    title_terms = [t for t in map(term_of, title_low) if t]
+    if whole:
+        sents, complete = tf.sentences(without_outlet(tf.fold(text), pattern)), True
+    else:
+        sents, complete = _body_sentences(text, pattern)
+    names = [] if tf.is_title_case(title) else [t.lower() for t in title_raw[1:] if t[0].isupper()]
+    return Reading(
+        title=title,
+        title_words=len(title_low),
+        title_terms=" ".join(title_terms),
+        title_day_words=_day_words(title_words),
+        title_names=tuple(t for t in map(term_of, names) if t),
+        headline=frozenset(title_terms),
+        sentences=tuple(_sentence(s, title_words) for s in sents),
+        complete=complete,
+    )
+
+
+_DAY_OR_MONTH = tf.DAY_WORDS | tf.MONTH_WORDS
+
+
+def _day_words(tokens) -> tuple[str, ...]:
+    found = _DAY_OR_MONTH.intersection(tokens)
+    return tuple(sorted(found)) if found else ()
+
+
+def _sentence(sent: str, title_words: frozenset[str]) -> Sentence:
+    term_of = tf.term_of
+    raw = tf.raw_tokens(sent)
+    low = [t.lower() for t in raw]
+    names = tuple(t for t in (term_of(low[i]) for i in range(1, len(raw)) if raw[i][0].isupper()) if t)
+    compounds = tuple(map(tf.stem, tf.compound_names(sent))) if "-" in sent else ()
+    tail = None
+    if not sent.isascii():  # lower-casing can change tokens only outside ASCII
+        tail_low = tf.raw_tokens(sent.lower())
+        if tail_low != low:
+            tail = (sentence_key(tail_low, title_words), len(tail_low), " ".join(tail_low),
+                    " ".join(t for t in map(term_of, tail_low) if t))
+    return Sentence(sent, sentence_key(low, title_words), len(low), " ".join(low),
+                    " ".join(t for t in map(term_of, low) if t), _day_words(low), names, compounds, tail)
+
+
+def _body_sentences(text: str, outlet: tuple[str, re.Pattern] | None) -> tuple[list[str], bool]:
+    """The text's first sentences, folded and without the outlet's name, and whether they are all of them.
+
+    Only the first words are read, so a long text is folded and split from its start
+    only. The start is cut before an ASCII white-space character, where folding cannot
+    join two characters, and only sentences whose end (separator included) lies before
+    any place where removing the outlet's name or splitting could differ from the whole
+    text's are returned: they are exactly the whole text's first sentences.
+    """
+    if len(text) <= BODY_CHARS:
+        return tf.sentences(without_outlet(tf.fold(text), outlet)), True
+    m = _CUT.search(text, BODY_CHARS)
+    if m is None:
+        return tf.sentences(without_outlet(tf.fold(text), outlet)), True
+    folded = tf.fold(text[: m.start()])
+    reach = 1  # longest outlet match: a match reaching further than this from the cut may differ
+    if outlet is not None:
+        if outlet[0] not in folded.lower() and not (folded.isascii() and outlet[0].isascii()) \
+                and outlet[1].search(folded) is not None:
+            # the case-insensitive expression finds the name where lower-casing does not:
+            # whether the whole text names the outlet decides, so read all of it
+            return tf.sentences(without_outlet(tf.fold(text), outlet)), True
+        reach = len(outlet[1].pattern) + 1  # longer than any match of the expression
+    start = without_outlet(folded, outlet)
+    common = len(start) - reach  # start[:common] equals the whole text's, outlet removed
+    end = 0
+    for sep in tf._SENTENCE_END.finditer(start):
+        if sep.end() >= common - 1:  # the character that ends the separator must be in common too
+            break
+        end = sep.end()
+    return tf.sentences(start[:end]), False
