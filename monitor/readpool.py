@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.connection import Connection
 from typing import TypeVar
 
 from .logs import event, get_logger
@@ -30,13 +31,29 @@ log = get_logger("cluster")
 
 MIN_PARALLEL = 2000  # entries: below this, reading here is faster than starting workers
 BATCH = 250  # entries per task: large enough that passing them costs little per entry
-READ_AHEAD = 6  # batches in flight at most
 
 T = TypeVar("T")
 
 
 def _read_batch(batch: list[tuple[str, str, str]]) -> list[Reading]:
     return [read(title, text, outlet) for title, text, outlet in batch]
+
+
+def _reader_main(conn: Connection) -> None:
+    """Worker loop: a batch of (title, text, outlet) in, its readings out; None or a closed pipe ends it.
+
+    One pipe per worker, holding only this end: when the parent dies (even by SIGKILL)
+    the pipe closes and recv() raises, so a worker never outlives the process it serves.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    while True:
+        try:
+            batch = conn.recv()
+            if batch is None:
+                return
+            conn.send(_read_batch(batch))
+        except (EOFError, OSError):
+            return
 
 
 def _fields(doc: ClusterDoc) -> tuple[str, str, str]:
@@ -46,6 +63,39 @@ def _fields(doc: ClusterDoc) -> tuple[str, str, str]:
 def workers_available() -> int:
     """Worker processes worth starting: the cores beside the one that decides (at most two)."""
     return max(0, min(2, (os.cpu_count() or 1) - 1))
+
+
+class _Workers:
+    """Reader processes, each with its own pipe and at most one batch in flight.
+
+    One batch at a time per worker keeps the two ends from ever both blocking on a full
+    pipe (the worker sends only after it has received the whole batch).
+    """
+
+    def __init__(self, n: int) -> None:
+        context = multiprocessing.get_context(default_context())
+        if context.get_start_method() == "forkserver":
+            context.set_forkserver_preload(FORKSERVER_PRELOAD)
+        self.procs: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+        for _ in range(n):
+            parent, child = context.Pipe(duplex=True)
+            proc = context.Process(target=_reader_main, args=(child,), name="monitor-read", daemon=True)
+            proc.start()
+            child.close()
+            self.procs.append((proc, parent))
+
+    def close(self) -> None:
+        for proc, conn in self.procs:
+            try:
+                conn.send(None)
+            except (EOFError, OSError):
+                pass
+        for proc, conn in self.procs:
+            proc.join(timeout=1.0)
+            if proc.is_alive():  # still reading a batch nobody will use
+                proc.kill()
+                proc.join(timeout=2.0)
+            conn.close()
 
 
 def read_ahead(items: Iterable[T], expected: int, doc_of: Callable[[T], ClusterDoc] = lambda item: item, *,
@@ -61,34 +111,43 @@ def read_ahead(items: Iterable[T], expected: int, doc_of: Callable[[T], ClusterD
             doc = doc_of(item)
             yield item, read(doc.title, doc.text, doc.outlet)
         return
-    context = multiprocessing.get_context(default_context())
-    if context.get_start_method() == "forkserver":
-        context.set_forkserver_preload(FORKSERVER_PRELOAD)
-    pool = ProcessPoolExecutor(max_workers=n_workers, mp_context=context)
-    pending: deque[tuple[list[T], Future | None]] = deque()
-    broken = False
+    pool = _Workers(n_workers)
     source = iter(items)
+    in_flight: deque[tuple[list[T], Connection | None]] = deque()  # in order; None: read here
+    idle = deque(conn for _, conn in pool.procs)
+    broken = False
+
+    def send_next() -> bool:
+        batch = [item for _, item in zip(range(BATCH), source)]
+        if not batch:
+            return False
+        conn = None if broken or not idle else idle.popleft()
+        if conn is not None:
+            try:
+                conn.send([_fields(doc_of(i)) for i in batch])
+            except (EOFError, OSError):
+                conn = None
+        in_flight.append((batch, conn))
+        return True
+
     try:
-        while True:
-            while len(pending) < READ_AHEAD:
-                batch = [item for _, item in zip(range(BATCH), source)]
-                if not batch:
-                    break
-                future = None if broken else pool.submit(_read_batch, [_fields(doc_of(i)) for i in batch])
-                pending.append((batch, future))
-            if not pending:
-                return
-            batch, future = pending.popleft()
+        while len(idle) and send_next():
+            pass
+        while in_flight:
+            batch, conn = in_flight.popleft()
             readings = None
-            if future is not None:
+            if conn is not None:
                 try:
-                    readings = future.result()
-                except Exception as exc:  # a dead worker: read here from now on
+                    readings = conn.recv()
+                    idle.append(conn)
+                except (EOFError, OSError) as exc:  # a dead worker: read here from now on
                     if not broken:
                         event(log, "read_pool_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
                     broken = True
             if readings is None:
                 readings = _read_batch([_fields(doc_of(i)) for i in batch])
+            if not in_flight or idle:
+                send_next()  # the next batch is read while this one is decided on
             yield from zip(batch, readings)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.close()

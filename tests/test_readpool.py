@@ -6,6 +6,8 @@ come back in the entries' order, and clustering with them decides exactly as wit
 """
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import replace
 
 import pytest
@@ -62,32 +64,35 @@ def test_clustering_with_readings_from_workers_decides_as_without(monkeypatch):
 
 def test_small_runs_are_read_here_without_workers(monkeypatch):
     def no_pool(*args, **kwargs):
-        raise AssertionError("a pool was started for a small run")
+        raise AssertionError("workers were started for a small run")
 
-    monkeypatch.setattr(readpool, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(readpool, "_Workers", no_pool)
     got = list(readpool.read_ahead(DOCS, len(DOCS)))
     assert len(got) == len(DOCS) < readpool.MIN_PARALLEL
     assert got[0][1] == reading.read(DOCS[0].title, DOCS[0].text, DOCS[0].outlet)
 
 
-def test_a_failing_worker_batch_is_read_here(monkeypatch):
-    class Broken:
-        def __init__(self, *args, **kwargs):
-            pass
+def test_a_killed_worker_costs_nothing_but_time(monkeypatch):
+    pools = []
+    real = readpool._Workers
 
-        def submit(self, fn, *args):
-            raise_later = __import__("concurrent.futures").futures.Future()
-            raise_later.set_exception(RuntimeError("worker died"))
-            return raise_later
+    def capture(n):
+        pools.append(real(n))
+        return pools[-1]
 
-        def shutdown(self, **kwargs):
-            pass
-
-    monkeypatch.setattr(readpool, "ProcessPoolExecutor", Broken)
+    monkeypatch.setattr(readpool, "_Workers", capture)
     monkeypatch.setattr(readpool, "MIN_PARALLEL", 1)
-    got = list(readpool.read_ahead(DOCS, len(DOCS), workers=1))
-    assert [d.entry_id for d, _ in got] == [d.entry_id for d in DOCS]
+    monkeypatch.setattr(readpool, "BATCH", 4)
+    items = docs()
+    got = []
+    for n, pair in enumerate(readpool.read_ahead(items, len(items), workers=2)):
+        got.append(pair)
+        if n == 0:
+            for proc, _ in pools[0].procs:
+                os.kill(proc.pid, signal.SIGKILL)
+    assert [d.entry_id for d, _ in got] == [d.entry_id for d in items]
     assert all(r == reading.read(d.title, d.text, d.outlet) for d, r in got)
+    assert not any(proc.is_alive() for proc, _ in pools[0].procs)
 
 
 @pytest.mark.parametrize("cores,expected", [(1, 0), (2, 1), (8, 2)])
