@@ -18,7 +18,9 @@ from urllib.parse import quote, unquote_plus, urljoin, urlsplit
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ZERO_WIDTH = re.compile("[\u200b-\u200d\u2060\ufeff]")
-_INLINE_SPACE = re.compile(r"[^\S\n]+")
+# Runs of white space within a line, but not a lone space (replacing it by itself costs a
+# substitution per word): the same result as r"[^\S\n]+" -> " ", several times faster.
+_INLINE_SPACE = re.compile(r"[^\S\n ][^\S\n]*| [^\S\n]+")
 _NEWLINE_RUN = re.compile(r" ?\n[\s]*")
 _ANY_SPACE = re.compile(r"\s+")
 
