@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT.parent / "shared" / "eval"))
 
 from monitor import similarity as sim  # noqa: E402
-from monitor.cluster import Assignment, Clusterer, ClusterConfig  # noqa: E402
+from monitor.cluster import Assignment, Clusterer, ClusterConfig, collection_paused  # noqa: E402
 from monitor.readpool import read_ahead, workers_available  # noqa: E402
 from monitor.types import ClusterDoc  # noqa: E402
 
@@ -227,6 +227,8 @@ def run_size(size: int, per_day: int, baseline: int, workers: int | None) -> dic
     t_total = cpu_total = 0.0
     load_before = os.getloadavg()[0]
     source = _Timed(Stream(size, per_day))
+    paused = collection_paused()  # as monitor clusters a batch
+    paused.__enter__()
     stage = read_ahead(source, size, lambda item: item[0], workers=workers)
     readers = _Readers()
     while True:
@@ -247,6 +249,7 @@ def run_size(size: int, per_day: int, baseline: int, workers: int | None) -> dic
             merged_into[m] = a.cluster_id
         gold.append(ev)
         pred.append(a.cluster_id)
+    paused.__exit__(None, None, None)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     reader_cpu, reader_rss_mb = sum(readers.cpu.values()), readers.hwm_kb / 1024
     window_entries, window_clusters = cl.window_entries, cl.window_clusters

@@ -20,9 +20,12 @@ How an entry is placed (thresholds are explained where they are defined):
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import heapq
 import math
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
@@ -419,6 +422,24 @@ class Clusterer:
         m = self._docs[eid][0]
         return Assignment(q.entry_id, cid, False, eid, round(score, 4), sim.shared_terms(q.vec, m.vec),
                           timedelta(seconds=abs(q.ts - m.ts)), (), reason)
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """Hold Python's cyclic garbage collector while a batch of entries is clustered.
+
+    The window is hundreds of thousands of small dicts, sets and tuples that live for days,
+    and every full collection walks all of them again: a quarter of the time of clustering
+    a first poll's 20,000 entries. Nothing the clusterer builds refers to itself, so
+    reference counting frees it all the same; collection resumes afterwards.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _add_to_centroid(centroid: dict[str, int], vec: dict[str, float], sign: int) -> int:

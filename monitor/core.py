@@ -8,7 +8,7 @@ from typing import Callable
 
 from monitor.config import EXAMPLE_CONFIG, Settings, load_settings, parse_duration
 from monitor import clusterdb, mailer, outbox, topics
-from monitor.cluster import ClusterConfig, Clusterer
+from monitor.cluster import ClusterConfig, Clusterer, collection_paused
 from monitor.cycle import CycleReport, FeedOutcome, run_cycle
 from monitor.readpool import read_ahead
 from monitor.errors import ConfigError, MonitorError, StorageError
@@ -205,8 +205,9 @@ class Monitor:
         clusterer = Clusterer(self.cluster_config(), next_cluster_id=clusterdb.next_cluster_id(self.store))
         start = min(d.published for d in docs) - clusterer.warm_span
         history = list(clusterdb.clustered_since(self.store, start))
-        for (doc, cluster_id), reading in read_ahead(history, len(history), lambda row: row[0]):
-            clusterer.warm(doc, cluster_id, reading)
+        with collection_paused():
+            for (doc, cluster_id), reading in read_ahead(history, len(history), lambda row: row[0]):
+                clusterer.warm(doc, cluster_id, reading)
         self._clusterer = clusterer
         return clusterer
 
@@ -217,7 +218,8 @@ class Monitor:
             return set()
         clusterer = self._clusterer_for(docs)
         try:
-            decisions = [(clusterer.assign(doc, reading), doc) for doc, reading in read_ahead(docs, len(docs))]
+            with collection_paused():
+                decisions = [(clusterer.assign(doc, reading), doc) for doc, reading in read_ahead(docs, len(docs))]
             touched = clusterdb.apply(self.store, decisions, self.clock())
         except BaseException:
             self._clusterer = None  # memory may be ahead of the database: rebuild next time
@@ -240,8 +242,9 @@ class Monitor:
         """Rebuild cluster assignments of entries published since (after a configuration change)."""
         cutoff = None if since == "all" else self.clock() - timedelta(seconds=self._since(since))
         self._clusterer = None
-        return clusterdb.rebuild(self.store, lambda first: Clusterer(self.cluster_config(), next_cluster_id=first),
-                                 cutoff, self.clock())
+        with collection_paused():
+            return clusterdb.rebuild(self.store, lambda first: Clusterer(self.cluster_config(), next_cluster_id=first),
+                                     cutoff, self.clock())
 
     def clusters(self, *, since: str = "7d", topic: str | None = None, min_size: int = 1, min_outlets: int = 1,
                  limit: int | None = None) -> list[dict]:
