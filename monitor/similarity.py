@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from rapidfuzz import fuzz, process
 
@@ -81,6 +81,9 @@ class DocFeatures:
         self.lead_only = len(self.lead_terms) == len(self.vec)
 
 
+_NONE: Mapping[int, object] = {}
+
+
 class FeedBoilerplate:
     """Per-feed record of masked sentences in the window's entries, with their headlines.
 
@@ -94,6 +97,10 @@ class FeedBoilerplate:
     def __init__(self) -> None:
         # feed -> sentence key -> headline term sets of the entries that have the sentence
         self._seen: dict[int, dict[int, list[frozenset[str]]]] = defaultdict(dict)
+
+    def sentences_of(self, feed_id: int) -> Mapping[int, object]:
+        """The feed's sentence keys seen in the window (for a quick first test)."""
+        return self._seen.get(feed_id, _NONE)
 
     def is_boilerplate(self, feed_id: int, key: int, headline: frozenset[str]) -> bool:
         """Whether the feed has this sentence under a headline unrelated to `headline` or to another."""
@@ -235,6 +242,7 @@ def features(doc: ClusterDoc, r: Reading, boilerplate: FeedBoilerplate) -> DocFe
     end before MAX_WORDS words and are not all of the text."""
     is_boilerplate = boilerplate.is_boilerplate
     feed_id, headline = doc.feed_id, r.headline
+    seen = boilerplate.sentences_of(feed_id)  # a sentence the feed never had is no boilerplate
     keys: list[int] = []
     lead_text = [r.title]
     lead_terms = [r.title_terms] * TITLE_WEIGHT
@@ -245,26 +253,24 @@ def features(doc: ClusterDoc, r: Reading, boilerplate: FeedBoilerplate) -> DocFe
     names = list(r.title_names)
     compounds: list[str] = []
     words = 0
-    for s in r.sentences:
+    for text, key, n, low, terms, s_days, s_names, s_compounds, tail in r.sentences:
         if words >= MAX_WORDS:
             break
         in_lead = words < LEAD_WORDS
-        if in_lead or s.tail is None:
-            key, n, low, terms = s.key, s.words, s.low, s.terms
-        else:
-            key, n, low, terms = s.tail
+        if tail is not None and not in_lead:
+            key, n, low, terms = tail
         if not n:
             continue
         if key is not None:
             keys.append(key)
-            if is_boilerplate(feed_id, key, headline):
+            if key in seen and is_boilerplate(feed_id, key, headline):
                 continue
         if in_lead:  # names are read from the title and lead, where a story introduces them
-            lead_text.append(s.text)
+            lead_text.append(text)
             lead_terms.append(terms)
-            day_words += s.day_words
-            names += s.names
-            compounds += s.compounds
+            day_words += s_days
+            names += s_names
+            compounds += s_compounds
         else:
             tail_terms.append(terms)
         if body_words < FINGERPRINT_WORDS:
