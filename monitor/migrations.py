@@ -223,4 +223,12 @@ def m007_feed_body_hash(db: Database) -> None:
     db.execute("ALTER TABLE feeds ADD COLUMN body_hash TEXT")
 
 
+@migration
+def m008_fts_automerge(db: Database) -> None:
+    # Every feed's transaction writes a small FTS5 segment, and with the default (4) FTS5
+    # merges segments so often that merging was a sixth of storing a first poll; at 16 it
+    # merges less often, in larger steps. Searches stay well under a millisecond.
+    db.execute("INSERT INTO entries_fts(entries_fts, rank) VALUES ('automerge', 16)")
+
+
 SCHEMA_VERSION = len(KNOWN)

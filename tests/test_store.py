@@ -109,3 +109,8 @@ def test_write_rolls_back_on_error(tmp_path):
                 store.db.execute("INSERT INTO feeds (url, added) VALUES ('https://x.example/', 'now')")
                 raise RuntimeError("boom")
         assert store.feeds() == []
+
+
+def test_full_text_index_merges_in_large_steps(tmp_path):
+    with open_store(str(tmp_path / "m.db")) as store:
+        assert store.scalar("SELECT v FROM entries_fts_config WHERE k = 'automerge'") == 16
