@@ -1,8 +1,10 @@
 """Monitor: the one place where pure decisions meet I/O. The CLI and the daemon are thin shells over it."""
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
@@ -212,13 +214,17 @@ class Monitor:
         return clusterer
 
     def cluster_pending(self) -> set[int]:
-        """Cluster every entry that has no cluster yet, in published order. Returns touched cluster ids."""
+        """Cluster every entry that has no cluster yet, in published order, and add the text
+        of new entries to the full-text index. Returns touched cluster ids."""
         docs = clusterdb.unclustered(self.store)
         if not docs:
+            self.store.index_pending_text()
             return set()
         clusterer = self._clusterer_for(docs)
         try:
-            with collection_paused():
+            # The index is written on another thread while the clusterer decides (SQLite
+            # releases the GIL); the connection is not used here until that thread is done.
+            with collection_paused(), _alongside(self.store.index_pending_text):
                 decisions = [(clusterer.assign(doc, reading), doc) for doc, reading in read_ahead(docs, len(docs))]
             touched = clusterdb.apply(self.store, decisions, self.clock())
         except BaseException:
@@ -242,6 +248,7 @@ class Monitor:
         """Rebuild cluster assignments of entries published since (after a configuration change)."""
         cutoff = None if since == "all" else self.clock() - timedelta(seconds=self._since(since))
         self._clusterer = None
+        self.store.index_pending_text()
         with collection_paused():
             return clusterdb.rebuild(self.store, lambda first: Clusterer(self.cluster_config(), next_cluster_id=first),
                                      cutoff, self.clock())
@@ -291,6 +298,27 @@ def _db_bytes(path: str) -> int:
 
 def _int(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
+
+
+@contextlib.contextmanager
+def _alongside(work: Callable[[], object]) -> Iterator[None]:
+    """Run `work` on a thread while the block runs; wait for it at the end and raise what it raised."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the caller below
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="monitor-index", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+    if failure:
+        raise failure[0]
 
 
 def open_monitor(config: str | None = None, db: str | None = None, *, create: bool = True,

@@ -231,4 +231,32 @@ def m008_fts_automerge(db: Database) -> None:
     db.execute("INSERT INTO entries_fts(entries_fts, rank) VALUES ('automerge', 16)")
 
 
+@migration
+def m009_fts_pending(db: Database) -> None:
+    # Entries are queued for the full-text index when stored and indexed by the clustering
+    # transaction that follows (Store.index_pending_text), alongside the clustering
+    # decisions on another core, instead of one by one inside each feed's transaction.
+    # Updates and deletes touch the index only for entries already in it.
+    db.execute("CREATE TABLE fts_pending (entry_id INTEGER PRIMARY KEY)")
+    for name in ("entries_ai", "entries_ad", "entries_au"):
+        db.execute(f'DROP TRIGGER IF EXISTS "{name}"')
+    db.execute("""
+        CREATE TRIGGER entries_ai AFTER INSERT ON entries BEGIN
+            INSERT INTO fts_pending (entry_id) VALUES (new.id);
+        END""")
+    db.execute("""
+        CREATE TRIGGER entries_ad AFTER DELETE ON entries BEGIN
+            INSERT INTO entries_fts (entries_fts, rowid, title, text)
+                SELECT 'delete', old.id, old.title, old.text
+                WHERE NOT EXISTS (SELECT 1 FROM fts_pending WHERE entry_id = old.id);
+            DELETE FROM fts_pending WHERE entry_id = old.id;
+        END""")
+    db.execute("""
+        CREATE TRIGGER entries_au AFTER UPDATE OF title, text ON entries
+        WHEN NOT EXISTS (SELECT 1 FROM fts_pending WHERE entry_id = old.id) BEGIN
+            INSERT INTO entries_fts (entries_fts, rowid, title, text) VALUES ('delete', old.id, old.title, old.text);
+            INSERT INTO entries_fts (rowid, title, text) VALUES (new.id, new.title, new.text);
+        END""")
+
+
 SCHEMA_VERSION = len(KNOWN)

@@ -292,6 +292,20 @@ class Store:
             self._apply_feed_update(feed, update, now)
         return new_ids, updated_ids
 
+    def index_pending_text(self) -> int:
+        """Add the entries stored since the last call to the full-text index; returns how many.
+
+        Called by the clustering step (see core.cluster_pending), on a thread of its own:
+        SQLite does the tokenising without the GIL while the clusterer decides.
+        """
+        with self.write():
+            pending = self.scalar("SELECT count(*) FROM fts_pending")
+            if pending:
+                self.db.execute("INSERT INTO entries_fts (rowid, title, text) SELECT e.id, e.title, e.text"
+                                " FROM fts_pending p JOIN entries e ON e.id = p.entry_id ORDER BY e.id")
+                self.db.execute("DELETE FROM fts_pending")
+        return pending
+
     def _known_entries(self, feed_id: int, keys: set[str]) -> dict[str, tuple[int, str]]:
         """entry key -> (id, content_hash) of the feed's stored entries among `keys`: one query per 500 keys."""
         known: dict[str, tuple[int, str]] = {}

@@ -405,6 +405,7 @@ def test_five_thousand_matching_clusters(world):
                                          [f"Telegram story {i}", iso(NOW), iso(NOW)]).lastrowid
             world.store.db.execute("INSERT INTO memberships (entry_id, cluster_id, joined) VALUES (?, ?, ?)",
                                    [eid, cid, iso(NOW)])
+    world.store.index_pending_text()  # as clustering would
     started = time.monotonic()
     ms = match_clusters(world.store, s.topics, range(1, 5001), NOW)
     [did] = create_digests(world.store, s, NOW)

@@ -114,3 +114,37 @@ def test_write_rolls_back_on_error(tmp_path):
 def test_full_text_index_merges_in_large_steps(tmp_path):
     with open_store(str(tmp_path / "m.db")) as store:
         assert store.scalar("SELECT v FROM entries_fts_config WHERE k = 'automerge'") == 16
+
+
+def test_text_is_indexed_for_search_by_the_step_after_storing(tmp_path):
+    """Entries wait in fts_pending until index_pending_text; updates and deletes keep the index exact."""
+    def add(store, n, title, text):
+        with store.write():
+            store.db.execute(
+                "INSERT INTO entries (id, feed_id, entry_key, guid, title, text, published, first_seen, last_changed,"
+                " content_hash) VALUES (?, 1, ?, ?, ?, ?, '2026-01-01', '2026-01-01', '2026-01-01', 'h')",
+                [n, f"k{n}", f"g{n}", title, text])
+
+    def found(store, query):
+        return [r[0] for r in store.db.execute("SELECT rowid FROM entries_fts WHERE entries_fts MATCH ? ORDER BY rowid",
+                                               [query])]
+
+    with open_store(str(tmp_path / "m.db")) as store:
+        with store.write():
+            store.db.execute("INSERT INTO feeds (id, url, added) VALUES (1, 'https://a.example/f', '2026-01-01')")
+        add(store, 1, "Quake hits Norcia", "Rescuers search the rubble.")
+        add(store, 2, "Telegram admins held", "Cyber police arrested them.")
+        assert found(store, "quake OR telegram") == []  # stored, not yet indexed
+        assert store.index_pending_text() == 2 and store.index_pending_text() == 0
+        assert found(store, "quake OR telegram") == [1, 2]
+        with store.write():  # an indexed entry changes: the index follows
+            store.db.execute("UPDATE entries SET title = 'Aftershock hits Norcia' WHERE id = 1")
+            store.db.execute("UPDATE entries SET last_changed = '2026-01-02' WHERE id = 2")  # not text: untouched
+        assert found(store, "quake") == [] and found(store, "aftershock") == [1]
+        add(store, 3, "Election results", "Turnout was high.")
+        with store.write():  # a pending entry changes, then one pending and one indexed go away
+            store.db.execute("UPDATE entries SET title = 'Election result delayed' WHERE id = 3")
+            store.db.execute("DELETE FROM entries WHERE id IN (2, 3)")
+        assert store.index_pending_text() == 0
+        assert found(store, "telegram OR election OR delayed") == [] and found(store, "norcia") == [1]
+        store.db.execute("INSERT INTO entries_fts (entries_fts) VALUES ('integrity-check')")  # raises if not exact

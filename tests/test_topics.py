@@ -31,11 +31,13 @@ class World:
                     "INSERT INTO feeds (url, title, added) VALUES (?, ?, ?)",
                     [f"https://{len(self.feeds)}.example/feed", outlet, iso(NOW)]).lastrowid
             self.n += 1
-            return self.store.db.execute(
+            entry_id = self.store.db.execute(
                 "INSERT INTO entries (feed_id, entry_key, guid, link, title, text, published, first_seen, last_changed,"
                 " content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'h')",
                 [self.feeds[outlet], f"k{self.n}", f"g{self.n}", link or f"https://news.example/{self.n}", title,
                  text, iso(published), iso(NOW), iso(NOW)]).lastrowid
+        self.store.index_pending_text()  # as clustering would
+        return entry_id
 
     def cluster(self, *entry_ids: int, headline: str = "", activity: datetime = NOW) -> int:
         with self.store.write():
