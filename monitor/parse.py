@@ -35,10 +35,14 @@ from typing import Any, Mapping
 
 import feedparser
 
-from . import fastfeed
 from .errors import ParseError
 from .normalize import canonical_url, clean_text, html_to_text, one_line, sanitize_html_with_text, text_to_html, title_text
 from .types import EntryData, ParsedFeed
+
+try:  # fastfeed uses feedparser's internals: a release that moved them is read by feedparser alone
+    from . import fastfeed
+except Exception:  # pragma: no cover - depends on the installed feedparser
+    fastfeed = None  # type: ignore[assignment]
 
 MAX_FIELD = 200_000  # characters of summary/content/text per entry
 MAX_TITLE = 1_000
@@ -306,7 +310,7 @@ def _read_with_feedparser(
     # re-decode with the old label for non-XML content types.
     text = _XML_DECL_ENCODING_TEXT.sub(r'\1"utf-8"', text, count=1)
     data = text.encode("utf-8", errors="replace")
-    read = fastfeed.read(data, response_headers) if fast else None
+    read = fastfeed.read(data, response_headers) if fast and fastfeed is not None else None
     if read is not None:
         version, channel, found, problem = read
     else:
