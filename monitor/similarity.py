@@ -376,4 +376,5 @@ def is_syndicated_copy(a: DocFeatures, b: DocFeatures) -> bool:
     """Near-identical body text: one wire story carried by several outlets."""
     if a.content_words < SYNDICATED_MIN_WORDS or b.content_words < SYNDICATED_MIN_WORDS:
         return False
-    return fuzz.ratio(a.fingerprint, b.fingerprint) >= SYNDICATED_RATIO
+    # with the cutoff rapidfuzz stops as soon as the bar is out of reach (same score above it)
+    return fuzz.ratio(a.fingerprint, b.fingerprint, score_cutoff=SYNDICATED_RATIO) >= SYNDICATED_RATIO
