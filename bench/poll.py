@@ -363,46 +363,15 @@ def measure_monitor(
     rep: int, workdir: Path, server: FeedServer, args: argparse.Namespace
 ) -> list[Measurement]:
     base, _ = prepare_monitor(workdir, server, args)
-    results = []
-    for phase in ("first", "second"):
-        server.stats(reset=True)
-        run = run_measured(
-            base + ["poll", "--all", "--json"],
-            cwd=str(workdir),
-            timeout=args.timeout,
-            env=monitor_env(args),
-            ours=(server.proc.pid,),
-        )
-        stats = server.stats()
-        try:
-            report = json.loads(run.stdout)
-        except ValueError:
-            report = {}
-        m = Measurement(
-            tool="monitor",
-            phase=phase,
-            repetition=rep,
-            seconds=run.wall,
-            process_seconds=run.wall,
-            inner_seconds=report.get("seconds"),
-            feeds=report.get("feeds", 0),
-            new_entries=report.get("new", 0),
-            ok=report.get("fetched", 0),
-            not_modified=report.get("not_modified", 0),
-            failed=report.get("failed", 0),
-            rss_mib=run.maxrss_mib,
-            tree_pss_mib=run.tree_pss_mib,
-            tree_processes=run.tree_processes,
-            cpu_seconds=run.cpu_seconds,
-            other_cpu_seconds=run.other_cpu_seconds,
-            server=stats,
-            raw=report,
-        )
-        if run.returncode != 0 or not report:
-            m.problems.append(f"exit {run.returncode}: {(run.stderr or run.stdout).strip()[-500:]}")
-        check(m, args)
-        results.append(m)
-    return results
+
+    def counts(report: dict, run: Run) -> dict:
+        return dict(seconds=run.wall, feeds=report.get("feeds", 0), new_entries=report.get("new", 0),
+                    ok=report.get("fetched", 0), not_modified=report.get("not_modified", 0),
+                    failed=report.get("failed", 0))
+
+    return measure_phases("monitor", rep, workdir, server, args, env=monitor_env(args),
+                          command=lambda phase: base + ["poll", "--all", "--json"],
+                          report_of=lambda out: json.loads(out), counts=counts)
 
 
 def measure_reader(
@@ -411,44 +380,38 @@ def measure_reader(
     urls = workdir / "urls.txt"
     urls.write_text("\n".join(server.url(i) for i in range(args.feeds)) + "\n", encoding="utf-8")
     db = workdir / "reader.sqlite"
+
+    def counts(report: dict, run: Run) -> dict:
+        return dict(seconds=report.get("seconds", run.wall), feeds=args.feeds,
+                    new_entries=report.get("new_entries", 0), ok=report.get("ok", 0),
+                    not_modified=report.get("not_modified", 0), failed=report.get("error", 0))
+
+    return measure_phases(
+        "reader", rep, workdir, server, args, env=_clean_env(),
+        command=lambda phase: [sys.executable, str(HERE / "poll_reader.py"), "--db", str(db), "--urls", str(urls),
+                               "--phase", phase, "--workers", str(args.workers)],
+        report_of=lambda out: json.loads(out.strip().splitlines()[-1]), counts=counts)
+
+
+def measure_phases(tool: str, rep: int, workdir: Path, server: FeedServer, args: argparse.Namespace, *,
+                   env: dict, command, report_of, counts) -> list[Measurement]:
+    """The first (all 200) and second (all 304) run of one tool, each checked against the server."""
     results = []
     for phase in ("first", "second"):
         server.stats(reset=True)
-        run = run_measured(
-            [
-                sys.executable,
-                str(HERE / "poll_reader.py"),
-                "--db",
-                str(db),
-                "--urls",
-                str(urls),
-                "--phase",
-                phase,
-                "--workers",
-                str(args.workers),
-            ],
-            cwd=str(workdir),
-            timeout=args.timeout,
-            env=_clean_env(),
-            ours=(server.proc.pid,),
-        )
+        run = run_measured(command(phase), cwd=str(workdir), timeout=args.timeout, env=env,
+                           ours=(server.proc.pid,))
         stats = server.stats()
         try:
-            report = json.loads(run.stdout.strip().splitlines()[-1])
+            report = report_of(run.stdout)
         except (ValueError, IndexError):
             report = {}
         m = Measurement(
-            tool="reader",
+            tool=tool,
             phase=phase,
             repetition=rep,
-            seconds=report.get("seconds", run.wall),
             process_seconds=run.wall,
             inner_seconds=report.get("seconds"),
-            feeds=args.feeds,
-            new_entries=report.get("new_entries", 0),
-            ok=report.get("ok", 0),
-            not_modified=report.get("not_modified", 0),
-            failed=report.get("error", 0),
             rss_mib=run.maxrss_mib,
             tree_pss_mib=run.tree_pss_mib,
             tree_processes=run.tree_processes,
@@ -456,6 +419,7 @@ def measure_reader(
             other_cpu_seconds=run.other_cpu_seconds,
             server=stats,
             raw=report,
+            **counts(report, run),
         )
         if run.returncode != 0 or not report:
             m.problems.append(f"exit {run.returncode}: {(run.stderr or run.stdout).strip()[-500:]}")

@@ -111,8 +111,7 @@ def read_ahead(items: Iterable[T], expected: int, doc_of: Callable[[T], ClusterD
     n_workers = workers_available() if workers is None else workers
     if n_workers < 1 or expected < MIN_PARALLEL:
         for item in items:
-            doc = doc_of(item)
-            yield item, read(doc.title, doc.text, doc.outlet)
+            yield item, read(*_fields(doc_of(item)))
         return
     pool = _Workers(n_workers)
     source = iter(items)

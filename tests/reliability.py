@@ -138,6 +138,19 @@ def read_only(db: Path) -> sqlite3.Connection:
     return conn
 
 
+# Counts that must be zero: (query, what a non-zero count means).
+_CLUSTER_CHECKS = (
+    ("SELECT count(*) FROM memberships m LEFT JOIN entries e ON e.id = m.entry_id WHERE e.id IS NULL",
+     "memberships of entries that do not exist"),
+    ("SELECT count(*) FROM memberships m JOIN clusters c ON c.id = m.cluster_id WHERE c.merged_into IS NOT NULL",
+     "memberships point to merged-away clusters"),
+    ("SELECT count(*) FROM memberships m LEFT JOIN clusters c ON c.id = m.cluster_id WHERE c.id IS NULL",
+     "memberships point to clusters that do not exist"),
+    ("SELECT count(*) FROM topic_matches t JOIN clusters c ON c.id = t.cluster_id WHERE c.merged_into IS NOT NULL",
+     "topic matches left on merged-away clusters"),
+)
+
+
 def check_store(db: Path, farm: FeedFarm, *, complete: bool = False, integrity: bool = True) -> list[str]:
     """Problems in the stored state, read in one transaction. `complete`: after a final clean
     poll, so every published entry must be stored and every entry clustered."""
@@ -187,27 +200,15 @@ def check_store(db: Path, farm: FeedFarm, *, complete: bool = False, integrity: 
         if not by_id and complete:
             problems.append("no feeds")
         # clusters: one membership per entry, never to a merged-away cluster, sizes agree
-        dangling = conn.execute("SELECT count(*) FROM memberships m LEFT JOIN entries e ON e.id = m.entry_id "
-                                "WHERE e.id IS NULL").fetchone()[0]
-        if dangling:
-            problems.append(f"{dangling} memberships of entries that do not exist")
-        merged = conn.execute("SELECT count(*) FROM memberships m JOIN clusters c ON c.id = m.cluster_id "
-                              "WHERE c.merged_into IS NOT NULL").fetchone()[0]
-        if merged:
-            problems.append(f"{merged} memberships point to merged-away clusters")
-        orphans = conn.execute("SELECT count(*) FROM memberships m LEFT JOIN clusters c ON c.id = m.cluster_id "
-                               "WHERE c.id IS NULL").fetchone()[0]
-        if orphans:
-            problems.append(f"{orphans} memberships point to clusters that do not exist")
+        for sql, what in _CLUSTER_CHECKS:
+            found = conn.execute(sql).fetchone()[0]
+            if found:
+                problems.append(f"{found} {what}")
         sizes = conn.execute("SELECT c.id, c.size, (SELECT count(*) FROM memberships m WHERE m.cluster_id = c.id) "
                              "FROM clusters c WHERE c.merged_into IS NULL").fetchall()
         wrong = [(cid, size, n) for cid, size, n in sizes if size != n]
         if wrong:
             problems.append(f"cluster sizes disagree with memberships: {wrong[:3]}")
-        stale = conn.execute("SELECT count(*) FROM topic_matches t JOIN clusters c ON c.id = t.cluster_id "
-                             "WHERE c.merged_into IS NOT NULL").fetchone()[0]
-        if stale:
-            problems.append(f"{stale} topic matches left on merged-away clusters")
         if complete:
             unclustered = conn.execute("SELECT count(*) FROM entries e WHERE NOT EXISTS "
                                        "(SELECT 1 FROM memberships m WHERE m.entry_id = e.id)").fetchone()[0]
