@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT.parent / "shared" / "eval"))
 
 from monitor import similarity as sim  # noqa: E402
 from monitor.cluster import Assignment, Clusterer, ClusterConfig, collection_paused  # noqa: E402
-from monitor.readpool import read_ahead, workers_available  # noqa: E402
+from monitor.readpool import weigh_ahead, workers_available  # noqa: E402
 from monitor.types import ClusterDoc  # noqa: E402
 
 FUNCTION_WORDS = ("the of and to in a for on that with as by at from was is has said it its "
@@ -168,8 +168,8 @@ def _naive_assign(window: deque, docs_cluster: dict, q: sim.DocFeatures, config:
     return cid
 
 
-class _Readers:
-    """CPU time and peak memory of the reading workers (children of multiprocessing's fork server,
+class _Workers:
+    """CPU time and peak memory of the weighing worker (a child of multiprocessing's fork server,
     so not in this process's RUSAGE_CHILDREN), from /proc, sampled while they live."""
 
     def __init__(self) -> None:
@@ -197,26 +197,7 @@ class _Readers:
                 continue
 
 
-class _Timed:
-    """An iterator that keeps the time spent producing its items, to leave it out of the figures."""
-
-    def __init__(self, items) -> None:
-        self.items = iter(items)
-        self.wall = self.cpu = 0.0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        c0, t0 = time.process_time(), time.perf_counter()
-        try:
-            return next(self.items)
-        finally:
-            self.wall += time.perf_counter() - t0
-            self.cpu += time.process_time() - c0
-
-
-def run_size(size: int, per_day: int, baseline: int, workers: int | None) -> dict:
+def run_size(size: int, per_day: int, baseline: int, workers: int | None, chunk: int) -> dict:
     config = ClusterConfig()
     cl = Clusterer(config)
     # per-entry bookkeeping in compact arrays, so that peak RSS is the clusterer's, not ours
@@ -226,29 +207,40 @@ def run_size(size: int, per_day: int, baseline: int, workers: int | None) -> dic
     merged_into: dict[int, int] = {}
     t_total = cpu_total = 0.0
     load_before = os.getloadavg()[0]
-    source = _Timed(Stream(size, per_day))
+    stream = iter(Stream(size, per_day))
     paused = collection_paused()  # as monitor clusters a batch
     paused.__enter__()
-    stage = read_ahead(source, size, lambda item: item[0], workers=workers)
-    readers = _Readers()
+    readers = _Workers()
     while True:
-        if len(lat) % 2000 == 1999:
-            readers.sample()
-        # the stage's time: waiting for the next reading (generating the stream excluded) + deciding
-        c0, t0, g0, gc0 = time.process_time(), time.perf_counter(), source.wall, source.cpu
-        try:
-            (doc, ev), reading = next(stage)
-        except StopIteration:
+        # One clustering run per chunk, as monitor clusters one cycle's new entries: the chunk is
+        # generated first (not timed); a run's time includes starting the worker, handing it the
+        # statistics and taking them back (added to its last entry).
+        batch = list(itertools.islice(stream, chunk))
+        if not batch:
             break
-        a: Assignment = cl.assign(doc, reading)
-        dt = time.perf_counter() - t0 - (source.wall - g0)
-        cpu_total += time.process_time() - c0 - (source.cpu - gc0)
-        t_total += dt
-        lat.append(dt)
-        for m in a.merged:
-            merged_into[m] = a.cluster_id
-        gold.append(ev)
-        pred.append(a.cluster_id)
+        stage = weigh_ahead(cl.weigher, batch, len(batch), lambda item: item[0], workers=workers)
+        last = len(lat) + len(batch) - 1
+        while True:
+            if len(lat) % 2000 == 1999 or len(lat) == last:  # the worker's CPU, before it ends
+                readers.sample()
+            c0, t0 = time.process_time(), time.perf_counter()
+            try:
+                (doc, ev), feats = next(stage)
+            except StopIteration:
+                dt = time.perf_counter() - t0
+                cpu_total += time.process_time() - c0
+                t_total += dt
+                lat[-1] += dt
+                break
+            a: Assignment = cl.place(feats)
+            dt = time.perf_counter() - t0
+            cpu_total += time.process_time() - c0
+            t_total += dt
+            lat.append(dt)
+            for m in a.merged:
+                merged_into[m] = a.cluster_id
+            gold.append(ev)
+            pred.append(a.cluster_id)
     paused.__exit__(None, None, None)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     reader_cpu, reader_rss_mb = sum(readers.cpu.values()), readers.hwm_kb / 1024
@@ -303,27 +295,29 @@ def main(argv=None) -> int:
     ap.add_argument("--per-day", type=int, default=1500, help="entries per day in the stream")
     ap.add_argument("--baseline", type=int, default=3000, help="entries for the naive baseline (0: skip)")
     ap.add_argument("--workers", type=int, default=None,
-                    help="reading workers beside the deciding process (default: as monitor picks; 0: none)")
+                    help="weighing workers beside the deciding process (default: as monitor picks; 0: none)")
+    ap.add_argument("--chunk", type=int, default=20000,
+                    help="entries per clustering run, as one cycle's new entries (default: a first poll's)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(run_size(args.one, args.per_day, args.baseline, args.workers)))
+        print(json.dumps(run_size(args.one, args.per_day, args.baseline, args.workers, args.chunk)))
         return 0
     print(f"stream: {args.per_day} entries/day, 7-day window ~{7 * args.per_day} entries; 300 feeds")
     sizes = [int(s) for s in args.sizes.split(",")]
     for size in sizes:
         baseline = args.baseline if size == sizes[0] else 0
         res = subprocess.run([sys.executable, __file__, "--one", str(size), "--per-day", str(args.per_day),
-                              "--baseline", str(baseline)]
+                              "--baseline", str(baseline), "--chunk", str(args.chunk)]
                              + (["--workers", str(args.workers)] if args.workers is not None else []),
                              capture_output=True, text=True, check=True)
         r = json.loads(res.stdout.strip().splitlines()[-1])
         print(f"{r['size']:>9,} entries: {r['entries_per_s']:7.0f} entries/s "
-              f"(reading workers {r['workers']}, CPU {r['cpu_ms_per_entry']:.2f} ms/entry in all, "
+              f"(weighing worker {r['workers']}, CPU {r['cpu_ms_per_entry']:.2f} ms/entry in all, "
               f"load {r['load']:.1f})  "
               f"per entry p50 {r['p50_ms']:.2f} p95 {r['p95_ms']:.2f} p99 {r['p99_ms']:.2f} "
               f"mean {r['mean_ms']:.2f} ms  peak RSS {r['peak_rss_mb']:.0f} MB "
-              f"(a reading worker {r['reader_rss_mb']:.0f} MB)  "
+              f"(the weighing worker {r['reader_rss_mb']:.0f} MB)  "
               f"window {r['window_entries']} entries/{r['window_clusters']} clusters  "
               f"synthetic pair P/R/F1 {r['pair_p']:.3f}/{r['pair_r']:.3f}/{r['pair_f1']:.3f}")
         if "baseline_entries" in r:

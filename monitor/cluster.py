@@ -6,9 +6,9 @@ Pure and incremental: `Clusterer.assign` takes one entry (in published order), d
 after a restart without deciding again. No I/O, no clock.
 
 How an entry is placed (thresholds are explained where they are defined):
-1. Read it (monitor.reading, possibly ahead of time in another process), then weigh it
-   (similarity.features): lead-weighted terms minus the feed's learned boilerplate,
-   name spellings mapped to the ones already in the window, days the text names.
+1. Read and weigh it (monitor.reading, monitor.weighing; ahead of time in another process
+   for large runs): lead-weighted terms minus the feed's learned boilerplate, name
+   spellings mapped to the ones already in the window, days the text names.
 2. Candidates: entries of the window that share its rarer terms (inverted index).
 3. Each candidate entry is scored by `pair_similarity` (tf-idf cosine, capped by the
    lead-to-whole cosines) times a Gaussian decay of the published-time gap.
@@ -32,6 +32,7 @@ from datetime import timedelta
 from . import similarity as sim
 from .reading import Reading
 from .types import ClusterDoc
+from .weighing import Weigher
 
 # Two shared words are what unrelated headlines share by chance ("fake news", "police
 # detain"); three or more shared terms are needed to join, whatever the cosine says.
@@ -127,9 +128,7 @@ class Clusterer:
         self._maxw: dict[str, float] = {}  # term -> an upper bound of its weights in the postings
         self._clusters: dict[int, _Cluster] = {}
         self._alias: dict[int, int] = {}  # absorbed cluster id -> surviving id
-        self._df = sim.DocumentFrequencies()
-        self._boilerplate = sim.FeedBoilerplate()
-        self._names = sim.NameVariants()
+        self.weigher = Weigher(self._window)  # the stream's statistics, over the same window
         self._now = -math.inf
 
     # --- public API -------------------------------------------------------------------
@@ -140,19 +139,25 @@ class Clusterer:
         history the state is the same except for the statistics that the oldest entries
         were read with; with `warm_span` (two windows) it is the same, bit for bit.
         """
-        self._advance(doc.published.timestamp())
-        feats = self._read(doc, reading)
-        cid = self.resolve(cluster_id)
-        self.next_cluster_id = max(self.next_cluster_id, cid + 1)
-        self._insert(feats, cid)
+        self.keep(self.weigher.weigh(doc, reading), cluster_id)
 
     def assign(self, doc: ClusterDoc, reading: Reading | None = None) -> Assignment:
         """Decide the cluster of a new entry and remember it.
 
-        `reading` is the entry's `reading.read` when it was made ahead of time (see readpool).
+        `reading` is the entry's `reading.read` when it was made ahead of time.
         """
-        self._advance(doc.published.timestamp())
-        feats = self._read(doc, reading)
+        return self.place(self.weigher.weigh(doc, reading))
+
+    def keep(self, feats: sim.DocFeatures, cluster_id: int) -> None:
+        """`warm` for an entry that `self.weigher` (or its copy in another process) weighed."""
+        self._advance(feats.ts)
+        cid = self.resolve(cluster_id)
+        self.next_cluster_id = max(self.next_cluster_id, cid + 1)
+        self._insert(feats, cid)
+
+    def place(self, feats: sim.DocFeatures) -> Assignment:
+        """`assign` for an entry that `self.weigher` (or its copy in another process) weighed."""
+        self._advance(feats.ts)
         decision = self._decide(feats)
         self._insert(feats, decision.cluster_id)
         return decision
@@ -197,19 +202,6 @@ class Clusterer:
         while self._expiry and self._expiry[0][0] < horizon:
             self._evict(heapq.heappop(self._expiry)[1])
 
-    def _read(self, doc: ClusterDoc, reading: Reading | None) -> sim.DocFeatures:
-        feats = sim.extract(doc, self._boilerplate, reading)
-        df = self._df.df
-        mapping = {}
-        for t in feats.name_terms:
-            if t not in df:
-                known = self._names.known_spelling(t)
-                if known is not None:
-                    mapping[t] = known
-        sim.respell(feats, mapping)
-        feats.index(self._df)
-        return feats
-
     def _insert(self, feats: sim.DocFeatures, cid: int) -> None:
         eid = feats.entry_id
         self._docs[eid] = (feats, cid)
@@ -226,20 +218,15 @@ class Clusterer:
         for d in feats.days:
             c.days[d] = c.days.get(d, 0) + 1
         c.norm2 += _add_to_centroid(c.centroid, feats.vec, +1)
-        self._boilerplate.add(feats.feed_id, feats.sentence_keys, feats.headline)
-        self._names.add(feats.name_terms)
 
     def _evict(self, eid: int) -> None:
         feats, cid = self._docs.pop(eid)
-        self._df.remove(feats.terms)
-        self._names.remove(feats.name_terms)
         for t in feats.vec:
             p = self._postings[t]
             del p[eid]
             if not p:
                 del self._postings[t]
                 del self._maxw[t]
-        self._boilerplate.remove(feats.feed_id, feats.sentence_keys, feats.headline)
         c = self._clusters[cid]
         del c.members[eid]
         if not c.members:
@@ -267,7 +254,7 @@ class Clusterer:
         their highest weight in the window, so an entry that could reach the bar through
         them is still examined unless that bound alone exceeds the bar.
         """
-        n = self._df.n
+        n = len(self._docs) + 1  # the window's entries, q included (as its document frequencies count)
         common = max(COMMON_TERM_MIN, COMMON_TERM_SHARE * n)
         join = self.config.join
         postings, maxw = self._postings, self._maxw

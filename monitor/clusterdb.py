@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 from monitor.cluster import Assignment
 from monitor.normalize import clean_headline
-from monitor.readpool import read_ahead
+from monitor.readpool import weigh_ahead
 from monitor.topics import fts_query
 from monitor.store import Store, iso, parse_iso
 from monitor.types import ClusterDoc
@@ -318,11 +318,11 @@ def rebuild(store: Store, make_clusterer, since: datetime | None, now: datetime)
         warm_ids: set[int] = set()
         if since:
             history = list(clustered_since(store, since - clusterer.warm_span, before=since))
-            for (doc, cid), reading in read_ahead(history, len(history), lambda row: row[0]):
-                clusterer.warm(doc, cid, reading)
+            for (doc, cid), f in weigh_ahead(clusterer.weigher, history, len(history), lambda row: row[0]):
+                clusterer.keep(f, cid)
                 warm_ids.add(cid)
         docs = unclustered(store, since)
-        decisions = [(clusterer.assign(doc, reading), doc) for doc, reading in read_ahead(docs, len(docs))]
+        decisions = [(clusterer.place(f), doc) for doc, f in weigh_ahead(clusterer.weigher, docs, len(docs))]
         final = {a.entry_id: clusterer.resolve(a.cluster_id) for a, _ in decisions}
         mapping = _stable_ids(final, old, first_new)
         stamp = iso(now)

@@ -35,8 +35,8 @@ from .types import ParsedFeed
 Outcome = ParsedFeed | ParseError
 DEFAULT_PARSE_TIMEOUT = 10.0
 # Imported once in the fork server, so that workers start without importing anything:
-# parsing here, reading entries for clustering in monitor.readpool.
-FORKSERVER_PRELOAD = ["monitor.parse", "monitor.reading"]
+# parsing here, weighing entries for clustering in monitor.readpool.
+FORKSERVER_PRELOAD = ["monitor.parse", "monitor.weighing"]
 
 
 def default_context() -> str:

@@ -1,155 +1,170 @@
-"""Read entries for clustering ahead of the decisions, in other processes.
+"""Read and weigh entries for clustering ahead of the decisions, in another process.
 
-Clustering decides entries one at a time, in published order, on one core. Reading an
-entry's text (monitor.reading: folding, sentences, tokens, terms, sentence keys) depends
-on the entry alone and is about a third of the work, so on a machine with more than one
-core it is done by worker processes a few batches ahead of the decisions. Readings come
-back in the order of the entries and never more than READ_AHEAD batches ahead, so memory
-stays bounded however many entries are clustered (a recluster of the whole store).
+Clustering decides entries one at a time, in published order. Turning an entry into the
+features it is decided on (monitor.reading: folding, sentences, tokens, terms; then
+monitor.weighing: the feed's boilerplate, name spellings, document frequencies) depends
+on the entry and on the stream's statistics, never on the decisions, and it is over half
+of the work. So on a machine with more than one core a large run is weighed by a worker
+process that holds a copy of the clusterer's Weigher, one batch ahead of the decisions.
+Features come back in the entries' order, memory stays bounded however many entries are
+clustered (a recluster of the whole store), and when the run ends the worker's statistics
+are handed back, so the clusterer continues exactly as if it had weighed every entry itself.
 
-Small runs (a daemon cycle's new entries) are read in this process: starting workers
-would cost more than it saves. A failing worker never fails clustering: its batch, and
-every later one, is read here instead.
+Small runs (a daemon cycle's new entries) are weighed in this process: starting a worker
+and passing the statistics both ways would cost more than it saves. A failing worker
+never fails clustering when the entries are a sequence (as monitor passes them): the
+entries it weighed are weighed again here, and the rest too.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
 from multiprocessing.connection import Connection
 from typing import TypeVar
 
+from .errors import MonitorError
 from .logs import event, get_logger
 from .parsepool import FORKSERVER_PRELOAD, default_context
-from .reading import Reading, read
+from .similarity import DocFeatures
 from .types import ClusterDoc
+from .weighing import Weigher
 
 log = get_logger("cluster")
 
-MIN_PARALLEL = 2000  # entries: below this, reading here is faster than starting workers
-BATCH = 250  # entries per task: large enough that passing them costs little per entry
+MIN_PARALLEL = 2000  # entries: below this, weighing here is faster than starting a worker
+BATCH = 250  # entries per message: large enough that passing them costs little per entry
 
 T = TypeVar("T")
+_EMPTY: frozenset[str] = frozenset()
 
 
-def _read_batch(batch: list[tuple[str, str, str]]) -> list[Reading]:
-    """Readings to send back. Sentences go as plain tuples (the same fields, in order): a
-    named tuple is rebuilt through a Python call on arrival, which made unpickling 4x slower."""
-    return [r._replace(sentences=tuple(map(tuple, r.sentences)))
-            for r in (read(title, text, outlet) for title, text, outlet in batch)]
+class WorkerLost(MonitorError):
+    """The weighing worker died and the entries it had weighed cannot be weighed again here."""
 
 
-def _reader_main(conn: Connection) -> None:
-    """Worker loop: a batch of (title, text, outlet) in, its readings out; None or a closed pipe ends it.
+def _to_wire(f: DocFeatures) -> tuple:
+    """What the decisions need of weighed features, as plain values (the statistics stay with
+    the weigher). The vector's order is kept: sums over it are then the same, bit for bit."""
+    terms = tuple(f.vec)
+    lead = () if f.lead_only else tuple(i for i, t in enumerate(terms) if t in f.lead_terms)
+    return (f.entry_id, f.feed_id, f.ts, terms, tuple(f.vec.values()), lead, tuple(f.days), f.content_words,
+            f.fingerprint, f.lead_only)
 
-    One pipe per worker, holding only this end: when the parent dies (even by SIGKILL)
-    the pipe closes and recv() raises, so a worker never outlives the process it serves.
+
+def _from_wire(x: tuple) -> DocFeatures:
+    entry_id, feed_id, ts, terms, weights, lead, days, words, fingerprint, lead_only = x
+    lead_terms = frozenset(terms) if lead_only else frozenset(map(terms.__getitem__, lead))
+    return DocFeatures(entry_id, feed_id, ts, {}, lead_terms, _EMPTY, frozenset(days), (), _EMPTY, words,
+                       fingerprint, dict(zip(terms, weights)), lead_only)
+
+
+def _fields(doc: ClusterDoc) -> tuple:
+    return doc.entry_id, doc.feed_id, doc.outlet, doc.title, doc.text, doc.published
+
+
+def _worker_main(conn: Connection) -> None:
+    """Worker loop: the weigher first, then batches of entry fields in, their features out;
+    None asks for the weigher back and ends it, as does a closed pipe.
+
+    One pipe, holding only this end: when the parent dies (even by SIGKILL) the pipe
+    closes and recv() raises, so the worker never outlives the process it serves.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    while True:
-        try:
+    gc.disable()  # as in the deciding process (cluster.collection_paused): the statistics hold no cycles
+    try:
+        weigher: Weigher = conn.recv()
+        while True:
             batch = conn.recv()
             if batch is None:
+                conn.send(weigher)
                 return
-            conn.send(_read_batch(batch))
-        except (EOFError, OSError):
-            return
-
-
-def _fields(doc: ClusterDoc) -> tuple[str, str, str]:
-    return doc.title, doc.text, doc.outlet
+            conn.send([_to_wire(weigher.weigh(ClusterDoc(*fields))) for fields in batch])
+    except (EOFError, OSError):
+        return
 
 
 def workers_available() -> int:
-    """Worker processes worth starting: the cores beside the one that decides (at most two)."""
-    return max(0, min(2, (os.cpu_count() or 1) - 1))
+    """1 when there is a core beside the one that decides, else 0."""
+    return 1 if (os.cpu_count() or 1) > 1 else 0
 
 
-class _Workers:
-    """Reader processes, each with its own pipe and at most one batch in flight.
+class _Worker:
+    """The weighing process and its pipe. At most one batch is in flight: the worker sends
+    only after it has received a whole batch, and it is sent the next one only after its
+    answer was read, so the two ends never both block on a full pipe."""
 
-    One batch at a time per worker keeps the two ends from ever both blocking on a full
-    pipe (the worker sends only after it has received the whole batch).
-    """
-
-    def __init__(self, n: int) -> None:
+    def __init__(self, weigher: Weigher) -> None:
         context = multiprocessing.get_context(default_context())
         if context.get_start_method() == "forkserver":
             context.set_forkserver_preload(FORKSERVER_PRELOAD)
-        self.procs: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
-        for _ in range(n):
-            parent, child = context.Pipe(duplex=True)
-            proc = context.Process(target=_reader_main, args=(child,), name="monitor-read", daemon=True)
-            proc.start()
-            child.close()
-            self.procs.append((proc, parent))
+        self.conn, child = context.Pipe(duplex=True)
+        self.proc = context.Process(target=_worker_main, args=(child,), name="monitor-weigh", daemon=True)
+        self.proc.start()
+        child.close()
+        self.conn.send(weigher)
 
     def close(self) -> None:
-        for proc, conn in self.procs:
-            try:
-                conn.send(None)
-            except (EOFError, OSError):
-                pass
-        for proc, conn in self.procs:
-            proc.join(timeout=1.0)
-            if proc.is_alive():  # still reading a batch nobody will use
-                proc.kill()
-                proc.join(timeout=2.0)
-            conn.close()
+        self.conn.close()  # the worker's recv() raises and it ends
+        self.proc.join(timeout=1.0)
+        if self.proc.is_alive():  # still weighing a batch nobody will use
+            self.proc.kill()
+            self.proc.join(timeout=2.0)
 
 
-def read_ahead(items: Iterable[T], expected: int, doc_of: Callable[[T], ClusterDoc] = lambda item: item, *,
-               workers: int | None = None) -> Iterator[tuple[T, Reading]]:
-    """Each item with the reading of its document (`doc_of(item)`), in order.
+def weigh_ahead(weigher: Weigher, items: Iterable[T], expected: int,
+                doc_of: Callable[[T], ClusterDoc] = lambda item: item, *,
+                workers: int | None = None) -> Iterator[tuple[T, DocFeatures]]:
+    """Each item with the features of its document (`doc_of(item)`) as `weigher.weigh` makes
+    them, in order. When the iterator is exhausted, `weigher` holds the statistics of all
+    the items, wherever they were weighed (until then it must not be used).
 
-    `expected` is how many items there are (or about): workers start only for
-    MIN_PARALLEL or more. `workers` overrides workers_available() (0: read here).
+    `expected` is how many items there are (or about): the worker starts only for
+    MIN_PARALLEL or more. `workers` overrides workers_available() (0: weigh here).
     """
     n_workers = workers_available() if workers is None else workers
     if n_workers < 1 or expected < MIN_PARALLEL:
         for item in items:
-            yield item, read(*_fields(doc_of(item)))
+            yield item, weigher.weigh(doc_of(item))
         return
-    pool = _Workers(n_workers)
-    source = iter(items)
-    in_flight: deque[tuple[list[T], Connection | None]] = deque()  # in order; None: read here
-    idle = deque(conn for _, conn in pool.procs)
-    broken = False
-
-    def send_next() -> bool:
-        batch = [item for _, item in zip(range(BATCH), source)]
-        if not batch:
-            return False
-        conn = None if broken or not idle else idle.popleft()
-        if conn is not None:
-            try:
-                conn.send([_fields(doc_of(i)) for i in batch])
-            except (EOFError, OSError):
-                conn = None
-        in_flight.append((batch, conn))
-        return True
-
+    worker: _Worker | None = None
+    source: Iterator[T] | None = None
+    done = 0  # items yielded with features from the worker
     try:
-        while len(idle) and send_next():
-            pass
-        while in_flight:
-            batch, conn = in_flight.popleft()
-            readings = None
-            if conn is not None:
-                try:
-                    readings = conn.recv()
-                    idle.append(conn)
-                except (EOFError, OSError) as exc:  # a dead worker: read here from now on
-                    if not broken:
-                        event(log, "read_pool_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
-                    broken = True
-            if readings is None:
-                readings = _read_batch([_fields(doc_of(i)) for i in batch])
-            if not in_flight or idle:
-                send_next()  # the next batch is read while this one is decided on
-            yield from zip(batch, readings)
+        worker = _Worker(weigher)
+        source = iter(items)
+        batch = list(islice(source, BATCH))
+        if batch:
+            worker.conn.send([_fields(doc_of(i)) for i in batch])
+        while batch:
+            following = list(islice(source, BATCH))
+            payload = pickle.dumps([_fields(doc_of(i)) for i in following] if following else None,
+                                   pickle.HIGHEST_PROTOCOL)  # ready before the answer arrives
+            answer = worker.conn.recv_bytes()
+            worker.conn.send_bytes(payload)  # the next batch is weighed while this one is decided on
+            for item, wire in zip(batch, pickle.loads(answer)):
+                yield item, _from_wire(wire)
+                done += 1
+            batch = following
+        weigher.load(worker.conn.recv())
+        return
+    except (EOFError, OSError) as exc:
+        error = exc
     finally:
-        pool.close()
+        if worker is not None:
+            worker.close()
+    # the worker died: weigh again here what it had weighed, then go on here
+    event(log, "weigh_worker_failed", logging.WARNING, error=f"{type(error).__name__}: {error}", weighed=done)
+    if source is None:  # it never started: nothing was taken from the items
+        items = iter(items)
+    elif not isinstance(items, Sequence):
+        raise WorkerLost(f"the weighing worker died after {done} entries: {error}")
+    for item in islice(items, done):
+        weigher.weigh(doc_of(item))
+    for item in islice(items, done, None):
+        yield item, weigher.weigh(doc_of(item))
