@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from hashlib import blake2b
+from itertools import compress
+from operator import itemgetter
 from typing import NamedTuple
 
 from . import textfeatures as tf
@@ -31,24 +33,25 @@ TITLE_WEIGHT = 2  # the title counts twice (similarity explains the weights)
 
 _WIRE_SLUG = re.compile(r"^\s*[A-Z][A-Z0-9&]*(?: \d+)?-(?=\S)")  # "UPDATE 3-", "OIL-", "DEALS-"
 _CUT = re.compile(r"[ \t\n\r]")
+_first = itemgetter(0)
 
 
 class Sentence(NamedTuple):
     """One sentence, read as a lead sentence and (when different) as a tail sentence.
 
-    Tokens travel as space-joined strings: one object to pass between processes instead
-    of hundreds (tokens never contain white space).
+    Terms are the term cache's own string objects (textfeatures.term_of), so counting
+    and looking them up later finds the same objects and never hashes or compares text.
     """
 
     text: str
     key: int | None  # sentence_key of the lead reading
     words: int  # number of tokens
-    low: str  # lower-cased tokens as written
-    terms: str  # their index terms (stopwords and noise left out)
+    low: str  # lower-cased tokens as written, space-joined
+    terms: tuple[str, ...]  # their index terms (stopwords and noise left out)
     day_words: tuple[str, ...]  # tokens that name a weekday, a relative day or a month
     names: tuple[str, ...]  # terms of capitalised tokens after the first
     compounds: tuple[str, ...]  # stems of hyphen/particle compound names
-    tail: tuple[int | None, int, str, str] | None = None  # (key, words, low, terms) of the lower-cased text
+    tail: tuple[int | None, int, str, tuple[str, ...]] | None = None  # (key, words, low, terms), lower-cased text
 
 
 class Reading(NamedTuple):
@@ -56,7 +59,7 @@ class Reading(NamedTuple):
 
     title: str  # folded, without wire slug and outlet name
     title_words: int  # number of title tokens
-    title_terms: str  # index terms of the title, space-joined
+    title_terms: tuple[str, ...]  # index terms of the title
     title_day_words: tuple[str, ...]
     title_names: tuple[str, ...]  # name terms of the title (none for a headline in title case)
     headline: frozenset[str]  # content terms of the title
@@ -106,7 +109,7 @@ def read(title: str, text: str, outlet: str, whole: bool = False) -> Reading:
     title_low = [t.lower() for t in title_raw]
     title_words = frozenset(title_low)
     term_of = tf.term_of
-    title_terms = [t for t in map(term_of, title_low) if t]
+    title_terms = tuple(filter(None, map(term_of, title_low)))
     if whole:
         sents, complete = tf.sentences(without_outlet(tf.fold(text), pattern)), True
     else:
@@ -115,9 +118,9 @@ def read(title: str, text: str, outlet: str, whole: bool = False) -> Reading:
     return Reading(
         title=title,
         title_words=len(title_low),
-        title_terms=" ".join(title_terms),
+        title_terms=title_terms,
         title_day_words=_day_words(title_words),
-        title_names=tuple(t for t in map(term_of, names) if t),
+        title_names=tuple(filter(None, map(term_of, names))),
         headline=frozenset(title_terms),
         sentences=tuple(_sentence(s, title_words) for s in sents),
         complete=complete,
@@ -136,16 +139,16 @@ def _sentence(sent: str, title_words: frozenset[str]) -> Sentence:
     term_of = tf.term_of
     raw = tf.raw_tokens(sent)
     low = [t.lower() for t in raw]
-    names = tuple(t for t in (term_of(low[i]) for i in range(1, len(raw)) if raw[i][0].isupper()) if t)
+    names = tuple(filter(None, map(term_of, compress(low[1:], map(str.isupper, map(_first, raw[1:]))))))
     compounds = tuple(map(tf.stem, tf.compound_names(sent))) if "-" in sent else ()
     tail = None
     if not sent.isascii():  # lower-casing can change tokens only outside ASCII
         tail_low = tf.raw_tokens(sent.lower())
         if tail_low != low:
             tail = (sentence_key(tail_low, title_words), len(tail_low), " ".join(tail_low),
-                    " ".join(t for t in map(term_of, tail_low) if t))
+                    tuple(filter(None, map(term_of, tail_low))))
     return Sentence(sent, sentence_key(low, title_words), len(low), " ".join(low),
-                    " ".join(t for t in map(term_of, low) if t), _day_words(low), names, compounds, tail)
+                    tuple(filter(None, map(term_of, low))), _day_words(low), names, compounds, tail)
 
 
 def _body_sentences(text: str, outlet: tuple[str, re.Pattern] | None) -> tuple[list[str], bool]:

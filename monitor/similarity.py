@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from itertools import chain
 from typing import Callable, Iterable, Mapping
 
 from rapidfuzz import fuzz, process
@@ -73,8 +74,7 @@ class DocFeatures:
 
     def index(self, df: DocumentFrequencies) -> None:
         """Count the entry in the document frequencies and make its vector; drop what is no longer needed."""
-        df.add(self.tf)
-        self.vec = df.vectorize(self.tf)
+        self.vec = df.add_and_vectorize(self.tf)
         self.terms = tuple(self.tf)
         self.tf = {}
         self.lead_terms = self.lead_terms.intersection(self.vec)
@@ -162,13 +162,20 @@ class DocumentFrequencies:
         d = self.df.get(term, 0)
         return math.log(1.0 + (self.n + self.prior - d + 0.5) / (d + 0.5))
 
-    def vectorize(self, weights: dict[str, float], k: int = VECTOR_TERMS) -> dict[str, float]:
-        """tf-idf of the top-k terms, scaled to unit length (ties broken by term: deterministic)."""
-        get = self.df.get
+    def add_and_vectorize(self, weights: dict[str, float], k: int = VECTOR_TERMS) -> dict[str, float]:
+        """`add` the entry's terms, then its tf-idf vector of the top-k terms, scaled to unit
+        length (ties broken by term: deterministic). One look-up per term does both."""
+        df = self.df
+        get = df.get
+        self.n += 1
         total = self.n + self.prior + 0.5
         log = math.log
-        scored = [(-w * log(1.0 + (total - d) / (d + 0.5)), t)
-                  for t, w in weights.items() for d in (get(t, 0),)]
+        scored = []
+        append = scored.append
+        for t, w in weights.items():
+            d = get(t, 0) + 1
+            df[t] = d
+            append((-w * log(1.0 + (total - d) / (d + 0.5)), t))
         if len(scored) > k:
             scored.sort()
             del scored[k:]
@@ -247,7 +254,7 @@ def features(doc: ClusterDoc, r: Reading, boilerplate: FeedBoilerplate) -> DocFe
     lead_text = [r.title]
     lead_terms = [r.title_terms] * TITLE_WEIGHT
     day_words = list(r.title_day_words)
-    tail_terms: list[str] = []
+    tail_terms: list[tuple[str, ...]] = []
     body: list[str] = []  # lower-cased tokens of the sentences kept, for the fingerprint
     body_words = 0
     names = list(r.title_names)
@@ -279,9 +286,9 @@ def features(doc: ClusterDoc, r: Reading, boilerplate: FeedBoilerplate) -> DocFe
         words += n
     if words < MAX_WORDS and not r.complete:
         return None
-    lead = Counter(" ".join(lead_terms).split())
+    lead = Counter(chain.from_iterable(lead_terms))
     lead.update(compounds)
-    tail = Counter(" ".join(tail_terms).split())
+    tail = Counter(chain.from_iterable(tail_terms))
     name_terms = set(names)
     name_terms.update(compounds)
 
@@ -321,7 +328,7 @@ def vectorize(weights: dict[str, float], idf: Callable[[str], float],
               k: int = VECTOR_TERMS) -> dict[str, float]:
     """tf-idf of the top-k terms with any idf, scaled to unit length (ties broken by term).
 
-    DocumentFrequencies.vectorize is the same with the window's idf inlined, for speed.
+    DocumentFrequencies.add_and_vectorize is the same with the window's idf inlined, for speed.
     """
     scored = [(w * idf(t), t) for t, w in weights.items()]
     if len(scored) > k:

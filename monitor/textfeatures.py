@@ -7,6 +7,7 @@ heuristics); nothing is tuned to one corpus, outlet or topic.
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from datetime import date
 from functools import lru_cache
@@ -199,8 +200,7 @@ def raw_tokens(text: str) -> list[str]:
     return [t for t in (w.strip("'") for w in words) if t]
 
 
-@lru_cache(maxsize=100_000)
-def term_of(token: str) -> str | None:
+def _term_of(token: str) -> str | None:
     """The index term for one lower-case token, or None for stopwords and noise."""
     if token[0].isdigit():
         return None if ":" in token else normalise_number(token)  # clock times say nothing
@@ -215,6 +215,25 @@ def term_of(token: str) -> str | None:
     if token in STOPWORDS or len(token) < 2:
         return None
     return stem(token)
+
+
+class _Terms(dict):
+    """token -> term, filled on demand. A hit is one dict look-up in C (called for every
+    token of every entry, it costs half what lru_cache's bookkeeping does); emptied when
+    it reaches TERM_CACHE tokens, which a day of news does not."""
+
+    def __missing__(self, token: str) -> str | None:
+        if len(self) >= TERM_CACHE:
+            self.clear()
+        term = _term_of(token)
+        if term is not None:
+            term = sys.intern(term)  # one object per term, whichever token it came from
+        self[token] = term
+        return term
+
+
+TERM_CACHE = 100_000
+term_of = _Terms().__getitem__  # the index term for one lower-case token, or None for stopwords and noise
 
 
 def sentences(text: str) -> list[str]:
