@@ -14,7 +14,7 @@ from datetime import datetime
 
 import pytest
 
-from monitor import clusterdb
+from monitor import clusterdb, readpool
 from monitor.cluster import Assignment
 from monitor.store import open_store
 from tests.conftest import DATA
@@ -156,6 +156,26 @@ def test_same_input_gives_same_clusters(polled, run, workdir):
     second = run.json("clusters", "list", "--since", "all")
     part = lambda cs: sorted(sorted(e["guid"] for e in c["entries"]) for c in cs)  # noqa: E731
     assert part(first) == part(second)
+
+
+def test_weighing_in_a_worker_process_clusters_the_same(polled, run, workdir, monkeypatch):
+    # large runs weigh entries in a worker process: make this small one large
+    monkeypatch.setattr(readpool, "MIN_PARALLEL", 1)
+    monkeypatch.setattr(readpool, "BATCH", 5)
+    monkeypatch.setattr(readpool, "workers_available", lambda: 1)  # on a one-core machine too
+    ids = lambda cs: {c["id"]: sorted(e["guid"] for e in c["entries"]) for c in cs}  # noqa: E731
+    before = ids(polled.json("clusters", "list", "--since", "all"))
+    polled("recluster")  # every entry weighed in the worker
+    assert ids(polled.json("clusters", "list", "--since", "all")) == before
+    polled("recluster", "--since", "3650d")  # the warm-up too
+    assert ids(polled.json("clusters", "list", "--since", "all")) == before
+    # and a first poll into a new database
+    feeds = [f["url"] for f in polled.json("feeds", "list")]
+    run.db = workdir / "second.db"
+    for url in feeds:
+        run("feeds", "add", url)
+    run("poll")
+    assert sorted(ids(run.json("clusters", "list", "--since", "all")).values()) == sorted(before.values())
 
 
 def test_recluster_keeps_ids_and_partition(polled):
