@@ -125,7 +125,7 @@ class Clusterer:
         self._docs: dict[int, tuple[sim.DocFeatures, int]] = {}  # entry id -> (features, cluster id)
         self._expiry: list[tuple[float, int]] = []  # heap of (published ts, entry id)
         self._postings: dict[str, dict[int, float]] = {}  # term -> entry id -> weight
-        self._maxw: dict[str, float] = {}  # term -> an upper bound of its weights in the postings
+        self._maxw: dict[str, float] = {}  # term -> its highest weight in the postings
         self._clusters: dict[int, _Cluster] = {}
         self._alias: dict[int, int] = {}  # absorbed cluster id -> surviving id
         self.weigher = Weigher(self._window)  # the stream's statistics, over the same window
@@ -221,12 +221,15 @@ class Clusterer:
 
     def _evict(self, eid: int) -> None:
         feats, cid = self._docs.pop(eid)
-        for t in feats.vec:
+        maxw = self._maxw
+        for t, w in feats.vec.items():
             p = self._postings[t]
             del p[eid]
             if not p:
                 del self._postings[t]
-                del self._maxw[t]
+                del maxw[t]
+            elif w == maxw[t]:  # the highest weight left: a stale bound would open candidates for nothing
+                maxw[t] = max(p.values())
         c = self._clusters[cid]
         del c.members[eid]
         if not c.members:

@@ -19,8 +19,6 @@ from . import similarity as sim
 from .reading import Reading
 from .types import ClusterDoc
 
-_SEP = "\x1f"  # in no term: terms are made of word characters
-
 
 class Weigher:
     """Per-stream statistics over a sliding time window, and the weighing of new entries.
@@ -36,9 +34,10 @@ class Weigher:
         self.names = sim.NameVariants()
         self._now = -math.inf
         self._expiry: list[tuple[float, int]] = []  # heap of (published ts, entry id)
-        # entry id -> what it added: feed id, sentence keys, headline, terms and name terms joined
-        # by _SEP (one string each: the state is passed between processes, see `load`)
-        self._kept: dict[int, tuple[int, tuple[int, ...], frozenset[str], str, str]] = {}
+        # entry id -> what it added: feed id, sentence keys, headline, terms, name terms (terms are
+        # shared interned objects, so a pickled state holds each term once: see readpool)
+        self._kept: dict[int, tuple[int, tuple[int, ...], frozenset[str], tuple[str, ...], tuple[str, ...]]]
+        self._kept = {}
 
     @property
     def entries(self) -> int:
@@ -66,8 +65,8 @@ class Weigher:
         sim.respell(feats, mapping)
         feats.index(self.df)
         eid = feats.entry_id
-        self._kept[eid] = (feats.feed_id, feats.sentence_keys, feats.headline, _SEP.join(feats.terms),
-                           _SEP.join(sorted(feats.name_terms)))  # sorted: the same in every process
+        self._kept[eid] = (feats.feed_id, feats.sentence_keys, feats.headline, feats.terms,
+                           tuple(sorted(feats.name_terms)))  # sorted: the same in every process
         heapq.heappush(self._expiry, (feats.ts, eid))
         self.boilerplate.add(feats.feed_id, feats.sentence_keys, feats.headline)
         self.names.add(feats.name_terms)
@@ -79,8 +78,6 @@ class Weigher:
 
     def _forget(self, eid: int) -> None:
         feed_id, keys, headline, terms, names = self._kept.pop(eid)
-        if terms:
-            self.df.remove(terms.split(_SEP))
-        if names:
-            self.names.remove(names.split(_SEP))
+        self.df.remove(terms)
+        self.names.remove(names)
         self.boilerplate.remove(feed_id, keys, headline)
