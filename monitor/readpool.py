@@ -107,7 +107,11 @@ class _Worker:
         self.proc = context.Process(target=_worker_main, args=(child,), name="monitor-weigh", daemon=True)
         self.proc.start()
         child.close()
-        self.conn.send(weigher)
+        try:
+            self.conn.send(weigher)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         self.conn.close()  # the worker's recv() raises and it ends
