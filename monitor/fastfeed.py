@@ -58,11 +58,6 @@ _looks_like_html = _FeedParserMixin.looks_like_html
 _map_type = _FeedParserMixin.map_content_type
 _AMP_REF = re.compile("&([A-Za-z0-9_]+);")
 _C1 = re.compile(f"[{chr(min(_cp1252))}-{chr(max(_cp1252))}]")  # what _cp1252 can change
-# _sync_author_detail's e-mail pattern, unchanged: inputs slow for feedparser stay slow.
-_EMAIL = re.compile(
-    r"""(([a-zA-Z0-9\_\-\.\+]+)@((\[[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.)|(([a-zA-Z0-9\-]+\.)+))"""
-    r"""([a-zA-Z]{2,4}|[0-9]{1,3})(\]?))(\?subject=\S+)?"""
-)
 _PROLOG_ITEM = re.compile(rb"\s*(?:<\?.*?\?>|<!--.*?-->)", re.DOTALL)
 _DECLARATION = re.compile(rb"<!(?!--)")
 _ROOT_START = re.compile(rb"\s*<\w")
@@ -205,6 +200,7 @@ class _Reader:
     def __init__(self, decls: list[tuple[str, str]], root_decls: int, location: str) -> None:
         self.version = ""
         self.feed: dict[str, Any] = {}
+        self.feeddata, self.insource = self.feed, 0  # as feedparser's _get_context reads them
         self.entries: list[dict[str, Any]] = []
         self.depths: dict[str, int] = {}  # property_depth_map of the current entry
         self.depth = self.item_depth = self.has_content = 0
@@ -282,12 +278,10 @@ class _Reader:
                     raise _Unsupported(f"{name} inside {el.tag}")
             self.element(child)
 
-    def _context(self) -> dict[str, Any]:
-        if self.inimage and "image" in self.feed:
-            return self.feed["image"]
-        if self.intextinput:
-            return self.feed["textinput"]
-        return self.entries[-1] if self.inentry else self.feed
+    # feedparser's own: where a value goes, and the author bookkeeping (detail dicts shared)
+    _context = _get_context = _FeedParserMixin._get_context
+    _save_author = _FeedParserMixin._save_author
+    _sync_author = _sync_author_detail = _FeedParserMixin._sync_author_detail
 
     def _params(self, attrs: dict[str, str], default: str) -> dict[str, Any]:
         """push_content's contentparams, for the two content types whose handling is replayed."""
@@ -455,39 +449,6 @@ class _Reader:
         self.title_depth = -1
         self._children(el, tuple(k for k in keep if k != "href"), core_only=True)
         setattr(self, "in" + kind, 0)
-
-    def _save_author(self, key: str, value: str) -> None:
-        context = self._context()
-        context.setdefault("author_detail", {})[key] = value
-        self._sync_author()
-        context.setdefault("authors", [{}])[-1][key] = value
-
-    def _sync_author(self) -> None:
-        """_sync_author_detail, line for line (its sharing of detail dicts included)."""
-        context = self._context()
-        detail = context.get("authors", [{}])[-1]
-        if detail:
-            name, email = detail.get("name"), detail.get("email")
-            if name or email:
-                context["author"] = f"{name} ({email})" if name and email else name or email
-            return
-        author, email = context.get("author"), None
-        if not author:
-            return
-        match = _EMAIL.search(author)
-        if match:
-            email = match.group(0)
-            for cruft in (email, "()", "<>", "&lt;&gt;"):
-                author = author.replace(cruft, "")
-            author = author.strip()
-            author = author[1:] if author and author[0] == "(" else author
-            author = (author[:-1] if author and author[-1] == ")" else author).strip()
-        if author or email:
-            context.setdefault("author_detail", detail)
-        if author:
-            detail["name"] = author
-        if email:
-            detail["email"] = email
 
     def _owner(self, el: ET.Element, attrs: dict[str, str]) -> None:
         """itunes:owner files its name and email as an author's: harmless at feed level only."""
