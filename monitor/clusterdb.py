@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from typing import Iterable, Iterator
 
-from monitor.cluster import Assignment
+from monitor.cluster import Assignment, Clusterer
 from monitor.normalize import clean_headline
 from monitor.readpool import weigh_ahead
 from monitor.topics import fts_query
@@ -43,6 +43,22 @@ def clustered_since(store: Store, since: datetime, before: datetime | None = Non
     params = [iso(since)] + ([iso(before)] if before else [])
     for row in store.db.execute(sql, params).fetchall():
         yield _doc(row[:6]), row[6]
+
+
+def warm(clusterer: Clusterer, history: list[tuple[ClusterDoc, int]]) -> set[int]:
+    """Give the clusterer stored entries with their clusters (`clustered_since`), without
+    deciding; large runs are weighed ahead in a worker (readpool). Returns the cluster ids."""
+    ids: set[int] = set()
+    for (_, cid), feats in weigh_ahead(clusterer.weigher, history, len(history), lambda row: row[0]):
+        clusterer.keep(feats, cid)
+        ids.add(cid)
+    return ids
+
+
+def decide(clusterer: Clusterer, docs: list[ClusterDoc]) -> list[tuple[Assignment, ClusterDoc]]:
+    """The clusterer's decision for each entry (`unclustered`), in order; large runs are
+    weighed ahead in a worker (readpool)."""
+    return [(clusterer.place(feats), doc) for doc, feats in weigh_ahead(clusterer.weigher, docs, len(docs))]
 
 
 def next_cluster_id(store: Store) -> int:
@@ -317,12 +333,8 @@ def rebuild(store: Store, make_clusterer, since: datetime | None, now: datetime)
         clusterer = make_clusterer(first_new)
         warm_ids: set[int] = set()
         if since:
-            history = list(clustered_since(store, since - clusterer.warm_span, before=since))
-            for (doc, cid), f in weigh_ahead(clusterer.weigher, history, len(history), lambda row: row[0]):
-                clusterer.keep(f, cid)
-                warm_ids.add(cid)
-        docs = unclustered(store, since)
-        decisions = [(clusterer.place(f), doc) for doc, f in weigh_ahead(clusterer.weigher, docs, len(docs))]
+            warm_ids = warm(clusterer, list(clustered_since(store, since - clusterer.warm_span, before=since)))
+        decisions = decide(clusterer, unclustered(store, since))
         final = {a.entry_id: clusterer.resolve(a.cluster_id) for a, _ in decisions}
         mapping = _stable_ids(final, old, first_new)
         stamp = iso(now)

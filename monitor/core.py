@@ -12,7 +12,6 @@ from monitor.config import EXAMPLE_CONFIG, Settings, load_settings, parse_durati
 from monitor import clusterdb, mailer, outbox, topics
 from monitor.cluster import ClusterConfig, Clusterer, collection_paused
 from monitor.cycle import CycleReport, FeedOutcome, run_cycle
-from monitor.readpool import weigh_ahead
 from monitor.errors import ConfigError, MonitorError, StorageError
 from monitor.opml import OpmlError, OpmlImport, parse_opml, write_opml
 from monitor.store import Store, iso, open_store
@@ -208,8 +207,7 @@ class Monitor:
         start = min(d.published for d in docs) - clusterer.warm_span
         history = list(clusterdb.clustered_since(self.store, start))
         with collection_paused():
-            for (doc, cid), f in weigh_ahead(clusterer.weigher, history, len(history), lambda row: row[0]):
-                clusterer.keep(f, cid)
+            clusterdb.warm(clusterer, history)
         self._clusterer = clusterer
         return clusterer
 
@@ -225,8 +223,7 @@ class Monitor:
             # The index is written on another thread while the clusterer decides (SQLite
             # releases the GIL); the connection is not used here until that thread is done.
             with collection_paused(), _alongside(self.store.index_pending_text):
-                weighed = weigh_ahead(clusterer.weigher, docs, len(docs))
-                decisions = [(clusterer.place(f), doc) for doc, f in weighed]
+                decisions = clusterdb.decide(clusterer, docs)
             touched = clusterdb.apply(self.store, decisions, self.clock())
         except BaseException:
             self._clusterer = None  # memory may be ahead of the database: rebuild next time
