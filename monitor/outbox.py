@@ -42,8 +42,11 @@ _CHUNK = 900
 
 
 def backoff(attempts: int) -> timedelta:
-    """1, 4, 16, 64 minutes, then every 4 hours: quick after a blip, gentle during an outage."""
-    return min(timedelta(minutes=4 ** max(0, attempts - 1)), timedelta(hours=4))
+    """1, 4, 16, 64 minutes, then every 4 hours: quick after a blip, gentle during an outage.
+
+    Capped in integer minutes before it becomes a timedelta: 4 ** 21 minutes is past what a
+    timedelta holds, and a digest deferred that often (about three days) must still be retried."""
+    return timedelta(minutes=min(4 ** max(0, attempts - 1), 4 * 60))
 
 
 @dataclass(frozen=True)
