@@ -284,14 +284,23 @@ def golden_plan():
 
 @pytest.mark.parametrize("kind", ["plain", "html"])
 def test_golden_digest(kind):
-    """Set MONITOR_UPDATE_GOLDEN=1 to rewrite the files after an intended layout change."""
+    """The rendered digest is byte for byte the reviewed file.
+
+    After an intended layout change, MONITOR_UPDATE_GOLDEN=1 rewrites a file that differs, and the
+    test still fails for that run: the new file must be reviewed (git diff) and the test run again
+    without the variable. Rewriting never turns a run green, so setting the variable in CI cannot
+    hide a change."""
     msg = render(golden_plan(), sender=SENDER, recipients=["desk@example.org"], message_id="<golden@example.org>",
                  now=NOW, tz="Europe/London")
     got = msg.get_body((kind,)).get_content()
     path = GOLDEN / f"digest_golden.{'txt' if kind == 'plain' else 'html'}"
-    if os.environ.get("MONITOR_UPDATE_GOLDEN"):
+    expected = path.read_text(encoding="utf-8") if path.exists() else None
+    if got != expected and os.environ.get("MONITOR_UPDATE_GOLDEN"):
         path.write_text(got, encoding="utf-8")
-    assert got == path.read_text(encoding="utf-8")
+        pytest.fail(f"{path} rewritten from the current output: review it (git diff), then run again without "
+                    "MONITOR_UPDATE_GOLDEN", pytrace=False)
+    assert expected is not None, f"{path} is missing: run once with MONITOR_UPDATE_GOLDEN=1 and review it"
+    assert got == expected
 
 
 def test_big_clusters_list_the_first_outlets_with_links_and_name_the_rest():

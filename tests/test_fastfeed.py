@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from monitor import fastfeed
+from monitor.errors import ParseError
 from monitor.parse import _XML_CONTROL, _read_with_feedparser, decode_body, fix_char_refs, parse_feed
 
 ROOT = Path(__file__).parent.parent
@@ -54,8 +55,15 @@ def atom(*entries: str, feed: str = FEED) -> bytes:
     ).encode()
 
 
+# The one refusal the readers document (parse._read_with_feedparser): neither a feed version nor
+# entries. Anything else they raise would reach the user as `parser_error`, i.e. a crash.
+DOCUMENTED_REJECTIONS = {"not_a_feed"}
+
+
 def read_both(body: bytes, headers: dict[str, str], base: str | None = None) -> tuple[Any, Any, bool]:
-    """(fast path's outcome, feedparser's outcome, whether the fast path answered)."""
+    """(fast path's outcome, feedparser's outcome, whether the fast path answered).
+
+    An outcome is the reader's tuple or a documented refusal; a crash on either path fails the test."""
     headers = {k.lower(): v for k, v in headers.items()}
     text, _ = decode_body(body, headers)  # what parse_feed does before either reader
     text = fix_char_refs(_XML_CONTROL.sub("", text).lstrip("\ufeff \t\r\n"))
@@ -68,10 +76,16 @@ def read_both(body: bytes, headers: dict[str, str], base: str | None = None) -> 
         return found
 
     def outcome(fast: bool) -> Any:
+        path = "fast path" if fast else "feedparser path"
         try:
             return _read_with_feedparser(text, headers, base, fast=fast)
-        except Exception as exc:  # the same failure is the same outcome
-            return (type(exc).__name__, str(exc))
+        except ParseError as exc:
+            if exc.reason not in DOCUMENTED_REJECTIONS:
+                raise AssertionError(f"the {path} refused the document with {exc}") from exc
+            return ("refused", exc.reason, exc.detail)  # both paths refusing alike is agreement
+        except Exception as exc:
+            # parse_feed would hide this as `parser_error`; here it is a bug, even when both paths hit it.
+            raise AssertionError(f"the {path} crashed: {type(exc).__name__}: {exc}") from exc
 
     fastfeed.read = spy
     try:
