@@ -1,12 +1,19 @@
 """The CLI contract: every command present, feeds management end to end, one-line errors."""
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import pytest
+
 from monitor.cli import cli
+from monitor.store import open_store
 from tests.conftest import DATA
+from tests.loopback import LoopbackServer, feed_route, rss, send
 
 REPO = Path(__file__).resolve().parent.parent
 CONTRACT = ["init", "feeds import", "feeds list", "feeds export", "feeds add", "feeds remove", "poll", "run",
@@ -89,6 +96,97 @@ def test_unusable_database_is_one_line_with_exit_74(run):
     result = run("feeds", "list", ok=False)
     assert result.exit_code == 74 and "not a usable monitor database" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def newer_database(path: Path) -> None:
+    """A database as a later release leaves it: one more migration applied (the version check reads
+    the applied migrations' names) and the table that migration made."""
+    open_store(str(path)).close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("BEGIN")
+        db.execute("CREATE TABLE m999_things (id INTEGER PRIMARY KEY)")
+        db.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at)"
+                   " VALUES ('monitor', 'm999_future', '2030-01-01')")
+        db.execute("COMMIT")
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int] | None]:
+    """Every entry of the folder (the database, any -wal or -shm, a maildir...): files with their
+    bytes and modification time."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else None for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("command", [["poll"], ["clusters", "list"], ["run"]], ids=" ".join)
+def test_a_database_from_a_newer_version_is_refused_and_left_untouched(workdir, command):
+    """README: a database newer than this code makes `poll`, `clusters list` and `monitor run` exit 74
+    with one line, and the file is left byte for byte as it was (no -wal or -shm left behind either).
+
+    There is a feed due and a feeds.opml to sync, so any command that went on would write."""
+    server = LoopbackServer()
+    try:
+        server.routes["/f.xml"] = feed_route(rss([{"title": "Kept out", "guid": "g1"}]))
+        (workdir / "monitor.toml").write_text(f'[polling]\nallow_hosts = ["127.0.0.1:{server.port}"]\n'
+                                              'parse_workers = 1\n')
+        (workdir / "feeds.opml").write_text(f'<opml version="2.0"><body><outline type="rss" text="F"'
+                                            f' xmlUrl="{server.url("/f.xml")}"/></body></opml>')
+        db = workdir / "monitor.db"
+        with open_store(str(db)) as store:
+            store.db.execute("INSERT INTO feeds (url, title, added) VALUES (?, 'F', '2026-01-01T00:00:00+00:00')",
+                             [server.url("/f.xml")])
+        newer_database(db)
+        before = snapshot(workdir)
+        # `run` would be a daemon if it went on: the timeout (far above a start-up) ends that as a failure.
+        proc = subprocess.run([sys.executable, "-m", "monitor", "--db", str(db), "--config", "monitor.toml",
+                               *command], capture_output=True, text=True, cwd=workdir, timeout=120, check=False)
+        assert proc.returncode == 74, proc.stderr
+        [line] = proc.stderr.splitlines()
+        assert line.startswith(f"monitor: error: database {db} was written by a newer monitor")
+        assert line.endswith("upgrade monitor") and proc.stdout == ""
+        assert snapshot(workdir) == before
+        assert server.requests == []
+    finally:
+        server.close()
+
+
+def test_a_feed_gone_410_is_disabled_until_feeds_add_enables_it_again(run):
+    """README: 410 disables the feed (`feeds add URL` re-enables it). Disabled, it is not fetched even
+    by `poll --all`; re-enabled, the next plain `poll` fetches it and stores its entries."""
+    server = LoopbackServer()
+    served = feed_route(rss([{"title": "Back online", "guid": "b1"}, {"title": "Second story", "guid": "b2"}]))
+    state = {"gone": True}
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        if state["gone"]:
+            send(h, 410, b"gone", "text/plain")
+        else:
+            served(h)
+
+    server.routes["/f.xml"] = route
+    url = server.url("/f.xml")
+    try:
+        run.config.write_text(f'[polling]\nallow_hosts = ["127.0.0.1:{server.port}"]\nparse_workers = 1\n')
+        run("feeds", "add", url)
+        run("poll")
+        [feed] = run.json("feeds", "list")
+        assert (feed["disabled"], feed["last_status"], feed["last_error"], feed["entries"]) == (True, 410, "gone", 0)
+        assert len(server.requests) == 1
+
+        state["gone"] = False  # the publisher brings the feed back
+        run("poll", "--all")
+        assert len(server.requests) == 1  # disabled: not fetched, not even by --all
+        assert run.json("feeds", "list")[0]["disabled"] is True
+
+        assert run("feeds", "add", url).stdout.strip() == f"enabled {url}"
+        assert run.json("feeds", "list")[0]["disabled"] is False
+        assert "1 fetched" in run("poll").stdout  # due at once, without --all
+        assert len(server.requests) == 2
+        [feed] = run.json("feeds", "list")
+        assert (feed["disabled"], feed["last_status"], feed["last_error"], feed["error_count"], feed["entries"]) == \
+            (False, 200, None, 0, 2)
+        stored = run.json("clusters", "list", "--since", "all")
+        assert sorted(e["guid"] for c in stored for e in c["entries"]) == ["b1", "b2"]
+    finally:
+        server.close()
 
 
 def test_missing_database_for_readers(run):

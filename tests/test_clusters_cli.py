@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import email.utils
 import json
+import sqlite3
 from collections import defaultdict
-from datetime import datetime
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
+from xml.sax.saxutils import escape
 
 import pytest
 
-from monitor import clusterdb, readpool
-from monitor.cluster import Assignment
-from monitor.store import open_store
+from monitor import readpool
 from tests.conftest import DATA
 from tests.loopback import LoopbackServer, feed_route
-from xml.sax.saxutils import escape
+from tests.loopback import rss as loopback_rss
 
 CORPUS = [json.loads(line) for line in (DATA / "corpus_telegram_iran.jsonl").read_text().splitlines()]
 
@@ -36,17 +37,23 @@ def outlet_feed(outlet: str, articles: list[dict]) -> bytes:
     return "".join(out).encode()
 
 
-@pytest.fixture
-def polled(run):
+def serve_corpus(run, config: str = "") -> LoopbackServer:
+    """The corpus slice on a loopback server, one feed per outlet, added to the database."""
     server = LoopbackServer()
     by_outlet = defaultdict(list)
     for a in CORPUS:
         by_outlet[a["outlet"]].append(a)
     for i, (outlet, articles) in enumerate(sorted(by_outlet.items())):
         server.routes[f"/{i}.xml"] = feed_route(outlet_feed(outlet, articles))
-    run.config.write_text(f'[polling]\nallow_hosts = ["127.0.0.1:{server.port}"]\nparse_workers = 1\n')
+    run.config.write_text(f'[polling]\nallow_hosts = ["127.0.0.1:{server.port}"]\nparse_workers = 1\n{config}')
     for i in range(len(by_outlet)):
         run("feeds", "add", server.url(f"/{i}.xml"))
+    return server
+
+
+@pytest.fixture
+def polled(run):
+    server = serve_corpus(run)
     run("poll")
     yield run
     server.close()
@@ -116,26 +123,64 @@ def test_search_shows_clusters(polled):
     assert bad.exit_code == 1 and "bad search query" in bad.stderr
 
 
-def test_merged_cluster_id_still_resolves(polled):
-    clusters = polled.json("clusters", "list", "--since", "all")
-    small = sorted(clusters, key=lambda c: c["size"])
-    a, b = small[0], small[1]
-    with open_store(str(polled.db)) as store:
-        # a synthetic bridging decision: an entry of `a` re-stored as joining b and absorbing a
-        entry = store.scalar("SELECT max(id) FROM entries") + 1
-        feed = store.scalar("SELECT min(id) FROM feeds")
-        store.db.execute("INSERT INTO entries (id, feed_id, entry_key, guid, title, published, first_seen,"
-                         " last_changed, content_hash) VALUES (?, ?, 'k', 'bridge', 'bridge', "
-                         "'2016-12-01T00:00:00+00:00', 'x', 'x', 'h')", [entry, feed])
-        doc = clusterdb.unclustered(store)[0]
-        clusterdb.apply(store, [(Assignment(entry, b["id"], False, None, 0.9, ("telegram",), None, (a["id"],)),
-                                 doc)], datetime.now().astimezone())
-    shown = polled.json("clusters", "show", str(a["id"]))
-    assert shown["id"] == b["id"] and shown["requested_id"] == a["id"] and a["id"] in shown["merged_from"]
-    assert shown["size"] == a["size"] + b["size"] + 1
-    assert "was merged into cluster" in polled("clusters", "show", str(a["id"])).stdout
-    ids = [c["id"] for c in polled.json("clusters", "list", "--since", "all")]
-    assert a["id"] not in ids and b["id"] in ids
+# Two reports of one eruption that each add different detail, and a report of the core that
+# bridges them (the clusterer's own merge case, tests/test_cluster.py), here through real feeds.
+ERUPTION = datetime(2024, 3, 1, 8, tzinfo=UTC)
+CORE = "Volcano Kelmora erupted on Varsa island and Portelli harbour was evacuated."
+BRIDGED = {
+    "/ash.xml": ("North Wire", {"guid": "ash-1", "title": "Ash falls on northern farms", "published": ERUPTION,
+                                "summary": CORE + " Ash clouds drifted over northern farms, fishermen reported boiling"
+                                " water near the reef, geologists measured fresh cracks along the crater rim, and"
+                                " tourists abandoned hotels on the eastern coast."}),
+    "/ferries.xml": ("South Post", {"guid": "ferries-1", "title": "Ferries and flights halted",
+                                    "published": ERUPTION + timedelta(minutes=30),
+                                    "summary": CORE + " Emergency crews opened shelters in schools, the ferry company"
+                                    " suspended crossings to the mainland, hospitals cancelled operations, and the"
+                                    " airport grounded every flight until Friday."}),
+    "/core.xml": ("East Daily", {"guid": "core-1", "title": "Kelmora volcano erupts on Varsa, Portelli harbour evacuated",
+                                 "published": ERUPTION + timedelta(hours=1), "summary": CORE}),
+}
+
+
+def test_a_merge_decided_by_the_clusterer_resolves_through_the_cli(run):
+    """Two clusters, then an entry that bridges them: the clusterer merges, and the CLI shows what it wrote.
+
+    The absorbed id resolves to the survivor (with all three reports), no longer lists, every entry
+    lists exactly once, and cluster_merges holds the row the clusterer's decision produced."""
+    server = LoopbackServer()
+    try:
+        for path, (outlet, item) in BRIDGED.items():
+            server.routes[path] = feed_route(loopback_rss([item], title=outlet))
+        run.config.write_text(f'[polling]\nallow_hosts = ["127.0.0.1:{server.port}"]\nparse_workers = 1\n')
+        for path in ("/ash.xml", "/ferries.xml"):
+            run("feeds", "add", server.url(path), "--title", BRIDGED[path][0])
+        run("poll")
+        first = run.json("clusters", "list", "--since", "all")
+        assert sorted([e["guid"] for e in c["entries"]] for c in first) == [["ash-1"], ["ferries-1"]]
+        ash, ferries = (next(c["id"] for c in first if c["entries"][0]["guid"] == g) for g in ("ash-1", "ferries-1"))
+
+        run("feeds", "add", server.url("/core.xml"), "--title", BRIDGED["/core.xml"][0])
+        run("poll")
+        listed = run.json("clusters", "list", "--since", "all", "--min-size", "1")
+        # equal sizes: the older cluster survives (README: the larger cluster's id survives)
+        assert [c["id"] for c in listed] == [ash]
+        assert sorted(e["guid"] for c in listed for e in c["entries"]) == ["ash-1", "core-1", "ferries-1"]
+
+        shown = run.json("clusters", "show", str(ferries))
+        assert (shown["id"], shown["requested_id"], shown["merged_from"]) == (ash, ferries, [ferries])
+        assert sorted(e["guid"] for e in shown["entries"]) == ["ash-1", "core-1", "ferries-1"]
+        assert shown["size"] == 3 and sorted(shown["outlets"]) == ["East Daily", "North Wire", "South Post"]
+        bridge = next(e for e in shown["entries"] if e["guid"] == "core-1")
+        assert bridge["why"]["reason"] == "similar"
+        assert f"cluster {ferries} was merged into cluster {ash}" in run("clusters", "show", str(ferries)).stdout
+
+        with closing(sqlite3.connect(f"file:{run.db}?mode=ro", uri=True)) as db:
+            merges = db.execute("SELECT absorbed_id, into_id, entry_id FROM cluster_merges").fetchall()
+            state = db.execute("SELECT merged_into, size FROM clusters WHERE id = ?", [ferries]).fetchone()
+        assert merges == [(ferries, ash, bridge["id"])]  # the bridging entry did it
+        assert state == (ash, 0)
+    finally:
+        server.close()
 
 
 def test_same_input_gives_same_clusters(polled, run, workdir):
@@ -190,15 +235,46 @@ def test_recluster_keeps_ids_and_partition(polled):
     assert ids(polled.json("clusters", "list", "--since", "all")) == ids(before)
 
 
-def test_recluster_with_a_tiny_window_splits_and_old_ids_resolve(polled):
-    before = polled.json("clusters", "list", "--since", "all")
+def guids_by_id(clusters: list[dict]) -> dict[int, set[str]]:
+    return {c["id"]: {e["guid"] for e in c["entries"]} for c in clusters}
+
+
+def test_recluster_ids_that_disappear_resolve_to_the_cluster_that_took_their_entries(run):
+    """Clustered with a 12-hour window, events are cut in pieces; `recluster` with the default window
+    puts them back together. The pieces whose ids disappear from the listing answer `clusters show`
+    with the cluster that now holds their entries."""
+    server = serve_corpus(run, '[clustering]\nwindow = "12h"\n')
+    try:
+        run("poll")
+    finally:
+        server.close()
+    before = guids_by_id(run.json("clusters", "list", "--since", "all"))
+    run.config.write_text(run.config.read_text().replace('window = "12h"', ""))  # back to the default
+    out = run("recluster").stdout
+    after = guids_by_id(run.json("clusters", "list", "--since", "all", "--min-size", "1"))
+    assert sorted(g for gs in after.values() for g in gs) == sorted(a["id"] for a in CORPUS)  # each once
+    gone = sorted(set(before) - set(after))
+    assert gone, "the rebuild made no id disappear: nothing to resolve"
+    assert f"({len(gone)} old clusters absorbed)" in out
+    assert max(len(before[cid]) for cid in gone) >= 2  # a piece of several reports, not only single ones
+    for cid in gone:
+        shown = run.json("clusters", "show", str(cid))
+        assert shown["requested_id"] == cid and shown["id"] in after
+        assert before[cid] <= {e["guid"] for e in shown["entries"]}, cid  # its entries are there, all of them
+        assert shown["entries"] and shown["size"] == len(after[shown["id"]])
+
+
+def test_recluster_with_a_tiny_window_splits_and_every_old_id_keeps_a_piece(polled):
+    """Split the other way (window 1s: every report alone), no id disappears: each old id stays on
+    one of its own reports, and the reports it lost are each in a cluster of their own."""
+    before = guids_by_id(polled.json("clusters", "list", "--since", "all"))
     polled.config.write_text(polled.config.read_text() + '\n[clustering]\nwindow = "1s"\n')
     polled("recluster")
-    after = polled.json("clusters", "list", "--since", "all")
-    assert len(after) > len(before)
-    assert sorted(e["guid"] for c in after for e in c["entries"]) == sorted(a["id"] for a in CORPUS)
-    for c in before:  # every old id still answers, as itself or as the cluster that took its entries
-        assert polled.json("clusters", "show", str(c["id"]))["size"] >= 1
+    after = guids_by_id(polled.json("clusters", "list", "--since", "all"))
+    assert sorted(len(g) for g in after.values()) == [1] * len(CORPUS)
+    for cid, guids in before.items():
+        assert cid in after and after[cid] <= guids
+        assert polled.json("clusters", "show", str(cid))["id"] == cid
 
 
 def test_retention_deletes_old_entries_and_keeps_clusters_consistent(polled):
