@@ -123,10 +123,16 @@ class _HopError(Exception):
 
 
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolve, check every address, then connect to a checked address (no second lookup)."""
+    """Resolve, check every address, then connect to a checked address (no second lookup).
 
-    def __init__(self, allow_private: bool, allowed: guard.AllowList) -> None:
-        self._inner = httpcore.AnyIOBackend()
+    `inner` opens the connections to the checked addresses: httpcore's AnyIO backend, unless a
+    test passes one that records the address it is asked to dial (and connects to a loopback
+    server instead), which proves the pinning without sending a packet off the machine.
+    """
+
+    def __init__(self, allow_private: bool, allowed: guard.AllowList,
+                 inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self._inner = inner or httpcore.AnyIOBackend()
         self._allow_private = allow_private
         self._allowed = allowed
 
@@ -385,9 +391,11 @@ class Fetcher:
     and overall (policy.max_connections); a fetch's deadline starts once it has its slots.
     """
 
-    def __init__(self, policy: FetchPolicy, *, verify: ssl.SSLContext | bool = True) -> None:
+    def __init__(self, policy: FetchPolicy, *, verify: ssl.SSLContext | bool = True,
+                 network_backend: httpcore.AsyncNetworkBackend | None = None) -> None:
         self.policy = policy
         self._verify = verify  # an SSLContext lets tests trust their own certificate authority
+        self._network_backend = network_backend  # tests only: see _GuardedBackend
         self._allowed = guard.parse_allow_hosts(policy.allow_hosts)
         self._client: httpx.AsyncClient | None = None
         self._slots = asyncio.Semaphore(policy.max_connections)
@@ -395,7 +403,7 @@ class Fetcher:
 
     async def __aenter__(self) -> Fetcher:
         p = self.policy
-        backend = _GuardedBackend(p.allow_private_addresses, self._allowed)
+        backend = _GuardedBackend(p.allow_private_addresses, self._allowed, self._network_backend)
         limits = httpx.Limits(max_connections=p.max_connections, max_keepalive_connections=p.max_connections)
         self._client = httpx.AsyncClient(
             transport=_GuardedTransport(backend, limits, self._verify),
@@ -536,14 +544,16 @@ def fetch_all(
     on_result: Callable[[FetchJob, FetchResult], None],
     *,
     verify: ssl.SSLContext | bool = True,
+    network_backend: httpcore.AsyncNetworkBackend | None = None,
 ) -> None:
     """Fetch all jobs on a fresh event loop; `on_result` runs in the calling thread as each completes.
 
-    An exception from `on_result` stops the run and propagates.
+    An exception from `on_result` stops the run and propagates. `network_backend` is for tests
+    (see _GuardedBackend).
     """
 
     async def main() -> None:
-        async with Fetcher(policy, verify=verify) as fetcher:
+        async with Fetcher(policy, verify=verify, network_backend=network_backend) as fetcher:
             async with contextlib.aclosing(fetcher.fetch_many(jobs, now)) as results:
                 async for job, result in results:
                     on_result(job, result)
@@ -559,10 +569,11 @@ def fetch_one(
     etag: str | None = None,
     last_modified: str | None = None,
     verify: ssl.SSLContext | bool = True,
+    network_backend: httpcore.AsyncNetworkBackend | None = None,
 ) -> FetchResult:
     """Fetch one URL synchronously (CLI and tests)."""
     results: list[FetchResult] = []
     job = FetchJob(key=url, url=url, etag=etag, last_modified=last_modified)
     fetch_all([job], policy or FetchPolicy(), now or datetime.now(timezone.utc),
-              lambda _job, result: results.append(result), verify=verify)
+              lambda _job, result: results.append(result), verify=verify, network_backend=network_backend)
     return results[0]

@@ -1,16 +1,77 @@
-"""Shared fixtures: a temp working directory, a CLI runner bound to a real SQLite file."""
+"""Shared fixtures: a temp working directory, a CLI runner bound to a real SQLite file; and the
+network guard (tests/netguard.py), which fails any test that reaches beyond loopback."""
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from monitor.cli import cli
+from tests import netguard
 
 DATA = Path(__file__).parent / "data"
+NETGUARD_SITE = Path(__file__).parent / "netguard_site"
+
+netguard.install()  # at import, before any test or fixture runs; an audit hook stays for good
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _netguard_children(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Child Pythons (the CLI in subprocesses, multiprocessing workers) get the guard too.
+
+    PYTHONPATH gains netguard_site/, whose sitecustomize installs the guard at start-up, and
+    the children append their violations to one log file that this process reads.
+    """
+    log = tmp_path_factory.mktemp("netguard") / "violations.log"
+    log.touch()
+    netguard.set_log(str(log))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(NETGUARD_SITE),
+                                                              os.environ.get("PYTHONPATH")])))
+        mp.setenv(netguard.LOG_ENV, str(log))
+        yield
+
+
+def _fail_on_violations(where: str, also: str = "") -> None:
+    found = netguard.take()
+    if found:
+        pytest.fail(f"network guard: refused {where}:\n" + "\n".join(found)
+                    + (f"\nthe test failed as well: {also}" if also else ""), pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A test that tried to reach past loopback fails, even if the code under test caught the
+    refusal (or it happened in a child process). A test that provokes violations on purpose takes
+    them with netguard.take()."""
+    try:
+        result = yield
+    except BaseException as exc:
+        _fail_on_violations("in this test, which tried to reach beyond loopback",
+                            also=f"{type(exc).__name__}: {exc}")
+        raise
+    _fail_on_violations("in this test, which tried to reach beyond loopback")
+    return result
+
+
+@pytest.fixture(autouse=True)
+def _no_traffic_beyond_loopback() -> Iterator[None]:
+    """The same for fixtures: an error at set-up or teardown of the test they served."""
+    _fail_on_violations("before this test (in a fixture set up for it?)")
+    yield
+    _fail_on_violations("in this test's teardown")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Violations after the last test's check (session fixtures' teardown) fail the run too."""
+    found = netguard.take()
+    if found:
+        print("\nnetwork guard: refused outside any test:\n" + "\n".join(found))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)

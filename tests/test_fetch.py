@@ -19,8 +19,9 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
+import httpcore
 import pytest
 from pytest_httpserver import HTTPServer
 
@@ -228,21 +229,53 @@ def fake_resolver(monkeypatch: pytest.MonkeyPatch, answers: Callable[[int], list
     return calls
 
 
+class RecordingBackend(httpcore.AsyncNetworkBackend):
+    """Records every (host, port) the fetcher's guarded backend asks to dial, then connects to the
+    loopback port `to` instead: the fetch completes, and no packet leaves the machine."""
+
+    def __init__(self, to: int) -> None:
+        self.dialled: list[tuple[str, int]] = []
+        self._to = to
+        self._real = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[object] | None = None) -> httpcore.AsyncNetworkStream:
+        self.dialled.append((host, port))
+        return await self._real.connect_tcp("127.0.0.1", self._to, timeout=timeout)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._real.sleep(seconds)
+
+
 def test_dns_answer_is_checked_and_pinned(monkeypatch: pytest.MonkeyPatch, raw_server: Server) -> None:
-    """A public first answer is what gets connected to; a rebinding second answer is never asked for."""
-    server = raw_server(answer_ok)
+    """The public first answer is the address dialled; a rebinding second answer is never asked for;
+    the request still names the host."""
+    heads: list[bytes] = []
+
+    def answer(conn: socket.socket, head: bytes, stop: threading.Event) -> None:
+        heads.append(head)
+        answer_ok(conn, head, stop)
+
+    server = raw_server(answer)
     calls = fake_resolver(monkeypatch, lambda n: ["93.184.216.34"] if n == 1 else ["127.0.0.1"])
-    result = fetch_one(f"http://rebind.test:{server.port}/", FetchPolicy(timeout=2, connect_timeout=1), NOW)
-    assert result.error in ("connect_error", "timeout")
+    dialer = RecordingBackend(to=server.port)
+    result = fetch_one(f"http://rebind.test:{server.port}/", FetchPolicy(), NOW, network_backend=dialer)
+    assert dialer.dialled == [("93.184.216.34", server.port)]
     assert calls == ["rebind.test"]
-    assert server.connections == 0
+    assert result.ok and result.body == b"ok", result
+    assert server.connections == 1
+    assert f"\r\nHost: rebind.test:{server.port}\r\n".encode() in heads[0]
 
 
 def test_any_private_dns_answer_refuses_the_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_resolver(monkeypatch, lambda n: ["93.184.216.34", "127.0.0.1"])
-    result = fetch_one("http://mixed.test/feed", FetchPolicy(), NOW)
+    """One private answer condemns the name: nothing is dialled, not even the public answer."""
+    calls = fake_resolver(monkeypatch, lambda n: ["93.184.216.34", "127.0.0.1"])
+    dialer = RecordingBackend(to=9)  # never used: nothing may be dialled
+    result = fetch_one("http://mixed.test/feed", FetchPolicy(), NOW, network_backend=dialer)
     assert result.error == "blocked_address"
     assert result.detail == "refused address 127.0.0.1 (loopback) for host mixed.test"
+    assert calls == ["mixed.test"] and dialer.dialled == []
 
 
 def test_unresolvable_name(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -414,27 +447,40 @@ def test_at_most_five_redirects(httpserver: HTTPServer, start: int, error: str |
 # ---------------------------------------------------------------- misbehaving servers
 
 
+# A deadline test: the limit is small, the server misbehaves far longer than the generous upper
+# bound, so a deadline that is not enforced fails the test even on a loaded machine.
+DEADLINE = 1.0
+UPPER_BOUND = 20.0  # seconds: generous for a loaded machine, far below how long the servers misbehave
+CLOCK_SLACK = 0.05  # the loop's clock and time.monotonic may round differently
+
+
 def test_slow_drip_is_cut_at_the_deadline(raw_server: Server) -> None:
+    """A body dripped one byte a second (each read well inside the read timeout) is cut at the
+    overall deadline: 100 bytes would take 100 s."""
     def drip(conn: socket.socket, head: bytes, stop: threading.Event) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
         while not stop.is_set():
             conn.sendall(b"x")
-            stop.wait(1.0)
+            stop.wait(0.5)
 
     server = raw_server(drip)
     started = time.monotonic()
-    result = fetch_one(server.url, raw_policy(server, timeout=1.5), NOW)
+    result = fetch_one(server.url, raw_policy(server, timeout=DEADLINE), NOW)
     took = time.monotonic() - started
-    assert result.error == "timeout" and result.body is None
-    assert 1.4 < result.elapsed < 2.5 and took < 2.5
+    assert result.error == "timeout" and result.status == 200 and result.body is None, result
+    assert result.elapsed >= DEADLINE - CLOCK_SLACK
+    assert took < UPPER_BOUND
 
 
 def test_hung_server_times_out(raw_server: Server) -> None:
-    server = raw_server(lambda conn, head, stop: stop.wait(10))
+    """A server that accepts and never answers (for two minutes) is given up at the deadline."""
+    server = raw_server(lambda conn, head, stop: stop.wait(120))
     started = time.monotonic()
-    result = fetch_one(server.url, raw_policy(server, timeout=1.0), NOW)
+    result = fetch_one(server.url, raw_policy(server, timeout=DEADLINE), NOW)
+    took = time.monotonic() - started
     assert result.error == "timeout" and result.status is None
-    assert time.monotonic() - started < 2.0
+    assert result.elapsed >= DEADLINE - CLOCK_SLACK
+    assert took < UPPER_BOUND
 
 
 def test_connection_reset_mid_body(raw_server: Server) -> None:
@@ -481,14 +527,25 @@ def measure_peak(fetch: Callable[[], object]) -> tuple[object, int]:
 
 
 def test_200_mb_body_stops_at_cap_without_buffering(raw_server: Server) -> None:
+    """The fetch stops reading at the cap: little memory, and the server got to send only a small
+    part of the 200 MB (the cap plus what socket buffers hold) before the fetch returned."""
     chunk = b"a" * 65536
-    server = raw_server(lambda conn, head, stop: stream(  # no length: the body ends when the connection does
-        conn, b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", chunk, 200_000_000, stop))
-    started = time.monotonic()
+    sent: list[int] = []  # bytes the server handed to the socket, at the latest write that succeeded
+
+    def endless(conn: socket.socket, head: bytes, stop: threading.Event) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")  # no length: ends with the connection
+        total = 0
+        while total < 200_000_000 and not stop.is_set():
+            conn.sendall(chunk)
+            total += len(chunk)
+            sent.append(total)
+
+    server = raw_server(endless)
     result, peak = measure_peak(lambda: fetch_one(server.url, raw_policy(server, max_bytes=2_000_000), NOW))
+    sent_when_done = sent[-1]
     assert result.error == "too_large" and result.body is None  # type: ignore[attr-defined]
     assert peak < 8_000_000, peak
-    assert time.monotonic() - started < 5
+    assert sent_when_done < 40_000_000, sent_when_done
 
 
 @pytest.fixture(scope="session")
@@ -546,36 +603,64 @@ def test_decoded_body_just_under_cap_is_kept(raw_server: Server) -> None:
      (["127.0.0.1", "localhost"], 2, 3, 3)],  # and the global bound holds over all hosts
 )
 def test_concurrency_limits(hosts: list[str], per_host: int, max_connections: int, expected: int) -> None:
-    server = ThreadedServer(lambda handler: (time.sleep(0.05), reply(handler)))
+    """The limit is reached (every request waits until `expected` are in flight at once) and never
+    exceeded (the first full batch is held a while longer so an over-limit request shows up)."""
+    limit_reached, batch_released = threading.Event(), threading.Event()
+
+    def respond(handler: BaseHTTPRequestHandler) -> None:
+        with server.lock:
+            if server.in_flight >= expected:
+                limit_reached.set()
+        limit_reached.wait(60)
+        if not batch_released.is_set():
+            batch_released.wait(0.3)  # not a timing assertion: a window for a request over the limit
+            batch_released.set()
+        reply(handler)
+
+    server = ThreadedServer(respond)
     try:
         jobs = [FetchJob(i, f"http://{hosts[i % len(hosts)]}:{server.port}/{i}") for i in range(16)]
-        policy = FetchPolicy(allow_private_addresses=True, per_host=per_host, max_connections=max_connections)
+        policy = FetchPolicy(allow_private_addresses=True, per_host=per_host, max_connections=max_connections,
+                             timeout=120)
         results: dict[object, object] = {}
         fetch_all(jobs, policy, NOW, lambda job, result: results.__setitem__(job.key, result))
     finally:
         server.close()
     assert len(results) == 16 and all(r.ok for r in results.values())  # type: ignore[attr-defined]
+    assert limit_reached.is_set()
     assert server.max_in_flight == expected
 
 
 def test_results_arrive_as_they_complete_in_the_calling_thread() -> None:
-    server = ThreadedServer(lambda handler: (time.sleep(0.5 if "slow" in handler.path else 0),
-                                             reply(handler)))
+    """The slow response is sent only once the fast result has been delivered: results that waited
+    for each other (or for job order) would never get there."""
+    fast_delivered = threading.Event()
+    slow_waited: list[bool] = []
+
+    def respond(handler: BaseHTTPRequestHandler) -> None:
+        if "slow" in handler.path:
+            slow_waited.append(fast_delivered.wait(60))
+        reply(handler)
+
+    server = ThreadedServer(respond)
     order: list[object] = []
     threads: set[int] = set()
 
     def on_result(job: FetchJob, result: object) -> None:
         order.append(job.key)
         threads.add(threading.get_ident())
+        if job.key == "fast":
+            fast_delivered.set()
 
     try:
         jobs = [FetchJob("slow", f"http://127.0.0.1:{server.port}/slow"),
                 FetchJob("fast", f"http://127.0.0.1:{server.port}/fast"),
                 FetchJob("bad", "ftp://example.org/")]
-        fetch_all(jobs, FetchPolicy(allow_private_addresses=True), NOW, on_result)
+        fetch_all(jobs, FetchPolicy(allow_private_addresses=True, timeout=120), NOW, on_result)
     finally:
         server.close()
     assert order == ["bad", "fast", "slow"]
+    assert slow_waited == [True]
     assert threads == {threading.get_ident()}
 
 
