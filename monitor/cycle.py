@@ -91,11 +91,13 @@ def run_cycle(store: Store, settings: Settings, feeds: list[Feed], clock: Callab
     by_id = {f.id: f for f in feeds}
     policy = poll_policy(settings)
     jobs = [FetchJob(key=f.id, url=f.url, etag=f.etag, last_modified=f.last_modified) for f in feeds]
-    results: queue.Queue[tuple[int, FetchResult] | None] = queue.Queue()
+    # feed id, its result, and when the result came: the poll's time, which orders two
+    # overlapping polls of one feed (see Store.apply_poll), so not the later time of storing.
+    results: queue.Queue[tuple[int, FetchResult, datetime] | None] = queue.Queue()
     fetch_failure: list[BaseException] = []
 
     def on_result(job: FetchJob, result: FetchResult) -> None:
-        results.put((job.key, result))  # type: ignore[arg-type]
+        results.put((job.key, result, clock()))  # type: ignore[arg-type]
         if stop.is_set():
             raise Stopped
 
@@ -109,11 +111,12 @@ def run_cycle(store: Store, settings: Settings, feeds: list[Feed], clock: Callab
         finally:
             results.put(None)
 
-    fetched: dict[int, tuple[FetchResult, str]] = {}  # feed id -> 200 result being parsed, its body hash
+    # feed id -> 200 result being parsed, its body hash, when it was fetched
+    fetched: dict[int, tuple[FetchResult, str, datetime]] = {}
 
-    def record(feed: Feed, result: FetchResult, update: FeedUpdate, entries=(), detail: str = "",
-               unchanged: bool = False) -> None:
-        new_ids, updated_ids = store.apply_poll(feed, update, entries, clock())
+    def record(feed: Feed, result: FetchResult, update: FeedUpdate, now: datetime, entries=(),
+               detail: str = "", unchanged: bool = False) -> None:
+        new_ids, updated_ids = store.apply_poll(feed, update, entries, now)
         outcome = FeedOutcome(feed, result.status, update.last_error if update.counts_as_error else None,
                               detail, len(new_ids), len(updated_ids))
         report.new_entry_ids += new_ids
@@ -149,33 +152,33 @@ def run_cycle(store: Store, settings: Settings, feeds: list[Feed], clock: Callab
                     if item is None:
                         fetching = False
                     else:
-                        feed_id, result = item
+                        feed_id, result, at = item
                         feed = by_id[feed_id]
                         digest = body_hash(result.body) if result.ok and result.body is not None else None
                         if digest is not None and digest == feed.body_hash:
                             # Same bytes as the last good parse (a server without validators):
                             # nothing can have changed, so it is not parsed again.
-                            record(feed, result, after_fetch(feed, result, clock(), policy), unchanged=True)
+                            record(feed, result, after_fetch(feed, result, at, policy), at, unchanged=True)
                         elif digest is not None:
-                            fetched[feed_id] = (result, digest)
-                            pool.submit(feed_id, result.body, result.headers, clock(),
+                            fetched[feed_id] = (result, digest, at)
+                            pool.submit(feed_id, result.body, result.headers, at,
                                         base_url=result.final_url or feed.url)
                             submitted += 1
                         else:
-                            record(feed, result, after_fetch(feed, result, clock(), policy), detail=result.detail)
+                            update = after_fetch(feed, result, at, policy)
+                            record(feed, result, update, at, detail=result.detail)
                     item = results.get_nowait()
             except queue.Empty:
                 pass
             for feed_id, outcome in pool.results(wait_at_most=0.05):
                 submitted -= 1
-                feed, (result, digest) = by_id[feed_id], fetched.pop(feed_id)
-                now = clock()
+                feed, (result, digest, at) = by_id[feed_id], fetched.pop(feed_id)
                 if isinstance(outcome, ParseError):
-                    update = after_fetch(feed, result, now, policy, parse_error=outcome.reason)
-                    record(feed, result, update, detail=outcome.detail)
+                    update = after_fetch(feed, result, at, policy, parse_error=outcome.reason)
+                    record(feed, result, update, at, detail=outcome.detail)
                 else:
-                    update = replace(_parsed_update(feed, result, outcome, now, policy), body_hash=digest)
-                    record(feed, result, update, outcome.entries)
+                    update = replace(_parsed_update(feed, result, outcome, at, policy), body_hash=digest)
+                    record(feed, result, update, at, outcome.entries)
                 if not results.empty():
                     break  # hand fresh fetch results to idle workers before storing more
     thread.join(timeout=5)

@@ -261,15 +261,35 @@ class Store:
                    ) -> tuple[list[int], list[int]]:
         """Store a feed's entries and its new state atomically. Returns (new ids, updated ids).
 
-        An entry already stored under the same (feed, key) is updated only when what we
-        show changed (content_hash); a failed or empty fetch passes no entries and so never
-        touches stored ones.
+        `now` is the time of the poll: when the server's answer arrived (the cycle passes the
+        fetch's own completion time, not the time it got round to storing). It stamps the
+        feed's last poll and the entries' first_seen/last_changed.
+
+        Two polls of one feed can run at once (`monitor poll` while the daemon cycles, or two
+        `poll --all`) and commit in either order: the one that fetched first may store last.
+        So nothing here moves backwards. The feed's state (last poll, status, error, error
+        count, next poll, validators, warning, disabled, moved URL) is written only when the
+        stored last poll is not later than this poll's, checked inside this write
+        transaction, which holds the write lock from the read to the update. A conditional
+        write rather than serialising polls per feed: it needs no lock that outlives a
+        transaction (which a killed process would leave behind) and makes no poll wait for
+        another's network I/O. Times are stored to the second, so two polls within one
+        second are in commit order (a later poll in the same second, as with a clock that
+        does not move, still applies).
+
+        The entries of an older poll are stored all the same: nothing it saw is lost, and the
+        unique (feed, entry key) keeps an entry from being stored twice. An entry already
+        stored is updated only when what we show changed (content_hash), and never by a poll
+        older than its last change, so an older poll cannot put back an older version. A
+        failed or empty fetch passes no entries and so never touches stored ones.
         """
         new_ids: list[int] = []
         updated_ids: list[int] = []
         stamp = iso(now)
         entries = list(entries)
         with self.write():
+            stored = self.db.execute("SELECT last_polled, error_count, etag, last_modified FROM feeds"
+                                     " WHERE id = ?", [feed.id]).fetchone()
             known = self._known_entries(feed.id, {e.key for e in entries})
             for e in entries:
                 row = known.get(e.key)
@@ -281,15 +301,17 @@ class Store:
                         " updated, content_hash, feed_id, entry_key, first_seen, last_changed)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values + [feed.id, e.key, stamp, stamp])
                     new_ids.append(cur.lastrowid)
-                    known[e.key] = (cur.lastrowid, e.content_hash)  # a key repeated in one feed meets this row
-                elif row[1] != e.content_hash:
+                    # a key repeated in one feed meets this row
+                    known[e.key] = (cur.lastrowid, e.content_hash, stamp)
+                elif row[1] != e.content_hash and not _later(row[2], stamp):
                     self.db.execute(
                         "UPDATE entries SET guid = ?, link = ?, title = ?, summary_html = ?, content_html = ?,"
                         " text = ?, author = ?, published = ?, updated = ?, content_hash = ?, last_changed = ?"
                         " WHERE id = ?", values + [stamp, row[0]])
                     updated_ids.append(row[0])
-                    known[e.key] = (row[0], e.content_hash)
-            self._apply_feed_update(feed, update, now)
+                    known[e.key] = (row[0], e.content_hash, stamp)
+            if stored is not None and not _later(stored[0], stamp):
+                self._apply_feed_update(feed, update, stamp, stored[1:])
         return new_ids, updated_ids
 
     def index_pending_text(self) -> int:
@@ -306,25 +328,38 @@ class Store:
                 self.db.execute("DELETE FROM fts_pending")
         return pending
 
-    def _known_entries(self, feed_id: int, keys: set[str]) -> dict[str, tuple[int, str]]:
-        """entry key -> (id, content_hash) of the feed's stored entries among `keys`: one query per 500 keys."""
-        known: dict[str, tuple[int, str]] = {}
+    def _known_entries(self, feed_id: int, keys: set[str]) -> dict[str, tuple[int, str, str]]:
+        """entry key -> (id, content_hash, last_changed) of the feed's stored entries among `keys`:
+        one query per 500 keys."""
+        known: dict[str, tuple[int, str, str]] = {}
         keys_list = list(keys)
         for i in range(0, len(keys_list), 500):
             chunk = keys_list[i : i + 500]
             rows = self.db.execute(
-                "SELECT entry_key, id, content_hash FROM entries WHERE feed_id = ? AND entry_key IN ("
-                + ", ".join("?" * len(chunk)) + ")", [feed_id, *chunk]).fetchall()
+                "SELECT entry_key, id, content_hash, last_changed FROM entries"
+                " WHERE feed_id = ? AND entry_key IN (" + ", ".join("?" * len(chunk)) + ")",
+                [feed_id, *chunk]).fetchall()
             for r in rows:
-                known[r[0]] = (r[1], r[2])
+                known[r[0]] = (r[1], r[2], r[3])
         return known
 
-    def _apply_feed_update(self, feed: Feed, u: "FeedUpdate", now: datetime) -> None:
+    def _apply_feed_update(self, feed: Feed, u: "FeedUpdate", stamp: str, stored: tuple) -> None:
+        """Write a poll's state. `u` was decided from `feed`, the row as it was read before
+        fetching; `stored` (error_count, etag, last_modified) is the row now, which an
+        overlapping poll may have changed since. What this poll leaves as it was, it leaves as
+        stored: a failure or a 304 without validators keeps the stored validators, not the
+        ones read earlier, and the error count goes up (or stays, for 429/503) from the
+        stored count, not the one read earlier; a success resets it."""
+        stored_errors, stored_etag, stored_modified = stored
+        errors = 0 if u.last_error is None else stored_errors + (u.error_count - feed.error_count)
+        etag, last_modified = u.etag, u.last_modified
+        if (etag, last_modified) == (feed.etag, feed.last_modified):
+            etag, last_modified = stored_etag, stored_modified
         self.db.execute(
             "UPDATE feeds SET last_polled = ?, last_status = ?, last_error = ?, error_count = ?, next_poll = ?,"
             " etag = ?, last_modified = ?, last_warning = CASE WHEN ? IS NULL THEN ? ELSE last_warning END,"
             " channel_title = coalesce(?, channel_title), site_url = coalesce(site_url, ?) WHERE id = ?",
-            [iso(now), u.last_status, u.last_error, u.error_count, iso(u.next_poll), u.etag, u.last_modified,
+            [stamp, u.last_status, u.last_error, errors, iso(u.next_poll), etag, last_modified,
              u.last_error, u.warning, u.channel_title, u.site_url, feed.id])
         if u.body_hash:
             self.db.execute("UPDATE feeds SET body_hash = ? WHERE id = ?", [u.body_hash, feed.id])
@@ -352,6 +387,12 @@ class Store:
                 " updated_entries = ?, error = ? WHERE id = ?",
                 [iso(now), counts.get("fetched", 0), counts.get("not_modified", 0), counts.get("failed", 0),
                  counts.get("new", 0), counts.get("updated", 0), error, cycle_id])
+
+
+def _later(stored: str | None, stamp: str) -> bool:
+    """True when a stored time is later than `stamp` (both as written by iso()). Compared as
+    times, not text, so a value written in another form (no offset, a date only) still orders."""
+    return stored is not None and parse_iso(stored) > parse_iso(stamp)
 
 
 def feed_from_row(row: dict) -> Feed:

@@ -1,15 +1,17 @@
 """The store: migrations on empty and existing databases, WAL, refusal of newer schemas, locks."""
 from __future__ import annotations
 
+import hashlib
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from monitor.errors import StorageError
 from monitor.migrations import KNOWN, SCHEMA_VERSION
-from monitor.store import open_store
-from monitor.types import FeedSource
+from monitor.schedule import PollPolicy, after_fetch
+from monitor.store import iso, open_store
+from monitor.types import EntryData, FeedSource, FetchResult
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -148,3 +150,86 @@ def test_text_is_indexed_for_search_by_the_step_after_storing(tmp_path):
         assert store.index_pending_text() == 0
         assert found(store, "telegram OR election OR delayed") == [] and found(store, "norcia") == [1]
         store.db.execute("INSERT INTO entries_fts (entries_fts) VALUES ('integrity-check')")  # raises if not exact
+
+
+URL = "https://a.example/feed"
+POLICY = PollPolicy(interval=900, min_interval=300, max_interval=86400)
+
+
+def at(seconds: int) -> datetime:
+    return NOW + timedelta(seconds=seconds)
+
+
+def entry(key: str, text: str = "") -> EntryData:
+    text = text or f"about {key}"
+    return EntryData(key=key, guid=key, link=f"https://a.example/{key}", title=key,
+                     summary_html=f"<p>{text}</p>", content_html="", text=text, author=None, published=NOW,
+                     updated=None, content_hash=hashlib.sha1(text.encode()).hexdigest())
+
+
+def feed_row(store) -> dict:
+    return store.query("SELECT * FROM feeds WHERE id = 1")[0]
+
+
+def stored_entries(store) -> dict[str, tuple[str, str]]:
+    """entry key -> (text, first_seen); a key stored twice would fail the UNIQUE constraint first."""
+    return {r["entry_key"]: (r["text"], r["first_seen"])
+            for r in store.query("SELECT entry_key, text, first_seen FROM entries WHERE feed_id = 1")}
+
+
+def test_an_older_poll_stored_last_leaves_the_newer_state_and_adds_its_entries(tmp_path):
+    """Two polls of one feed overlap and the one that fetched first commits last (as when
+    `monitor poll` runs beside the daemon): the feed's state stays the newer poll's, field
+    for field, whatever the older one saw (another document, a failure, 410, a move); the
+    entries only the older poll saw are stored, stamped with its time; an entry the newer
+    poll stored in a later version is not put back to the older one."""
+    with open_store(str(tmp_path / "m.db")) as store:
+        store.upsert_feeds([FeedSource(URL, "A")], NOW)
+        read = store.feed_by_url(URL)  # what every poll below read before fetching
+        newer = after_fetch(read, FetchResult(URL, 200, b"v2", etag='"v2"', last_modified="L2"), at(10),
+                            POLICY, channel_title="A, now")
+        store.apply_poll(read, newer, [entry("a", "a, corrected"), entry("b")], at(10))
+        state = feed_row(store)
+        assert (state["last_polled"], state["etag"], state["error_count"]) == (iso(at(10)), '"v2"', 0)
+
+        older = after_fetch(read, FetchResult(URL, 200, b"v1", etag='"v1"', last_modified="L1"), at(5),
+                            POLICY, warning="bozo", channel_title="A, then")
+        older_ids = store.apply_poll(read, older, [entry("a", "a"), entry("z")], at(5))
+        for seconds, result in [(7, FetchResult(URL, 500, error="http_500")),
+                                (8, FetchResult(URL, 410, error="http_410")),
+                                (9, FetchResult(URL, 429, error="http_429", retry_after=60)),
+                                (6, FetchResult(URL, 200, b"v0", etag='"v0"',
+                                                permanent_url="https://b.example/f"))]:
+            store.apply_poll(read, after_fetch(read, result, at(seconds), POLICY), [], at(seconds))
+
+        # last poll, next poll, status, errors, validators, warning, title, url, disabled: all the newer's
+        assert feed_row(store) == state
+        assert stored_entries(store) == {"a": ("a, corrected", iso(at(10))), "b": ("about b", iso(at(10))),
+                                         "z": ("about z", iso(at(5)))}
+        assert older_ids == ([3], [])  # z new; a not "updated" back
+
+
+def test_a_newer_poll_counts_on_from_the_stored_state_not_the_row_it_read(tmp_path):
+    """A poll that read the feed (3 errors, ETag v1) before an overlapping poll stored a success
+    (ETag v2), and then failed itself later: one consecutive error, and the validators stay v2."""
+    with open_store(str(tmp_path / "m.db")) as store:
+        store.upsert_feeds([FeedSource(URL, "A")], NOW)
+        store.apply_poll(store.feed_by_url(URL), after_fetch(store.feed_by_url(URL), FetchResult(
+            URL, 200, b"v1", etag='"v1"'), at(1), POLICY), [entry("a")], at(1))
+        for seconds in (2, 3, 4):
+            read = store.feed_by_url(URL)
+            failed = after_fetch(read, FetchResult(URL, 500, error="http_500"), at(seconds), POLICY)
+            store.apply_poll(read, failed, [], at(seconds))
+        read = store.feed_by_url(URL)
+        assert (read.error_count, read.etag) == (3, '"v1"')
+        success = after_fetch(read, FetchResult(URL, 200, b"v2", etag='"v2"'), at(20), POLICY)
+        store.apply_poll(read, success, [entry("a"), entry("b")], at(20))
+        failure = after_fetch(read, FetchResult(URL, None, error="timeout"), at(21), POLICY)
+        store.apply_poll(read, failure, [], at(21))
+        state = feed_row(store)
+        assert (state["last_polled"], state["last_error"], state["error_count"], state["etag"]) == (
+            iso(at(21)), "timeout", 1, '"v2"')
+        # within one second the stored times cannot order two polls: commit order decides
+        read = store.feed_by_url(URL)
+        store.apply_poll(read, after_fetch(read, FetchResult(URL, 304), at(21), POLICY), [], at(21))
+        assert (feed_row(store)["last_error"], feed_row(store)["error_count"]) == (None, 0)
