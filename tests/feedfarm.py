@@ -4,11 +4,12 @@
   published in rounds. It remembers every entry it ever served and which entries each
   ETag stood for, counts the requests in flight per host (and records any moment over
   `per_host`), and can make chosen feeds fail: 500, 404, garbage, a hung server, a slow
-  drip, a reset.
+  drip, a reset. It records how long each hung request was held and who ended it, so a
+  test can prove a client's deadline without a stopwatch on the client.
 - Mailbox: a real SMTP server (aiosmtpd) that records the Message-ID of everything it
   accepts, with a hook at the moment it has accepted a message and not yet replied.
 
-Both are bounded: servers stop when closed, hung routes give up after HANG_LIMIT seconds.
+Both are bounded: servers stop when closed, hung routes give up after `hang_limit` seconds.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from xml.sax.saxutils import escape
 
 from tests.smtpserver import SmtpServer
 
-HANG_LIMIT = 60.0  # a hung route holds its connection at most this long
+HANG_LIMIT = 60.0  # a hung route holds its connection at most this long (by default)
 FAILURE_MODES = ("http_500", "http_404", "garbage", "timeout", "slow", "reset")
 
 
@@ -130,7 +131,8 @@ class FeedFarm:
     """
 
     def __init__(self, feeds: int, *, seed: int = 1, modes: dict[int, str] | None = None,
-                 per_host: int | None = None, slow_seconds: float = 1.5, hosts: int = 1) -> None:
+                 per_host: int | None = None, slow_seconds: float = 1.5, hosts: int = 1,
+                 hang_limit: float = HANG_LIMIT) -> None:
         self.rng = random.Random(seed)
         self.news = Newsroom(seed)
         self.feeds = [FarmFeed(i, f"Outlet {i:04d}") for i in range(feeds)]
@@ -138,6 +140,10 @@ class FeedFarm:
         self.modes = dict(modes or {})
         self.per_host = per_host
         self.slow_seconds = slow_seconds
+        self.hang_limit = hang_limit
+        # one (seconds held, ended by) per hung request: "client" (it gave up and closed),
+        # "limit" (the farm's hang_limit passed first) or "closed" (the farm was closed)
+        self.hung: list[tuple[float, str]] = []
         self.lock = threading.Lock()
         self.active: dict[int, dict[int, socket.socket]] = defaultdict(dict)  # port -> handler id -> socket
         self.max_in_flight = 0
@@ -293,9 +299,18 @@ class FeedFarm:
                 self._write(h, 200, bytes(self.rng.randrange(256) for _ in range(2000)), "application/rss+xml")
             elif mode == "timeout":
                 self.statuses["hung"] += 1
-                deadline = time.monotonic() + HANG_LIMIT
-                while not self.stop.is_set() and time.monotonic() < deadline and not _closed(h.connection):
+                t0 = time.monotonic()
+                ended = "limit"
+                while time.monotonic() - t0 < self.hang_limit:
+                    if self.stop.is_set():
+                        ended = "closed"
+                        break
+                    if _closed(h.connection):
+                        ended = "client"
+                        break
                     time.sleep(0.05)
+                with self.lock:
+                    self.hung.append((round(time.monotonic() - t0, 2), ended))
                 h.close_connection = True
             elif mode == "reset":
                 self.statuses["reset"] += 1

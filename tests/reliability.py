@@ -3,7 +3,8 @@
 - monitor() / spawn() / kill9(): the real command line in subprocesses, as operators and
   systemd run it, and SIGKILL as the OOM killer sends it.
 - check_store() / check_digests(): the invariants, read in one read transaction, as a
-  list of problems (empty = all good), so a failure says what broke and where.
+  list of problems (empty = all good), so a failure says what broke and where;
+  polled_times() / moved_back(): a feed's state never goes back to an older poll's.
 The feed farm and the mail server they run against are in tests/feedfarm.py.
 
 Everything here is bounded: subprocess helpers take a timeout, waits have deadlines.
@@ -171,7 +172,7 @@ def check_store(db: Path, farm: FeedFarm, *, complete: bool = False, integrity: 
         for feed_id, guid in conn.execute("SELECT feed_id, guid FROM entries"):
             stored[feed_id][guid] += 1
         newest = dict(conn.execute("SELECT feed_id, max(first_seen) FROM entries GROUP BY feed_id").fetchall())
-        for feed_id, url, etag, last_polled, _status, _error in feeds:
+        for feed_id, url, etag, last_polled, _status, error in feeds:
             index = farm.index_of(url)
             if index is None:
                 continue
@@ -182,7 +183,11 @@ def check_store(db: Path, farm: FeedFarm, *, complete: bool = False, integrity: 
             unknown = set(guids) - {e["guid"] for e in farm.feeds[index].entries}
             if unknown:
                 problems.append(f"{url}: entries never published: {sorted(unknown)[:3]}")
-            if guids and (last_polled is None or etag is None):
+            # Entries come with their poll's state. Every farm feed sends an ETag, so a feed
+            # whose last poll succeeded has one; without one, the last poll failed (the
+            # entries then came from an overlapping older poll, whose state is rightly not
+            # written over the newer one's).
+            if guids and (last_polled is None or (etag is None and error is None)):
                 problems.append(f"{url}: {len(guids)} entries stored but last_polled={last_polled} etag={etag}")
             elif guids and newest[feed_id] > last_polled:
                 problems.append(f"{url}: entries first seen {newest[feed_id]} but the feed last polled {last_polled}")
@@ -218,6 +223,23 @@ def check_store(db: Path, farm: FeedFarm, *, complete: bool = False, integrity: 
     finally:
         conn.close()
     return problems
+
+
+def polled_times(db: Path) -> dict[str, str]:
+    """Each polled feed's stored last poll (url -> ISO time, all written alike so they sort as text)."""
+    conn = read_only(db)
+    try:
+        rows = conn.execute("SELECT url, last_polled FROM feeds WHERE last_polled IS NOT NULL").fetchall()
+        return dict(rows)
+    finally:
+        conn.close()
+
+
+def moved_back(earlier: dict[str, str], later: dict[str, str]) -> list[str]:
+    """Feeds whose stored last poll went back between two reads: an older poll's state was
+    written over a newer one's (a feed's state must only ever move forward)."""
+    return [f"{url}: state went back from the poll of {earlier[url]} to the poll of {when}"
+            for url, when in later.items() if url in earlier and when < earlier[url]]
 
 
 def _survivors(conn: sqlite3.Connection, before: str | None = None) -> dict[int, int]:

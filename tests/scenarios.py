@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
 import threading
 import time
+import traceback
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,8 +25,9 @@ from typing import Callable
 from monitor.outbox import LEASE
 from monitor.store import iso
 from tests.feedfarm import FeedFarm, Mailbox, pick_failures
-from tests.reliability import (check_digests, check_store, kill9, monitor, monitor_argv, read_only, sigkill, spawn,
-                               tree_rss, unmatched_on_topic, wait_for, wal_bytes, write_config)
+from tests.reliability import (check_digests, check_store, kill9, monitor, monitor_argv, moved_back,
+                               polled_times, read_only, sigkill, spawn, tree_rss, unmatched_on_topic,
+                               wait_for, wal_bytes, write_config)
 
 Log = Callable[[str], None]
 PHASES = ("fetch", "store", "cluster", "clustered", "digest", "daemon")
@@ -289,37 +292,119 @@ def final_send(db: Path, config: Path, later: timedelta = timedelta(hours=1)) ->
 READER_COMMANDS = (("clusters", "list", "--since", "all", "--limit", "50", "--json"),
                    ("search", "telegram OR election", "--json"), ("status", "--json"))
 
+# "database is locked", "… is locked by another process", "database table is locked": the
+# word, not the text of a headline ("blocked").
+LOCKED = re.compile(r"\blocked\b", re.IGNORECASE)
+
+
+class Background:
+    """The helper threads of a scenario, whose failures become problems instead of dying alone.
+
+    A thread that raises (a reader's output that is not JSON, a command that times out,
+    "database is locked" in a consistency check) would otherwise end quietly, pytest would
+    only warn, and the scenario would pass on what the other threads saw. Here the exception
+    is added to `problems`, and `failed` is set so that the scenario stops waiting for
+    counts the dead thread would have produced.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        self.failed = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self, name: str, fn: Callable[[], object]) -> threading.Thread:
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # every failure is reported: that is this class's purpose
+                frames = traceback.extract_tb(exc.__traceback__)
+                here = [f for f in frames if Path(f.filename).parent == Path(__file__).parent]
+                frame = (here or frames)[-1]  # the scenario's line, rather than deep in a library
+                self.problems.append(f"thread {name} died: {type(exc).__name__}: {str(exc)[:300]} "
+                                     f"({Path(frame.filename).name}:{frame.lineno})")
+                self.failed.set()
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        return thread
+
+    def join(self, timeout: float) -> None:
+        """Wait for every thread (all within `timeout`); one still running is a problem too."""
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                self.problems.append(f"thread {thread.name} still running {timeout:g} s after the stop")
+
+
+def command_problems(args: tuple[str, ...], proc: subprocess.CompletedProcess) -> list[str]:
+    """What the README promises of every command run beside the daemon: it exits 0, says
+    nothing of a locked database, and its `--json` output parses."""
+    name = " ".join(args[:2])
+    problems = []
+    if proc.returncode != 0:
+        problems.append(f"`{name}` exited {proc.returncode}: {proc.stderr[-300:]}")
+    if LOCKED.search(proc.stderr):
+        problems.append(f"`{name}` said locked: {proc.stderr[-300:]}")
+    if "--json" in args and proc.returncode == 0:
+        try:
+            json.loads(proc.stdout)
+        except ValueError as exc:
+            problems.append(f"`{name} --json` printed what is not JSON ({exc}): {proc.stdout[:200]!r}")
+    return problems
+
+
+def _newest_entry(db: Path) -> int:
+    conn = read_only(db)
+    try:
+        return conn.execute("SELECT coalesce(max(id), 0) FROM entries").fetchone()[0]
+    finally:
+        conn.close()
+
 
 def contention_run(workdir: Path, *, feeds: int = 300, seconds: float = 45, long_read: float = 30,
-                   readers: int = 3, log: Log = print) -> dict:
+                   readers: int = 3, min_checks: int = 20, min_cycles: int = 4, patience: float = 300,
+                   log: Log = print) -> dict:
     """The daemon writes (every feed due every 2 s, news published every second) while:
     `readers` processes loop over `clusters list`, `search` and `status`; a thread checks in
-    one read transaction at a time that no feed update is half visible; one read
-    transaction stays open for `long_read` seconds; and `feeds add`, `recluster` and
-    `poll --all` come in as second writers. Then the WAL must shrink back once the long
-    reader has gone."""
+    one read transaction at a time that no feed update is half visible, and between
+    checks that no feed's state went back to an older poll's; one read
+    transaction stays open; and `feeds add`, `recluster`, `poll --all` and `feeds remove`
+    come in as second writers. Then the WAL must shrink back once the long reader has gone.
+
+    What must have happened is waited for, not hoped for from a fixed time: the long read
+    stays open at least `long_read` seconds and then until the daemon has finished
+    `min_cycles` cycles and written entries under it and the WAL has grown past its limit;
+    the run lasts at least `seconds` and then until the long read has ended, the checker
+    has done `min_checks` checks and every reader command has run. A quiet machine meets
+    all of it within the minimum times; a loaded one takes longer, up to `patience`
+    seconds more, after which what is missing is reported as a problem."""
     from monitor.store import WAL_SIZE_LIMIT
 
     farm = FeedFarm(feeds, seed=11)
     db = workdir / "monitor.db"
     config = write_config(workdir / "monitor.toml", farm, polling={"interval": '"2s"', "min_interval": '"1s"'})
-    figures: dict = {"feeds": feeds, "reader_runs": Counter(), "reader_failures": [], "consistency_checks": 0,
-                     "writers": {}, "problems": [], "wal_peak_bytes": 0}
+    figures: dict = {"feeds": feeds, "reader_runs": Counter(), "consistency_checks": 0, "writers": {},
+                     "problems": [], "wal_peak_bytes": 0, "daemon_cycles_during_long_read": 0,
+                     "entries_written_during_long_read": 0}
+    problems: list[str] = figures["problems"]
+    threads = Background(problems)
     stop = threading.Event()
-    threads: list[threading.Thread] = []
-    daemon = None
+    daemon = tail = None
     started = time.monotonic()
+    deadline = started + seconds + patience
+
+    def cycles() -> int:
+        return tail.count("event=cycle_done") if tail else 0
+
     try:
         farm.publish(events=10, reporters=0.2, one_offs=1.0)
         (workdir / "feeds.opml").write_bytes(farm.opml())
         monitor(db, config, "feeds", "import", str(workdir / "feeds.opml"))
         monitor(db, config, "poll", "--all")
         daemon = spawn(db, config, "run")
-
-        def background(fn) -> None:
-            t = threading.Thread(target=fn, daemon=True)
-            t.start()
-            threads.append(t)
+        tail = LogTail(daemon, threads)
 
         def publisher() -> None:
             while not stop.wait(1.0):
@@ -332,58 +417,80 @@ def contention_run(workdir: Path, *, feeds: int = 300, seconds: float = 45, long
                 i += 1
                 proc = monitor(db, config, *args, check=False, timeout=60)
                 figures["reader_runs"][args[0]] += 1
-                if proc.returncode != 0 or "locked" in proc.stderr:
-                    figures["reader_failures"].append(f"{' '.join(args)}: exit {proc.returncode}: {proc.stderr[-300:]}")
-                else:
-                    json.loads(proc.stdout)
+                problems.extend(f"reader: {p}" for p in command_problems(args, proc))
 
         def consistency() -> None:
+            seen = polled_times(db)
             while not stop.is_set():
-                problems = check_store(db, farm, integrity=False)
+                found = check_store(db, farm, integrity=False)
+                now = polled_times(db)  # the daemon and `poll --all` overlap: no state may go back
+                found += moved_back(seen, now)
+                seen = now
                 figures["consistency_checks"] += 1
-                figures["problems"] += [f"reader saw: {p}" for p in problems]
+                problems.extend(f"reader saw: {p}" for p in found)
                 stop.wait(0.2)
 
         def long_reader() -> None:
-            stop.wait(1.0)
+            if stop.wait(1.0):
+                return
             conn = read_only(db)
             try:
                 conn.execute("BEGIN")
-                first = conn.execute("SELECT count(*), max(id) FROM entries").fetchone()
-                t0 = time.monotonic()
-                while time.monotonic() - t0 < long_read and not stop.is_set():
+                first = conn.execute("SELECT count(*), coalesce(max(id), 0) FROM entries").fetchone()
+                cycles_before, t0 = cycles(), time.monotonic()
+
+                def enough() -> bool:
                     figures["wal_peak_bytes"] = max(figures["wal_peak_bytes"], wal_bytes(db))
-                    if conn.execute("SELECT count(*), max(id) FROM entries").fetchone() != first:
-                        figures["problems"].append("the long read transaction saw later writes")
+                    if conn.execute("SELECT count(*), coalesce(max(id), 0) FROM entries").fetchone() != first:
+                        problems.append("the long read transaction saw later writes")
+                    figures["daemon_cycles_during_long_read"] = cycles() - cycles_before
+                    figures["entries_written_during_long_read"] = _newest_entry(db) - first[1]
+                    return (time.monotonic() - t0 >= long_read
+                            and figures["daemon_cycles_during_long_read"] >= min_cycles
+                            and figures["entries_written_during_long_read"] > 0
+                            and figures["wal_peak_bytes"] > WAL_SIZE_LIMIT)
+
+                while not (enough() or stop.is_set() or threads.failed.is_set()
+                           or time.monotonic() > deadline):
                     time.sleep(0.5)
-                figures["entries_written_during_long_read"] = (
-                    sqlite3.connect(db).execute("SELECT max(id) FROM entries").fetchone()[0] - (first[1] or 0))
+                figures["long_read_seconds"] = round(time.monotonic() - t0, 1)
                 conn.execute("COMMIT")
             finally:
                 conn.close()
 
-        for fn in [publisher, consistency, long_reader] + [lambda n=n: reader(n) for n in range(readers)]:
-            background(fn)
+        threads.start("publisher", publisher)
+        threads.start("consistency", consistency)
+        long_read_thread = threads.start("long-reader", long_reader)
+        for n in range(readers):
+            threads.start(f"reader-{n}", lambda n=n: reader(n))
         second = [(3, ("feeds", "add", farm.url(0) + "?copy=1")), (8, ("recluster", "--since", "1d")),
                   (14, ("poll", "--all")), (20, ("feeds", "remove", farm.url(0) + "?copy=1"))]
         for at, args in second:
-            time.sleep(max(0.0, started + at - time.monotonic()))
+            if threads.failed.wait(max(0.0, started + at - time.monotonic())):
+                break
             t0 = time.monotonic()
             proc = monitor(db, config, *args, check=False, timeout=120)
             figures["writers"][" ".join(args[:2])] = round(time.monotonic() - t0, 2)
-            if proc.returncode != 0:
-                figures["problems"].append(f"second writer `{' '.join(args)}` exited {proc.returncode}: "
-                                           f"{proc.stderr[-300:]}")
-        time.sleep(max(0.0, started + seconds - time.monotonic()))
+            problems.extend(f"second writer: {p}" for p in command_problems(args, proc))
+        waiting = {
+            "the long read to end": lambda: not long_read_thread.is_alive(),
+            f"{min_checks} consistency checks": lambda: figures["consistency_checks"] >= min_checks,
+            "every reader command": lambda: set(figures["reader_runs"]) == {a[0] for a in READER_COMMANDS},
+        }
+        wait_for(lambda: threads.failed.is_set() or (time.monotonic() - started >= seconds
+                                                     and all(done() for done in waiting.values())),
+                 max(0.0, deadline - time.monotonic()), 0.2)
+        missing = [what for what, done in waiting.items() if not done()]
+        if missing and not threads.failed.is_set():
+            problems.append(f"gave up after {time.monotonic() - started:.0f} s waiting for "
+                            f"{', '.join(missing)}")
         # the long reader has gone: the next WAL restart cuts the file back to the limit
-        wait_for(lambda: wal_bytes(db) <= WAL_SIZE_LIMIT, 30, 0.5)
+        wait_for(lambda: wal_bytes(db) <= WAL_SIZE_LIMIT, 120, 0.5)
         figures["wal_after_bytes"] = wal_bytes(db)
         if figures["wal_after_bytes"] > WAL_SIZE_LIMIT:
-            figures["problems"].append(f"WAL still {figures['wal_after_bytes']} bytes after the long reader went")
+            problems.append(f"WAL still {figures['wal_after_bytes']} bytes after the long reader went")
     finally:
         stop.set()
-        for t in threads:
-            t.join(timeout=70)
         if daemon is not None:
             daemon.send_signal(signal.SIGTERM)
             try:
@@ -391,33 +498,34 @@ def contention_run(workdir: Path, *, feeds: int = 300, seconds: float = 45, long
             except subprocess.TimeoutExpired:
                 kill9(daemon)
                 code = "killed"
-            stderr = daemon.stderr.read()
+        threads.join(timeout=70)  # the readers' last commands, and the daemon's log to its end
+        if daemon is not None:
             daemon.stderr.close()
+            lines = tail.lines if tail else []
             figures["daemon_exit"] = code
-            figures["daemon_cycles"] = stderr.count("event=cycle_done")
-            bad = [line for line in stderr.splitlines()
-                   if "cycle_failed" in line or "locked" in line or "Traceback" in line or "digests_failed" in line]
-            figures["problems"] += [f"daemon: {line[:300]}" for line in bad[:10]]
+            figures["daemon_cycles"] = cycles()
+            bad = [line for line in lines if "cycle_failed" in line or LOCKED.search(line)
+                   or "Traceback" in line or "digests_failed" in line]
+            problems.extend(f"daemon: {line[:300]}" for line in bad[:10])
             if code != 0:
-                figures["problems"].append(f"daemon exited {code} on SIGTERM: {stderr[-500:]}")
+                problems.append(f"daemon exited {code} on SIGTERM: {' | '.join(lines[-5:])[-500:]}")
         try:
             monitor(db, config, "poll", "--all")
-            figures["problems"] += check_store(db, farm, complete=True)
+            problems.extend(check_store(db, farm, complete=True))
         finally:
             farm.close()
     figures["reader_runs"] = dict(figures["reader_runs"])
-    figures["problems"] += figures.pop("reader_failures")
     figures["seconds"] = round(time.monotonic() - started, 1)
     return figures
 
 
 class LogTail:
-    """Collects a process's stderr lines on a thread, so a test can wait for an event."""
+    """Collects a process's stderr lines on a thread, so a test can wait for an event.
+    The thread runs under `threads`: a failure to read (say, undecodable output) is a problem."""
 
-    def __init__(self, proc: subprocess.Popen) -> None:
+    def __init__(self, proc: subprocess.Popen, threads: Background) -> None:
         self.lines: list[str] = []
-        self.thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
-        self.thread.start()
+        self.thread = threads.start("log-tail", lambda: self._read(proc))
 
     def _read(self, proc: subprocess.Popen) -> None:
         for line in proc.stderr:
@@ -442,13 +550,14 @@ def disk_full_run(workdir: Path, *, size_mb: int = 8, feeds: int = 100, log: Log
     config = write_config(workdir / "monitor.toml", farm, topics=False,
                           polling={"interval": '"2s"', "min_interval": '"1s"'})
     figures: dict = {"problems": []}
+    threads = Background(figures["problems"])
     daemon = None
     try:
         farm.publish(events=5, reporters=0.3, one_offs=1.0)
         (workdir / "feeds.opml").write_bytes(farm.opml())
         monitor(db, config, "feeds", "import", str(workdir / "feeds.opml"))
         daemon = spawn(db, config, "run")
-        tail = LogTail(daemon)
+        tail = LogTail(daemon, threads)
         if not wait_for(lambda: tail.count("event=cycle_done") >= 1, 60):
             figures["problems"].append("no cycle before the disk filled")
         before = check_store(db, farm)
@@ -490,6 +599,7 @@ def disk_full_run(workdir: Path, *, size_mb: int = 8, feeds: int = 100, log: Log
             except subprocess.TimeoutExpired:
                 kill9(daemon)
                 figures["daemon_exit"] = "killed"
+            threads.join(timeout=10)  # the log, read to its end
         farm.close()
         subprocess.run(["umount", "-l", str(data)], check=False)
     if figures.get("daemon_exit") != 0:
@@ -515,7 +625,9 @@ def load_run(workdir: Path, *, feeds: int = 2000, failing: float = 0.05, timeout
     """`monitor poll --all` of `feeds` feeds on `hosts` loopback hosts (1: all on one),
     `failing` of them broken in assorted ways; the farm checks the per-host limit. Then a
     second poll (all 304 or failing). Returns times, feeds/s and peak memory of the whole
-    process tree (the poll, its fork server and parse workers)."""
+    process tree (the poll, its fork server and parse workers); and, as the farm saw them,
+    how long each request to a hung server was held and whether the client ended it
+    ("hung_requests"), with the errors stored for the hung feeds ("hung_feed_errors")."""
     modes = pick_failures(feeds, failing, seed)
     farm = FeedFarm(feeds, seed=seed, modes=modes, per_host=per_host, hosts=hosts)
     db = workdir / "monitor.db"
@@ -523,6 +635,7 @@ def load_run(workdir: Path, *, feeds: int = 2000, failing: float = 0.05, timeout
                           polling={"timeout": f'"{timeout}"', "per_host": str(per_host)})
     figures: dict = {"feeds": feeds, "hosts": hosts, "failing": dict(Counter(modes.values())), "per_host": per_host,
                      "timeout": timeout, "problems": []}
+    threads = Background(figures["problems"])
     try:
         farm.publish(events=items * 4, reporters=0.25, one_offs=1.0)
         figures["entries_published"] = sum(len(f.entries) for f in farm.feeds)
@@ -536,9 +649,8 @@ def load_run(workdir: Path, *, feeds: int = 2000, failing: float = 0.05, timeout
             t0 = time.monotonic()
             peak = 0
             out: list[str] = []
-            reader = threading.Thread(target=lambda p=proc, o=out: o.append(p.stdout.read()), daemon=True)
-            reader.start()
-            threading.Thread(target=proc.stderr.read, daemon=True).start()  # never let the pipe fill
+            reader = threads.start(f"{run} poll stdout", lambda p=proc, o=out: o.append(p.stdout.read()))
+            threads.start(f"{run} poll stderr", proc.stderr.read)  # never let the pipe fill
             while proc.poll() is None and time.monotonic() - t0 < 900:
                 peak = max(peak, tree_rss(proc.pid))
                 time.sleep(0.1)
@@ -548,7 +660,12 @@ def load_run(workdir: Path, *, feeds: int = 2000, failing: float = 0.05, timeout
                 break
             seconds = time.monotonic() - t0
             reader.join(10)
-            report = json.loads(out[0]) if out and out[0].strip() else {}
+            try:
+                report = json.loads(out[0]) if out else {}
+            except ValueError as exc:
+                report = {}
+                figures["problems"].append(f"{run} poll --json printed what is not JSON ({exc}): "
+                                           f"{out[0][:200]!r}")
             figures[run] = {"seconds": round(seconds, 1), "cycle_seconds": report.get("seconds"),
                             "feeds_per_second": round(feeds / seconds, 1), "peak_tree_rss_mb": round(peak / 1e6),
                             **{k: report.get(k) for k in ("fetched", "not_modified", "failed", "new")}}
@@ -559,6 +676,10 @@ def load_run(workdir: Path, *, feeds: int = 2000, failing: float = 0.05, timeout
         if figures.get("first", {}).get("failed") != expected_failed:
             figures["problems"].append(f"first poll: {figures.get('first', {}).get('failed')} failed, "
                                        f"expected {expected_failed} ({figures['failing']})")
+        hung = sorted(i for i, mode in modes.items() if mode == "timeout")
+        # the farm notes a hung request once the client has closed it (within 0.05 s)
+        wait_for(lambda: len(farm.hung) >= 2 * len(hung), 10)
+        figures["hung_requests"] = list(farm.hung)
         figures["max_in_flight"] = farm.max_in_flight
         if farm.over_limit:
             figures["problems"].append(f"per-host limit {per_host} exceeded {len(farm.over_limit)} times "
@@ -567,9 +688,12 @@ def load_run(workdir: Path, *, feeds: int = 2000, failing: float = 0.05, timeout
         conn = read_only(db)
         try:
             figures["entries_stored"] = conn.execute("SELECT count(*) FROM entries").fetchone()[0]
+            errors = dict(conn.execute("SELECT url, last_error FROM feeds").fetchall())
+            figures["hung_feed_errors"] = dict(Counter(errors.get(farm.url(i)) for i in hung))
             figures["clusters"] = conn.execute("SELECT count(*) FROM clusters WHERE merged_into IS NULL").fetchone()[0]
         finally:
             conn.close()
     finally:
         farm.close()
+        threads.join(timeout=10)
     return figures
