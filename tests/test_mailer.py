@@ -12,7 +12,7 @@ from email import policy
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from monitor.config import Settings, SmtpSettings, DigestSettings
+from monitor.config import DigestSettings, Settings, SmtpSettings
 from monitor.errors import ConfigError
 from monitor.mailer import (MaildirTransport, PermanentDeliveryError, SmtpTransport, TemporaryDeliveryError,
                             smtp_password, transport_for)
@@ -36,13 +36,20 @@ def smtp_server():
         s.stop()
 
 
+SILENCE = 60.0  # seconds the silent server holds a connection without a word: far beyond any bound below
+
+
 @pytest.fixture
 def silent_server():
-    """Accepts TCP connections and never says a word: the SMTP client must time out on the greeting."""
+    """Accepts TCP connections and says nothing for SILENCE seconds, then hangs up.
+
+    The SMTP client must give up on the greeting long before: a client without a greeting
+    timeout waits the whole SILENCE and then sees a closed connection, not a timeout.
+    """
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(5)
-    held: list[socket.socket] = []
+    held: list[tuple[float, socket.socket]] = []
     stop = threading.Event()
 
     def serve() -> None:
@@ -50,16 +57,19 @@ def silent_server():
         while not stop.is_set():
             try:
                 conn, _ = sock.accept()
-                held.append(conn)
+                held.append((time.monotonic(), conn))
             except OSError:
-                continue
+                pass
+            for accepted, conn in held:
+                if time.monotonic() - accepted > SILENCE:
+                    conn.close()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield sock.getsockname()[1]
     stop.set()
     thread.join()
-    for c in held:
+    for _, c in held:
         c.close()
     sock.close()
 
@@ -82,11 +92,15 @@ def test_connection_refused_is_temporary_and_unreachable():
 
 
 def test_a_server_without_greeting_times_out(silent_server):
-    settings = SmtpSettings(host="127.0.0.1", port=silent_server, timeout=0.5)
+    """The wait for a greeting ends at smtp.timeout: not before it, and long before the server hangs up."""
+    timeout = 0.5
+    settings = SmtpSettings(host="127.0.0.1", port=silent_server, timeout=timeout)
     started = time.monotonic()
     with pytest.raises(TemporaryDeliveryError, match="no greeting from the server within 0.5s") as err:
         SmtpTransport(settings).send(MESSAGE, "monitor@example.org", ["desk@example.org"])
-    assert err.value.unreachable and time.monotonic() - started < 3
+    elapsed = time.monotonic() - started
+    assert err.value.unreachable
+    assert timeout - 0.05 <= elapsed < 20 < SILENCE, elapsed
 
 
 def test_451_at_data_is_temporary(smtp_server):

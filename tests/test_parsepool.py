@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,15 +23,46 @@ JSON_FEED = (FEEDS / "json_feed.json").read_bytes()
 LOGIN_PAGE = b"<html><body><form><input type=password></form></body></html>"
 
 
-def slow_author_feed(n: int = 20_000) -> bytes:
+def slow_author_feed(n: int = 80_000) -> bytes:
     """feedparser's author-email regex backtracks quadratically on "a@" + "a." * n + "!".
 
     `(([a-zA-Z0-9-]+\\.)+)` overlaps the label after it, so every start position retries
-    every split: n=8000 takes about a second, n=20000 several seconds (feedparser 6.0.14).
+    every split: n=10 000 takes 2.5 s of CPU, n=20 000 11 s, n=40 000 52 s (feedparser 6.0.14),
+    so the default keeps a worker busy for minutes: far longer than any bound asserted here, and
+    a parse that is not cut off makes these tests fail rather than pass late.
     """
     author = "a@" + "a." * n + "!"
     return (f'<?xml version="1.0"?><rss version="2.0"><channel><title>slow</title><item><title>x</title>'
             f"<author>{author}</author></item></channel></rss>").encode()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process `pid` has used so far, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_until_parsing(pids: list[int], cpu: float = 0.2, within: float = 60.0) -> None:
+    """Wait until each worker in `pids` has used `cpu` more seconds of CPU, i.e. is inside its parse.
+
+    An idle worker blocks in recv() and uses no CPU, so CPU use means the parse has started; and a
+    slow_author_feed() parse, once started, runs until the pool kills it (the pool only kills inside
+    results() and close()). `within` is a generous deadline for a busy machine, not a measurement.
+    """
+    before = {pid: cpu_seconds(pid) for pid in pids}
+    deadline = time.monotonic() + within
+    while not all(cpu_seconds(pid) - before[pid] >= cpu for pid in pids):
+        assert time.monotonic() < deadline, f"workers {pids} did not all start parsing within {within:g} s"
+        time.sleep(0.05)
 
 
 def test_defaults() -> None:
@@ -54,25 +86,36 @@ def test_pool_results_match_in_process_parsing() -> None:
 
 
 def test_slow_parse_times_out_while_other_feeds_succeed() -> None:
-    budget = 1.0
+    """A parse over budget is cut off at its budget, and the other worker parses on meanwhile.
+
+    The budget is long enough for the four good parses (tens of ms each) even on a loaded
+    machine, so their coming out before the slow one's timeout proves they were not queued
+    behind it. The upper bound is generous; the slow document alone would take minutes.
+    """
+    budget = 5.0
     with ParsePool(workers=2, parse_timeout=budget) as pool:
+        started_with = set(pool.pids())
         start = time.monotonic()
         pool.submit("slow", slow_author_feed(), {}, NOW)
         for i in range(4):
             pool.submit(f"good{i}", JSON_FEED, {}, NOW)
+        order = []
         outcomes = {}
         finished = {}
         for key, outcome in pool.results():
+            order.append(key)
             outcomes[key] = outcome
             finished[key] = time.monotonic() - start
         assert isinstance(outcomes["slow"], ParseError)
         assert outcomes["slow"].reason == "parse_timeout"
-        assert budget <= finished["slow"] < budget + 1.5
+        assert budget <= finished["slow"] < budget + 30
+        # not stuck behind the slow one: every good feed came out while the slow parse still ran
+        assert sorted(order[:4]) == [f"good{i}" for i in range(4)] and order[4:] == ["slow"], order
         for i in range(4):
             assert isinstance(outcomes[f"good{i}"], ParsedFeed)
             assert len(outcomes[f"good{i}"].entries) == 20
-            assert finished[f"good{i}"] < budget  # not stuck behind the slow one
-        # The killed worker was replaced: the pool still has two working processes.
+        # The killed worker was replaced: the pool still has two working processes, one of them new.
+        assert len(pool.pids()) == 2 and len(started_with & set(pool.pids())) == 1
         pool.submit("after1", JSON_FEED, {}, NOW)
         pool.submit("after2", JSON_FEED, {}, NOW)
         after = dict(pool.results())
@@ -80,17 +123,28 @@ def test_slow_parse_times_out_while_other_feeds_succeed() -> None:
 
 
 def test_two_slow_feeds_on_two_workers_both_time_out_in_parallel() -> None:
-    with ParsePool(workers=2, parse_timeout=0.5) as pool:
-        start = time.monotonic()
-        outcomes = dict(pool.parse_many([
-            ("a", slow_author_feed(), {}, NOW),
-            ("b", slow_author_feed(), {}, NOW),
-            ("c", JSON_FEED, {}, NOW),
-        ]))
-        elapsed = time.monotonic() - start
-    assert outcomes["a"].reason == outcomes["b"].reason == "parse_timeout"
-    assert isinstance(outcomes["c"], ParsedFeed)
-    assert elapsed < 0.5 * 2 + 1.5
+    """Each parse has its own budget from its own start: two slow feeds on two workers cost one budget.
+
+    Both workers are seen parsing at the same time; once one budget has passed since both were
+    handed out, a single results() call that waits for nothing reports both timeouts (run one
+    after the other, the second would still be inside its budget).
+    """
+    budget = 0.5
+    with ParsePool(workers=2, parse_timeout=budget) as pool:
+        pool.submit("a", slow_author_feed(), {}, NOW)
+        pool.submit("b", slow_author_feed(), {}, NOW)
+        handed_out = time.monotonic()  # a pool that runs them in parallel has handed both out by now
+        pool.submit("c", JSON_FEED, {}, NOW)  # queued until a worker is free
+        slow_pids = pool.pids()
+        wait_until_parsing(slow_pids)
+        while time.monotonic() - handed_out < budget:
+            time.sleep(0.05)
+        first = dict(pool.results(wait_at_most=0))
+        assert {"a", "b"} <= set(first), first
+        assert first["a"].reason == first["b"].reason == "parse_timeout"
+        rest = dict(pool.results())
+        assert not set(slow_pids) & set(pool.pids())  # both killed and replaced
+    assert isinstance((first | rest)["c"], ParsedFeed)
 
 
 def test_in_process_mode_keeps_order() -> None:
@@ -107,13 +161,20 @@ def test_in_process_mode_keeps_order() -> None:
 
 
 def test_close_does_not_wait_for_a_stuck_parse() -> None:
-    pool = ParsePool(workers=1, parse_timeout=60)
+    """close() kills a worker stuck in a parse: it returns within 20 s, the parse would take minutes."""
+    pool = ParsePool(workers=1, parse_timeout=600)
     pool.start()
-    pool.submit("stuck", slow_author_feed(30_000), {}, NOW)
-    time.sleep(0.2)
-    start = time.monotonic()
-    pool.close()
-    assert time.monotonic() - start < 3
+    pool.submit("stuck", slow_author_feed(), {}, NOW)
+    (pid,) = pool.pids()
+    wait_until_parsing([pid])
+    closer = threading.Thread(target=pool.close, daemon=True)
+    closer.start()
+    closer.join(timeout=20)
+    assert not closer.is_alive(), "close() waited for the stuck parse"
+    deadline = time.monotonic() + 20
+    while alive(pid) and time.monotonic() < deadline:  # killed, not left parsing in the background
+        time.sleep(0.05)
+    assert not alive(pid)
     with pytest.raises(RuntimeError):
         pool.submit("late", JSON_FEED, {}, NOW)
 
@@ -131,10 +192,10 @@ def test_spawn_context_works_too() -> None:
 
 
 def test_a_worker_that_dies_is_reported_and_replaced() -> None:
-    with ParsePool(workers=1, parse_timeout=30) as pool:
-        pool.submit("victim", slow_author_feed(30_000), {}, NOW)
+    with ParsePool(workers=1, parse_timeout=600) as pool:
+        pool.submit("victim", slow_author_feed(), {}, NOW)
         (pid,) = pool.pids()
-        time.sleep(0.2)
+        wait_until_parsing([pid])  # it dies in the middle of the parse
         os.kill(pid, signal.SIGKILL)
         ((key, outcome),) = list(pool.results())
         assert (key, outcome.reason) == ("victim", "parser_crashed")
@@ -158,13 +219,21 @@ def test_parse_timeout_must_be_positive() -> None:
 
 
 def test_results_can_return_while_a_slow_parse_runs() -> None:
-    with ParsePool(workers=2, parse_timeout=1.5) as pool:
+    """results(wait_at_most=...) hands control back while a parse runs, so the idle worker can be fed.
+
+    Proven by what is still running rather than by a stopwatch: the slow parse can only end by
+    its timeout, which kills and replaces its worker; the same two workers after results() came
+    back mean it came back without waiting for the slow parse.
+    """
+    budget = 5.0
+    with ParsePool(workers=2, parse_timeout=budget) as pool:
+        workers = pool.pids()
         pool.submit("slow", slow_author_feed(), {}, NOW)
-        start = time.monotonic()
         assert list(pool.results(wait_at_most=0.1)) == []
-        assert time.monotonic() - start < 0.5
+        assert pool.pids() == workers
         pool.submit("quick", JSON_FEED, {}, NOW)  # goes to the idle worker at once
-        first = list(pool.results(wait_at_most=0.3))
-        assert [key for key, _ in first] == ["quick"]
+        key, outcome = next(pool.results(wait_at_most=60))
+        assert key == "quick" and isinstance(outcome, ParsedFeed)
+        assert pool.pids() == workers  # the slow parse is still running
         ((key, outcome),) = list(pool.results())
     assert (key, outcome.reason) == ("slow", "parse_timeout")
