@@ -41,9 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT.parent / "shared" / "eval"))
 
-from monitor import similarity as sim  # noqa: E402
-from monitor.cluster import Assignment, Clusterer, ClusterConfig, collection_paused  # noqa: E402
-from monitor.readpool import weigh_ahead, workers_available  # noqa: E402
+from monitor.events import similarity as sim  # noqa: E402
+from monitor.events.clusterer import Assignment, Clusterer, ClusterConfig, collection_paused  # noqa: E402
+from monitor.events.weighpool import weigh_ahead, workers_available  # noqa: E402
 from monitor.types import ClusterDoc  # noqa: E402
 
 FUNCTION_WORDS = ("the of and to in a for on that with as by at from was is has said it its "

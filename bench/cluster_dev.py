@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT.parent / "shared" / "eval"))
 
-from monitor.cluster import Clusterer, ClusterConfig  # noqa: E402
-from monitor.normalize import html_to_text  # noqa: E402
+from monitor.events.clusterer import Clusterer, ClusterConfig  # noqa: E402
+from monitor.feeds.normalize import html_to_text  # noqa: E402
 from monitor.types import ClusterDoc  # noqa: E402
 
 # --- the labelled corpus, as the store would give it ----------------------------------------
@@ -226,7 +226,7 @@ def real_feeds(directory: Path, config: ClusterConfig) -> None:
     so the multi-entry clusters printed here are the ones to read for false merges.
     """
     from monitor.errors import ParseError
-    from monitor.parse import parse_feed
+    from monitor.feeds.parse import parse_feed
 
     docs = []
     fetched = datetime(2024, 1, 1, tzinfo=timezone.utc)

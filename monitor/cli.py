@@ -16,11 +16,11 @@ import click
 from monitor import __version__
 from monitor.config import DEFAULT_CONFIG, load_settings
 from monitor.core import Monitor, open_monitor, write_example_config
+from monitor.digests import outbox
 from monitor.display import ago, short_time, table
 from monitor.errors import ConfigError, MonitorError, StorageError
 from monitor.logs import setup_logging
-from monitor import outbox
-from monitor.store import iso, parse_iso
+from monitor.storage.database import iso, parse_iso
 
 EXIT_FAILURE, EXIT_STORAGE, EXIT_CONFIG = 1, 74, 78
 

@@ -9,14 +9,15 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from monitor.config import EXAMPLE_CONFIG, Settings, load_settings, parse_duration
-from monitor import clusterdb, mailer, outbox, topics
-from monitor.cluster import ClusterConfig, Clusterer, collection_paused
-from monitor.cycle import CycleReport, FeedOutcome, run_cycle
+from monitor.digests import mailer, outbox, topics
 from monitor.errors import ConfigError, MonitorError, StorageError
-from monitor.opml import OpmlError, OpmlImport, parse_opml, write_opml
-from monitor.store import Store, iso, open_store
-from monitor.guard import check_url
-from monitor.schedule import is_due
+from monitor.events.clusterer import ClusterConfig, Clusterer, collection_paused
+from monitor.feeds.cycle import CycleReport, FeedOutcome, run_cycle
+from monitor.feeds.guard import check_url
+from monitor.feeds.opml import OpmlError, OpmlImport, parse_opml, write_opml
+from monitor.feeds.schedule import is_due
+from monitor.storage import clusters
+from monitor.storage.database import Store, iso, open_store
 from monitor.types import Feed, FeedSource
 
 Clock = Callable[[], datetime]
@@ -203,18 +204,18 @@ class Monitor:
         """The in-memory clusterer, rebuilt from stored assignments when another process changed them."""
         if self._clusterer is not None and self._clusterer_mark == self._mark():
             return self._clusterer
-        clusterer = Clusterer(self.cluster_config(), next_cluster_id=clusterdb.next_cluster_id(self.store))
+        clusterer = Clusterer(self.cluster_config(), next_cluster_id=clusters.next_cluster_id(self.store))
         start = min(d.published for d in docs) - clusterer.warm_span
-        history = list(clusterdb.clustered_since(self.store, start))
+        history = list(clusters.clustered_since(self.store, start))
         with collection_paused():
-            clusterdb.warm(clusterer, history)
+            clusters.warm(clusterer, history)
         self._clusterer = clusterer
         return clusterer
 
     def cluster_pending(self) -> set[int]:
         """Cluster every entry that has no cluster yet, in published order, and add the text
         of new entries to the full-text index. Returns touched cluster ids."""
-        docs = clusterdb.unclustered(self.store)
+        docs = clusters.unclustered(self.store)
         if not docs:
             self.store.index_pending_text()
             return set()
@@ -223,8 +224,8 @@ class Monitor:
             # The index is written on another thread while the clusterer decides (SQLite
             # releases the GIL); the connection is not used here until that thread is done.
             with collection_paused(), _alongside(self.store.index_pending_text):
-                decisions = clusterdb.decide(clusterer, docs)
-            touched = clusterdb.apply(self.store, decisions, self.clock())
+                decisions = clusters.decide(clusterer, docs)
+            touched = clusters.apply(self.store, decisions, self.clock())
         except BaseException:
             self._clusterer = None  # memory may be ahead of the database: rebuild next time
             raise
@@ -237,7 +238,7 @@ class Monitor:
         if not keep:
             return 0
         now = self.clock()
-        deleted = clusterdb.purge(self.store, now - timedelta(seconds=keep), now)
+        deleted = clusters.purge(self.store, now - timedelta(seconds=keep), now)
         if deleted:
             self._clusterer = None
         return deleted
@@ -248,8 +249,8 @@ class Monitor:
         self._clusterer = None
         self.store.index_pending_text()
         with collection_paused():
-            return clusterdb.rebuild(self.store, lambda first: Clusterer(self.cluster_config(), next_cluster_id=first),
-                                     cutoff, self.clock())
+            return clusters.rebuild(self.store, lambda first: Clusterer(self.cluster_config(), next_cluster_id=first),
+                                    cutoff, self.clock())
 
     def clusters(self, *, since: str = "7d", topic: str | None = None, min_size: int = 1, min_outlets: int = 1,
                  limit: int | None = None) -> list[dict]:
@@ -257,8 +258,8 @@ class Monitor:
         if topic and topic not in {t.name for t in self.settings.topics}:
             raise MonitorError(f"unknown topic {topic!r} (configured: "
                                f"{', '.join(t.name for t in self.settings.topics) or 'none'})")
-        return clusterdb.list_clusters(self.store, since=cutoff, topic=topic, min_size=min_size,
-                                       min_outlets=min_outlets, limit=limit)
+        return clusters.list_clusters(self.store, since=cutoff, topic=topic, min_size=min_size,
+                                      min_outlets=min_outlets, limit=limit)
 
     @staticmethod
     def _since(value: str) -> float:
@@ -268,14 +269,14 @@ class Monitor:
             raise MonitorError(f"{exc} (or 'all')") from None
 
     def cluster(self, cluster_id: int) -> dict:
-        record = clusterdb.show_cluster(self.store, cluster_id)
+        record = clusters.show_cluster(self.store, cluster_id)
         if record is None:
             raise MonitorError(f"no cluster {cluster_id}")
         return record
 
     def search(self, query: str, limit: int = 50) -> list[dict]:
         try:
-            return clusterdb.search(self.store, query, limit)
+            return clusters.search(self.store, query, limit)
         except StorageError as exc:
             raise MonitorError(f"bad search query {query!r}: {str(exc).split(': ')[-1]}") from None
 

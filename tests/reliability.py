@@ -324,7 +324,7 @@ def check_digests(db: Path, received: list[str] | None = None, *, complete: bool
 
 def unmatched_on_topic(db: Path, query: str = TOPIC_QUERY, topic: str = "platform-regulation") -> list[int]:
     """Entries the topic query matches whose cluster has no match recorded for the topic."""
-    from monitor.topics import fts_query
+    from monitor.digests.topics import fts_query
 
     conn = read_only(db)
     try:

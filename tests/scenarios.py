@@ -22,8 +22,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from monitor.outbox import LEASE
-from monitor.store import iso
+from monitor.digests.outbox import LEASE
+from monitor.storage.database import iso
 from tests.feedfarm import FeedFarm, Mailbox, pick_failures
 from tests.reliability import (check_digests, check_store, kill9, monitor, monitor_argv, moved_back,
                                polled_times, read_only, sigkill, spawn, tree_rss, unmatched_on_topic,
@@ -380,7 +380,7 @@ def contention_run(workdir: Path, *, feeds: int = 300, seconds: float = 45, long
     has done `min_checks` checks and every reader command has run. A quiet machine meets
     all of it within the minimum times; a loaded one takes longer, up to `patience`
     seconds more, after which what is missing is reported as a problem."""
-    from monitor.store import WAL_SIZE_LIMIT
+    from monitor.storage.database import WAL_SIZE_LIMIT
 
     farm = FeedFarm(feeds, seed=11)
     db = workdir / "monitor.db"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import cli
-from monitor.store import open_store
+from monitor.storage.database import open_store
 from tests.conftest import DATA
 from tests.loopback import LoopbackServer, feed_route, rss, send
 

@@ -1,4 +1,4 @@
-"""Event clustering decisions (monitor.cluster): hard cases from the dev corpus, copies, merges, restarts.
+"""Clustering decisions (monitor.events.clusterer): hard cases from the dev corpus, copies, merges, restarts.
 
 tests/data/cluster_cases.jsonl holds the dev corpus' hard-negative groups (83 articles):
 the Telegram/Iran anchors (e063 arrests, e070 ICT ministry, e015 Durov, e035 Gilan,
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cluster import Assignment, Clusterer, ClusterConfig
-from monitor.normalize import html_to_text
+from monitor.events.clusterer import Assignment, Clusterer, ClusterConfig
+from monitor.feeds.normalize import html_to_text
 from monitor.types import ClusterDoc
 
 CASES = Path(__file__).parent / "data" / "cluster_cases.jsonl"

@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from monitor import readpool
+from monitor.events import weighpool
 from tests.conftest import DATA
 from tests.loopback import LoopbackServer, feed_route
 from tests.loopback import rss as loopback_rss
@@ -205,9 +205,9 @@ def test_same_input_gives_same_clusters(polled, run, workdir):
 
 def test_weighing_in_a_worker_process_clusters_the_same(polled, run, workdir, monkeypatch):
     # large runs weigh entries in a worker process: make this small one large
-    monkeypatch.setattr(readpool, "MIN_PARALLEL", 1)
-    monkeypatch.setattr(readpool, "BATCH", 5)
-    monkeypatch.setattr(readpool, "workers_available", lambda: 1)  # on a one-core machine too
+    monkeypatch.setattr(weighpool, "MIN_PARALLEL", 1)
+    monkeypatch.setattr(weighpool, "BATCH", 5)
+    monkeypatch.setattr(weighpool, "workers_available", lambda: 1)  # on a one-core machine too
     ids = lambda cs: {c["id"]: sorted(e["guid"] for e in c["entries"]) for c in cs}  # noqa: E731
     before = ids(polled.json("clusters", "list", "--since", "all"))
     polled("recluster")  # every entry weighed in the worker

@@ -161,7 +161,7 @@ def test_watchdog_is_withheld_while_a_cycle_is_wedged(tmp_path, notify_socket, m
 
 
 def test_notify_is_a_no_op_without_socket():
-    from monitor.notify import notify, watchdog_seconds
+    from monitor.daemon import notify, watchdog_seconds
 
     assert notify("READY=1") is False
     assert watchdog_seconds() is None

@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from monitor.config import TopicSettings
-from monitor.digest import (Candidate, PriorSend, Report, bars, due_topics, is_due, make_message_id, next_fire,
-                            parse_schedule, render, select_items, sparkline, spread, subject)
+from monitor.digests.digest import (Candidate, PriorSend, Report, bars, due_topics, is_due, make_message_id,
+                                    next_fire, parse_schedule, render, select_items, sparkline, spread,
+                                    subject)
 
 NOW = datetime(2016, 11, 18, 7, 0, tzinfo=timezone.utc)
 T0 = datetime(2016, 11, 16, 9, 10, tzinfo=timezone.utc)

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from monitor import fastfeed
 from monitor.errors import ParseError
-from monitor.parse import _XML_CONTROL, _read_with_feedparser, decode_body, fix_char_refs, parse_feed
+from monitor.feeds import fastfeed
+from monitor.feeds.parse import _XML_CONTROL, _read_with_feedparser, decode_body, fix_char_refs, parse_feed
 
 ROOT = Path(__file__).parent.parent
 FEEDS = Path(__file__).parent / "data" / "feeds"

@@ -25,8 +25,8 @@ import httpcore
 import pytest
 from pytest_httpserver import HTTPServer
 
-from monitor.fetch import (FetchJob, Fetcher, FetchPolicy, fetch_all, fetch_one, parse_max_age,
-                           parse_retry_after)
+from monitor.feeds.fetch import (FetchJob, Fetcher, FetchPolicy, fetch_all, fetch_one, parse_max_age,
+                                 parse_retry_after)
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 Server = Callable[..., "RawServer"]  # the raw_server fixture: start a server with a handler

@@ -5,7 +5,7 @@ import ipaddress
 
 import pytest
 
-from monitor import guard
+from monitor.feeds import guard
 
 REFUSED_HOSTS = [
     ("127.0.0.1", "loopback"),

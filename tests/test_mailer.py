@@ -13,9 +13,9 @@ import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from monitor.config import DigestSettings, Settings, SmtpSettings
+from monitor.digests.mailer import (MaildirTransport, PermanentDeliveryError, SmtpTransport,
+                                    TemporaryDeliveryError, smtp_password, transport_for)
 from monitor.errors import ConfigError
-from monitor.mailer import (MaildirTransport, PermanentDeliveryError, SmtpTransport, TemporaryDeliveryError,
-                            smtp_password, transport_for)
 from tests.smtpserver import SmtpServer, free_port
 
 MESSAGE = (b"From: monitor@example.org\nTo: desk@example.org\nSubject: test\nMessage-ID: <t1@example.org>\n\n"

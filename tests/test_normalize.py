@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor import normalize
-from monitor.normalize import (
+from monitor.feeds import normalize
+from monitor.feeds.normalize import (
     canonical_url,
     clean_headline,
     clean_text,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.opml import OpmlError, parse_opml, write_opml
+from monitor.feeds.opml import OpmlError, parse_opml, write_opml
 from monitor.types import FeedSource
 from tests.conftest import DATA
 

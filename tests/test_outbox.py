@@ -16,11 +16,11 @@ from email import policy
 import pytest
 
 from monitor.config import DigestSettings, Settings, SmtpSettings, TopicSettings
+from monitor.digests.mailer import SmtpTransport, TemporaryDeliveryError, transport_for
+from monitor.digests.outbox import create_digests, outbox_entries, preview, send_pending
+from monitor.digests.topics import match_clusters
 from monitor.errors import ConfigError
-from monitor.mailer import SmtpTransport, TemporaryDeliveryError, transport_for
-from monitor.outbox import create_digests, outbox_entries, preview, send_pending
-from monitor.store import iso
-from monitor.topics import match_clusters
+from monitor.storage.database import iso
 from tests.test_mailer import free_port, silent_server, smtp_server  # noqa: F401  (fixtures)
 from tests.test_topics import World
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from monitor.errors import ParseError
-from monitor.parse import parse_feed
+from monitor.feeds.parse import parse_feed
 from monitor.types import EntryData, ParsedFeed
 
 FEEDS = Path(__file__).parent / "data" / "feeds"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from monitor.errors import ParseError
-from monitor.parse import parse_feed
-from monitor.parsepool import ParsePool, default_context
+from monitor.feeds.parse import parse_feed
+from monitor.feeds.parsepool import ParsePool, default_context
 from monitor.types import ParsedFeed
 
 FEEDS = Path(__file__).parent / "data" / "feeds"

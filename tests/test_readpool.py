@@ -1,4 +1,4 @@
-"""Weighing entries ahead in a worker process (monitor.readpool, monitor.weighing, monitor.reading).
+"""Weighing entries ahead in a worker process (monitor.events: weighpool, weighing, reading).
 
 What must hold: features weighed in another process are exactly the features weighed here
 (sentence keys included: str hashes differ between processes, the keys must not), they come
@@ -15,9 +15,9 @@ from datetime import timedelta
 
 import pytest
 
-from monitor import readpool, reading
-from monitor.cluster import Clusterer, ClusterConfig
-from monitor.weighing import Weigher
+from monitor.events import reading, weighpool
+from monitor.events.clusterer import Clusterer, ClusterConfig
+from monitor.events.weighing import Weigher
 from tests.test_cluster import DOCS
 
 # Non-ASCII text (the lead and tail readings of a sentence differ), a long text cut at
@@ -48,8 +48,8 @@ def state(w: Weigher) -> tuple:
 
 @pytest.fixture
 def pooled(monkeypatch):
-    monkeypatch.setattr(readpool, "MIN_PARALLEL", 1)
-    monkeypatch.setattr(readpool, "BATCH", 7)  # several batches
+    monkeypatch.setattr(weighpool, "MIN_PARALLEL", 1)
+    monkeypatch.setattr(weighpool, "BATCH", 7)  # several batches
 
 
 def test_sentence_key_is_the_same_in_every_process():
@@ -67,7 +67,7 @@ def test_features_from_the_worker_equal_features_made_here_in_order(pooled):
     here = Weigher(WINDOW.total_seconds())
     expected = [decided_on(here.weigh(d)) for d in items]
     there = Weigher(WINDOW.total_seconds())
-    got = list(readpool.weigh_ahead(there, items, len(items), workers=1))
+    got = list(weighpool.weigh_ahead(there, items, len(items), workers=1))
     assert [doc.entry_id for doc, _ in got] == [d.entry_id for d in items]
     assert [decided_on(f) for _, f in got] == expected
     assert state(there) == state(here)  # the worker's statistics came back
@@ -82,7 +82,7 @@ def test_clustering_with_features_from_the_worker_decides_as_without(pooled):
     expected = [inline.assign(d) for d in items]
     mixed = Clusterer(config)
     half = len(items) // 2
-    got = [mixed.place(f) for _, f in readpool.weigh_ahead(mixed.weigher, items[:half], half, workers=1)]
+    got = [mixed.place(f) for _, f in weighpool.weigh_ahead(mixed.weigher, items[:half], half, workers=1)]
     got += [mixed.assign(d) for d in items[half:]]  # and on here, with the statistics handed back
     assert got == expected
     assert len({a.cluster_id for a in got}) < len(got)  # it did cluster
@@ -95,7 +95,7 @@ def test_warming_with_features_from_the_worker_is_warming_here(pooled):
     here, there = Clusterer(config), Clusterer(config)
     for doc, cid in rows:
         here.warm(doc, cid)
-    for (doc, cid), f in readpool.weigh_ahead(there.weigher, rows, len(rows), lambda row: row[0], workers=1):
+    for (doc, cid), f in weighpool.weigh_ahead(there.weigher, rows, len(rows), lambda row: row[0], workers=1):
         there.keep(f, cid)
     new = replace(DOCS[2], entry_id=20_000, published=items[-1].published)
     assert there.assign(new) == here.assign(new)
@@ -106,22 +106,22 @@ def test_small_runs_are_weighed_here_without_a_worker(monkeypatch):
     def no_worker(*args, **kwargs):
         raise AssertionError("a worker was started for a small run")
 
-    monkeypatch.setattr(readpool, "_Worker", no_worker)
+    monkeypatch.setattr(weighpool, "_Worker", no_worker)
     w = Weigher(WINDOW.total_seconds())
-    got = list(readpool.weigh_ahead(w, DOCS, len(DOCS)))
-    assert len(got) == len(DOCS) < readpool.MIN_PARALLEL
+    got = list(weighpool.weigh_ahead(w, DOCS, len(DOCS)))
+    assert len(got) == len(DOCS) < weighpool.MIN_PARALLEL
     assert w.entries > 0 and got[0][1].vec
 
 
 def kill_after_first(monkeypatch) -> list:
     workers = []
-    real = readpool._Worker
+    real = weighpool._Worker
 
     def capture(weigher):
         workers.append(real(weigher))
         return workers[-1]
 
-    monkeypatch.setattr(readpool, "_Worker", capture)
+    monkeypatch.setattr(weighpool, "_Worker", capture)
     return workers
 
 
@@ -132,7 +132,7 @@ def test_a_killed_worker_costs_nothing_but_time(pooled, monkeypatch):
     expected = [decided_on(here.weigh(d)) for d in items]
     there = Weigher(WINDOW.total_seconds())
     got = []
-    for n, (doc, f) in enumerate(readpool.weigh_ahead(there, items, len(items), workers=1)):
+    for n, (doc, f) in enumerate(weighpool.weigh_ahead(there, items, len(items), workers=1)):
         got.append(decided_on(f))
         if n == 10:  # in the second batch: the first was weighed there, the rest must be here
             os.kill(workers[0].proc.pid, signal.SIGKILL)
@@ -145,8 +145,8 @@ def test_a_killed_worker_under_a_stream_is_a_clear_error(pooled, monkeypatch):
     workers = kill_after_first(monkeypatch)
     items = docs()
     stream = (d for d in items)  # what was weighed cannot be weighed again
-    with pytest.raises(readpool.WorkerLost, match=r"died after \d+ entries"):
-        weighed = readpool.weigh_ahead(Weigher(WINDOW.total_seconds()), stream, len(items), workers=1)
+    with pytest.raises(weighpool.WorkerLost, match=r"died after \d+ entries"):
+        weighed = weighpool.weigh_ahead(Weigher(WINDOW.total_seconds()), stream, len(items), workers=1)
         for n, _ in enumerate(weighed):
             if n == 10:
                 os.kill(workers[0].proc.pid, signal.SIGKILL)
@@ -154,5 +154,5 @@ def test_a_killed_worker_under_a_stream_is_a_clear_error(pooled, monkeypatch):
 
 @pytest.mark.parametrize("cores,expected", [(1, 0), (2, 1), (8, 1)])
 def test_a_worker_only_beside_the_core_that_decides(monkeypatch, cores, expected):
-    monkeypatch.setattr(readpool.os, "cpu_count", lambda: cores)
-    assert readpool.workers_available() == expected
+    monkeypatch.setattr(weighpool.os, "cpu_count", lambda: cores)
+    assert weighpool.workers_available() == expected

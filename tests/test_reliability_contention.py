@@ -20,7 +20,7 @@ import threading
 
 import pytest
 
-from monitor.store import WAL_SIZE_LIMIT
+from monitor.storage.database import WAL_SIZE_LIMIT
 from tests.feedfarm import FeedFarm
 from tests.reliability import check_store, monitor, moved_back, polled_times, spawn, write_config
 from tests.scenarios import LOCKED, READER_COMMANDS, Background, command_problems, contention_run

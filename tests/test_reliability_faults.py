@@ -234,7 +234,7 @@ def test_a_write_failing_between_clustering_and_topic_matching_loses_no_match(tm
     """The disk fills (or the process dies) just after the clusters are written: the next
     cycle must still match them. A cycle matches only the clusters it touched, so the
     clusters and their matches are one transaction."""
-    from monitor import topics
+    from monitor.digests import topics
     from monitor.errors import StorageError
     from tests.reliability import unmatched_on_topic
 

@@ -27,14 +27,14 @@ from xml.sax.saxutils import escape
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor import outbox, topics
 from monitor.config import Settings, SmtpSettings, TopicSettings
 from monitor.core import Monitor
+from monitor.digests import outbox, topics
 from monitor.errors import ParseError
-from monitor.opml import OpmlError, parse_opml
-from monitor.parse import parse_feed
-from monitor.schedule import PollPolicy, after_fetch
-from monitor.store import Store
+from monitor.feeds.opml import OpmlError, parse_opml
+from monitor.feeds.parse import parse_feed
+from monitor.feeds.schedule import PollPolicy, after_fetch
+from monitor.storage.database import Store
 from monitor.types import FeedSource, FetchResult
 from tests.loopback import LoopbackServer, feed_route
 from tests.feedfarm import Mailbox

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from monitor.schedule import PollPolicy, after_fetch, backoff_interval, is_due, jitter
+from monitor.feeds.schedule import PollPolicy, after_fetch, backoff_interval, is_due, jitter
 from monitor.types import Feed, FetchResult
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)

@@ -1,12 +1,12 @@
-"""Pure text features and pairwise scoring for event clustering (monitor.textfeatures, monitor.similarity)."""
+"""Pure text features and pairwise scoring for event clustering (monitor.events: textfeatures, similarity)."""
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
 
 import pytest
 
-from monitor import similarity as sim
-from monitor import textfeatures as tf
+from monitor.events import similarity as sim
+from monitor.events import textfeatures as tf
 from monitor.types import ClusterDoc
 
 

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from monitor.errors import StorageError
-from monitor.migrations import KNOWN, SCHEMA_VERSION
-from monitor.schedule import PollPolicy, after_fetch
-from monitor.store import iso, open_store
+from monitor.feeds.schedule import PollPolicy, after_fetch
+from monitor.storage.database import iso, open_store
+from monitor.storage.migrations import KNOWN, SCHEMA_VERSION
 from monitor.types import EntryData, FeedSource, FetchResult
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
@@ -31,7 +31,7 @@ def test_migrations_on_empty_database(tmp_path):
 
 def test_migrations_upgrade_an_existing_database_and_keep_data(tmp_path):
     """A database left at the first migration (an older release) is upgraded in place."""
-    from monitor.migrations import migrations
+    from monitor.storage.migrations import migrations
 
     path = tmp_path / "old.db"
     db = sqlite3.connect(path, isolation_level=None)

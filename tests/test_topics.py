@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from monitor.config import TopicSettings
+from monitor.digests.topics import (fts_query, match_clusters, test_topic, topic_summaries, validate_query,
+                                    validate_topics)
 from monitor.errors import ConfigError
-from monitor.store import iso, open_store
-from monitor.topics import (fts_query, match_clusters, test_topic, topic_summaries, validate_query,
-                            validate_topics)
+from monitor.storage.database import iso, open_store
 
 NOW = datetime(2016, 11, 17, 12, 0, tzinfo=timezone.utc)
 

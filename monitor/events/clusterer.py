@@ -6,7 +6,7 @@ Pure and incremental: `Clusterer.assign` takes one entry (in published order), d
 after a restart without deciding again. No I/O, no clock.
 
 How an entry is placed (thresholds are explained where they are defined):
-1. Read and weigh it (monitor.reading, monitor.weighing; ahead of time in another process
+1. Read and weigh it (monitor.events.reading, monitor.events.weighing; ahead of time in another process
    for large runs): lead-weighted terms minus the feed's learned boilerplate, name
    spellings mapped to the ones already in the window, days the text names.
 2. Candidates: entries of the window that share its rarer terms (inverted index).
@@ -29,9 +29,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+from monitor.types import ClusterDoc
+
 from . import similarity as sim
 from .reading import Reading
-from .types import ClusterDoc
 from .weighing import Weigher
 
 # Two shared words are what unrelated headlines share by chance ("fake news", "police

@@ -14,9 +14,10 @@ from typing import Callable, Iterable, Mapping
 
 from rapidfuzz import fuzz, process
 
+from monitor.types import ClusterDoc
+
 from . import textfeatures as tf
 from .reading import TITLE_WEIGHT, Reading, read
-from .types import ClusterDoc
 
 # --- how an entry is read -----------------------------------------------------------------
 # The title and lead carry the event (who, what, where, when); later paragraphs carry
@@ -236,7 +237,7 @@ class NameVariants:
 def extract(doc: ClusterDoc, boilerplate: FeedBoilerplate, reading: Reading | None = None) -> DocFeatures:
     """Read one entry: lead-weighted terms, name terms and stated days, minus feed boilerplate.
 
-    `reading` is the entry's `reading.read` when it was made ahead of time (see readpool).
+    `reading` is the entry's `reading.read` when it was made ahead of time (see weighpool).
     """
     feats = features(doc, reading or read(doc.title, doc.text, doc.outlet), boilerplate)
     if feats is None:  # the text's start did not hold MAX_WORDS words of text: read all of it

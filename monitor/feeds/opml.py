@@ -15,7 +15,7 @@ import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
 from monitor.errors import MonitorError
-from monitor.guard import check_url
+from monitor.feeds.guard import check_url
 from monitor.types import FeedSource
 
 MAX_OPML_BYTES = 20_000_000

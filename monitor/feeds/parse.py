@@ -35,9 +35,10 @@ from typing import Any, Mapping
 
 import feedparser
 
-from .errors import ParseError
+from monitor.errors import ParseError
+from monitor.types import EntryData, ParsedFeed
+
 from .normalize import canonical_url, clean_text, html_to_text, one_line, sanitize_html_with_text, text_to_html, title_text
-from .types import EntryData, ParsedFeed
 
 try:  # fastfeed uses feedparser's internals: a release that moved them is read by feedparser alone
     from . import fastfeed

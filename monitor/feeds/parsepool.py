@@ -13,7 +13,7 @@ other workers go on.
 Why "forkserver": the daemon's main process runs asyncio plus library threads (httpx,
 sqlite, logging); fork() of a multi-threaded process copies locks that other threads may
 hold, and the child can deadlock. The fork server is a small single-threaded process started
-once, with `monitor.parse` (and so feedparser) already imported, so a worker or a
+once, with `monitor.feeds.parse` (and so feedparser) already imported, so a worker or a
 replacement starts quickly, without importing anything again. Where forkserver does not exist, "spawn" is used.
 """
 from __future__ import annotations
@@ -28,15 +28,16 @@ from datetime import datetime
 from multiprocessing.connection import Connection, wait
 from typing import Hashable, Iterable, Iterator, Mapping
 
-from .errors import ParseError
+from monitor.errors import ParseError
+from monitor.types import ParsedFeed
+
 from .parse import MAX_FIELD, parse_feed
-from .types import ParsedFeed
 
 Outcome = ParsedFeed | ParseError
 DEFAULT_PARSE_TIMEOUT = 10.0
 # Imported once in the fork server, so that workers start without importing anything:
-# parsing here, weighing entries for clustering in monitor.readpool.
-FORKSERVER_PRELOAD = ["monitor.parse", "monitor.weighing"]
+# parsing here, weighing entries for clustering in monitor.events.weighpool.
+FORKSERVER_PRELOAD = ["monitor.feeds.parse", "monitor.events.weighing"]
 
 
 def default_context() -> str:

@@ -7,7 +7,7 @@ from the decisions: `Weigher.weigh` turns an entry into the DocFeatures the clus
 decides on, and keeps the statistics of the entries inside the time window.
 
 Because it is separate, a large run can weigh entries in another process, ahead of the
-decisions (monitor.readpool); the weigher's state is handed back when the run ends.
+decisions (monitor.events.weighpool); the weigher's state is handed back when the run ends.
 Pure, no I/O, no clock.
 """
 from __future__ import annotations
@@ -15,9 +15,10 @@ from __future__ import annotations
 import heapq
 import math
 
+from monitor.types import ClusterDoc
+
 from . import similarity as sim
 from .reading import Reading
-from .types import ClusterDoc
 
 
 class Weigher:
@@ -35,7 +36,7 @@ class Weigher:
         self._now = -math.inf
         self._expiry: list[tuple[float, int]] = []  # heap of (published ts, entry id)
         # entry id -> what it added: feed id, sentence keys, headline, terms, name terms (terms are
-        # shared interned objects, so a pickled state holds each term once: see readpool)
+        # shared interned objects, so a pickled state holds each term once: see weighpool)
         self._kept: dict[int, tuple[int, tuple[int, ...], frozenset[str], tuple[str, ...], tuple[str, ...]]]
         self._kept = {}
 

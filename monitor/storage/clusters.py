@@ -1,6 +1,6 @@
 """Cluster tables: apply the clusterer's decisions and read clusters back for people and scripts.
 
-Decisions come from monitor.cluster (pure); this module only stores them and answers
+Decisions come from monitor.events.clusterer (pure); this module only stores them and answers
 queries. Every entry without a membership row is "unclustered": a cycle clusters all of
 them, so an entry stored by a cycle that died before clustering is picked up by the next.
 """
@@ -11,11 +11,11 @@ from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from typing import Iterable, Iterator
 
-from monitor.cluster import Assignment, Clusterer
-from monitor.normalize import clean_headline
-from monitor.readpool import weigh_ahead
-from monitor.topics import fts_query
-from monitor.store import Store, iso, parse_iso
+from monitor.digests.topics import fts_query
+from monitor.events.clusterer import Assignment, Clusterer
+from monitor.events.weighpool import weigh_ahead
+from monitor.feeds.normalize import clean_headline
+from monitor.storage.database import Store, iso, parse_iso
 from monitor.types import ClusterDoc
 
 _DOC_COLUMNS = "e.id, e.feed_id, coalesce(f.title, f.channel_title, f.url), e.title, e.text, e.published"
@@ -47,7 +47,7 @@ def clustered_since(store: Store, since: datetime, before: datetime | None = Non
 
 def warm(clusterer: Clusterer, history: list[tuple[ClusterDoc, int]]) -> set[int]:
     """Give the clusterer stored entries with their clusters (`clustered_since`), without
-    deciding; large runs are weighed ahead in a worker (readpool). Returns the cluster ids."""
+    deciding; large runs are weighed ahead in a worker (weighpool). Returns the cluster ids."""
     ids: set[int] = set()
     for (_, cid), feats in weigh_ahead(clusterer.weigher, history, len(history), lambda row: row[0]):
         clusterer.keep(feats, cid)
@@ -57,7 +57,7 @@ def warm(clusterer: Clusterer, history: list[tuple[ClusterDoc, int]]) -> set[int
 
 def decide(clusterer: Clusterer, docs: list[ClusterDoc]) -> list[tuple[Assignment, ClusterDoc]]:
     """The clusterer's decision for each entry (`unclustered`), in order; large runs are
-    weighed ahead in a worker (readpool)."""
+    weighed ahead in a worker (weighpool)."""
     return [(clusterer.place(feats), doc) for doc, feats in weigh_ahead(clusterer.weigher, docs, len(docs))]
 
 

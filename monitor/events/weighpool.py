@@ -1,8 +1,8 @@
 """Read and weigh entries for clustering ahead of the decisions, in another process.
 
 Clustering decides entries one at a time, in published order. Turning an entry into the
-features it is decided on (monitor.reading: folding, sentences, tokens, terms; then
-monitor.weighing: the feed's boilerplate, name spellings, document frequencies) depends
+features it is decided on (monitor.events.reading: folding, sentences, tokens, terms; then
+monitor.events.weighing: the feed's boilerplate, name spellings, document frequencies) depends
 on the entry and on the stream's statistics, never on the decisions, and it is over half
 of the work. So on a machine with more than one core a large run is weighed by a worker
 process that holds a copy of the clusterer's Weigher, one batch ahead of the decisions.
@@ -28,11 +28,12 @@ from itertools import islice
 from multiprocessing.connection import Connection
 from typing import TypeVar
 
-from .errors import MonitorError
-from .logs import event, get_logger
-from .parsepool import FORKSERVER_PRELOAD, default_context
+from monitor.errors import MonitorError
+from monitor.feeds.parsepool import FORKSERVER_PRELOAD, default_context
+from monitor.logs import event, get_logger
+from monitor.types import ClusterDoc
+
 from .similarity import DocFeatures
-from .types import ClusterDoc
 from .weighing import Weigher
 
 log = get_logger("cluster")

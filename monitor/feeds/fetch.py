@@ -5,7 +5,7 @@ caller records, not an exception that stops the others. `FetchResult.error` code
 
     bad_url             the URL cannot be parsed or has no host
     bad_scheme          not http or https (file:, javascript:, ftp:...), also on a redirect
-    blocked_address     the address guard refused the destination (see monitor.guard)
+    blocked_address     the address guard refused the destination (see monitor.feeds.guard)
     dns_error           the host name does not resolve
     connect_error       the connection was refused or the network is unreachable
     tls_error           TLS handshake or certificate verification failed
@@ -59,7 +59,8 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from monitor import __version__, guard
+from monitor import __version__
+from monitor.feeds import guard
 from monitor.types import FetchResult
 
 log = logging.getLogger(__name__)

@@ -19,11 +19,11 @@ from typing import Callable
 
 from monitor.config import Settings
 from monitor.errors import ParseError
-from monitor.fetch import FetchJob, FetchPolicy, fetch_all
+from monitor.feeds.fetch import FetchJob, FetchPolicy, fetch_all
+from monitor.feeds.parsepool import ParsePool
+from monitor.feeds.schedule import FeedUpdate, PollPolicy, after_fetch
 from monitor.logs import event, get_logger
-from monitor.parsepool import ParsePool
-from monitor.schedule import FeedUpdate, PollPolicy, after_fetch
-from monitor.store import Store
+from monitor.storage.database import Store
 from monitor.types import Feed, FetchResult, ParsedFeed
 
 log = get_logger("poll")

@@ -2,7 +2,7 @@
 
 Folding, cutting out the outlet's name and wire slugs, splitting sentences, tokenising,
 mapping tokens to terms, sentence keys, names and compound names depend on nothing but
-the entry, so they can be done ahead of time and in another process (see readpool).
+the entry, so they can be done ahead of time and in another process (see weighpool).
 What the stream has taught so far (a feed's boilerplate, document frequencies, name
 spellings in the window) is applied afterwards, in order, by `similarity.features`.
 

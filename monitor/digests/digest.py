@@ -1,7 +1,7 @@
 """Topic digests, pure: when a topic is due, what goes in its digest, and the e-mail that carries it.
 
 Records in, decisions and an `EmailMessage` out; no database, no clock, no SMTP. The
-outbox (monitor.outbox) loads the records and stores what this module decides, so the
+outbox (monitor.digests.outbox) loads the records and stores what this module decides, so the
 rules here can be tested from tables.
 
 What a digest holds (design.md, "Digest semantics"): every cluster the topic matched that
@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from monitor.config import TopicSettings
-from monitor.normalize import one_line, safe_url
+from monitor.feeds.normalize import one_line, safe_url
 
 # -- schedules ----------------------------------------------------------------------------
 
@@ -370,7 +370,7 @@ def make_message_id(topic: str, sender: str, token: str | None = None) -> str:
 
 @lru_cache(maxsize=None)
 def _environments() -> tuple[Environment, Environment]:
-    loader = PackageLoader("monitor", "templates")
+    loader = PackageLoader("monitor.digests", "templates")
     html = Environment(loader=loader, autoescape=True, undefined=StrictUndefined, trim_blocks=True,
                        lstrip_blocks=True)
     text = Environment(loader=loader, autoescape=False, undefined=StrictUndefined, trim_blocks=True,

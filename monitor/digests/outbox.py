@@ -2,7 +2,7 @@
 
 Two steps with the database between them, so a crash never loses a digest and a retry
 never changes one:
-1. `create_digests` decides each due topic's digest (monitor.digest), renders it, and
+1. `create_digests` decides each due topic's digest (monitor.digests.digest), renders it, and
    commits the whole message, its items and its recipients in ONE transaction, before
    any SMTP I/O. Those digest_items are the ledger of what a topic has carried.
 2. `send_pending` hands the stored bytes to a transport, oldest first, and records what
@@ -25,14 +25,14 @@ from email.message import EmailMessage
 from typing import Iterable, Sequence
 
 from monitor.config import Settings, TopicSettings
-from monitor.digest import (Candidate, DigestPlan, PriorSend, Report, due_topics, make_message_id, render,
-                            select_items)
+from monitor.digests.digest import (Candidate, DigestPlan, PriorSend, Report, due_topics, make_message_id,
+                                    render, select_items)
+from monitor.digests.mailer import PermanentDeliveryError, Refusal, TemporaryDeliveryError, Transport
+from monitor.digests.topics import OUTLET_SQL
 from monitor.errors import ConfigError
+from monitor.feeds.normalize import one_line
 from monitor.logs import event, get_logger
-from monitor.mailer import PermanentDeliveryError, Refusal, TemporaryDeliveryError, Transport
-from monitor.normalize import one_line
-from monitor.store import Store, iso, parse_iso
-from monitor.topics import OUTLET_SQL
+from monitor.storage.database import Store, iso, parse_iso
 
 log = get_logger("outbox")
 

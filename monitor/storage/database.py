@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from sqlite_utils import Database
 
 from monitor.errors import StorageError
-from monitor.migrations import KNOWN, SCHEMA_VERSION, migrations
+from monitor.storage.migrations import KNOWN, SCHEMA_VERSION, migrations
 from monitor.types import EntryData, Feed, FeedSource
 
 if TYPE_CHECKING:
-    from monitor.schedule import FeedUpdate
+    from monitor.feeds.schedule import FeedUpdate
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes the WAL file is cut back to after a checkpoint

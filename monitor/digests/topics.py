@@ -19,10 +19,10 @@ from functools import lru_cache
 from typing import Iterable, Sequence
 
 from monitor.config import TopicSettings
-from monitor.digest import parse_schedule
+from monitor.digests.digest import parse_schedule
 from monitor.errors import ConfigError
-from monitor.migrations import FTS_TOKENIZE
-from monitor.store import Store, iso, parse_iso
+from monitor.storage.database import Store, iso, parse_iso
+from monitor.storage.migrations import FTS_TOKENIZE
 
 # Control characters never survive normalize.clean_text, so they cannot occur in stored
 # text and are safe as highlight markers.
