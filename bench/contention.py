@@ -3,7 +3,7 @@
 
     python bench/contention.py [--feeds 300] [--seconds 300] [--long-read 240] [--readers 3] [--json]
 
-The scenario of tests/test_reliability_contention.py, for longer: `monitor run` polls
+The scenario of tests/reliability/test_contention.py, for longer: `monitor run` polls
 every feed every 2 s (news published every second) while `--readers` processes loop over
 `clusters list`, `search` and `status`, a thread checks in single read transactions that
 no feed update is ever half visible, `feeds add`, `recluster`, `poll --all` and
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.scenarios import contention_run  # noqa: E402
+from tests.support.scenarios import contention_run  # noqa: E402
 
 
 def main() -> int:

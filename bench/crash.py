@@ -7,7 +7,7 @@
 against a loopback feed farm (new entries published before each start) and an aiosmtpd
 server, and killed with SIGKILL at a chosen stage (fetching, storing, clustering, right
 after clustering, at the SMTP server's "250", at a random moment, the daemon at a random
-moment). After every kill the invariants of tests/reliability.py are checked; at the end
+moment). After every kill the invariants of tests/support/reliability.py are checked; at the end
 a clean poll and send must leave every published entry stored once, every entry
 clustered, every topic match carried by a digest and every digest received.
 Then `--stops` SIGTERMs of `monitor run` at random moments: each must exit 0.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.scenarios import crash_run, sigterm_run  # noqa: E402
+from tests.support.scenarios import crash_run, sigterm_run  # noqa: E402
 
 
 def main() -> int:

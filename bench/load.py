@@ -4,7 +4,7 @@
     python bench/load.py [--feeds 2000] [--failing 0.05] [--hosts 1] [--per-host 2]
                          [--timeout 20s] [--items 10] [--json]
 
-The feeds are served by the loopback FeedFarm of tests/feedfarm.py from `--hosts`
+The feeds are served by the loopback FeedFarm of tests/support/feedfarm.py from `--hosts`
 servers (ports; 1 = every feed on one host, the worst case for the per-host limit), each
 with about `--items` x 1.1 entries of generated news. `--failing` of them are broken in
 six ways, in equal parts: HTTP 500, 404, garbage bytes, a server that never answers
@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.scenarios import load_run  # noqa: E402
+from tests.support.scenarios import load_run  # noqa: E402
 
 
 def main() -> int:

@@ -1,5 +1,5 @@
 """Shared fixtures: a temp working directory, a CLI runner bound to a real SQLite file; and the
-network guard (tests/netguard.py), which fails any test that reaches beyond loopback."""
+network guard (tests/support/netguard.py), which fails any test that reaches beyond loopback."""
 from __future__ import annotations
 
 import json
@@ -11,10 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from monitor.cli import cli
-from tests import netguard
+from tests.support import netguard
 
-DATA = Path(__file__).parent / "data"
-NETGUARD_SITE = Path(__file__).parent / "netguard_site"
+NETGUARD_SITE = Path(netguard.__file__).resolve().parent / "netguard_site"
 
 netguard.install()  # at import, before any test or fixture runs; an audit hook stays for good
 

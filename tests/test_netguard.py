@@ -1,4 +1,4 @@
-"""The suite's network guard (tests/netguard.py): what leaves loopback is refused before the system
+"""The suite's network guard (tests/support/netguard.py): what leaves loopback is refused before the system
 call and recorded, in this process and in child processes, and a recorded violation fails the test.
 
 Each probe uses a socket bound to the loopback device, so that even a broken guard could not send
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests import netguard
+from tests.support import netguard
 
 OFF_MACHINE = "192.0.2.1"  # TEST-NET-1: an address that is not on this machine
 REPO = Path(__file__).resolve().parent.parent
-SITE = Path(__file__).resolve().parent / "netguard_site"
+SITE = Path(netguard.__file__).resolve().parent / "netguard_site"
 
 
 def on_loopback_device(family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM) -> socket.socket:

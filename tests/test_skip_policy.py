@@ -1,4 +1,4 @@
-"""Under CI a skip fails the run unless its reason is allowed (tests/skip_policy.py).
+"""Under CI a skip fails the run unless its reason is allowed (tests/support/skip_policy.py).
 
 Each case runs a small pytest session of its own in a subprocess, with the plugin loaded
 as the project loads it, and reads its exit status and summary.
@@ -37,9 +37,9 @@ def session(tmp_path: Path, *, ci: str | None, allowed: str = "", extra: tuple[s
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     if ci is not None:
         env["CI"] = ci
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.skip_policy", "-p", "no:cacheprovider",
-                           "-rs", *extra, str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.support.skip_policy",
+                           "-p", "no:cacheprovider", "-rs", *extra, str(tmp_path)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_a_skip_under_ci_fails_the_run_and_is_named(tmp_path: Path) -> None:
@@ -79,4 +79,4 @@ def test_the_project_allows_no_skip_on_its_own_machine_kind() -> None:
     """The tools the skipping tests need are on this machine kind, and .ci/run installs them
     where missing: so the project's allow-list is empty, and a skip fails CI."""
     text = (ROOT / "pyproject.toml").read_text()
-    assert "allowed_skips = []" in text and "-p tests.skip_policy" in text
+    assert "allowed_skips = []" in text and "-p tests.support.skip_policy" in text

@@ -1,0 +1,237 @@
+"""The CLI contract: every command present, feeds management end to end, one-line errors."""
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import cli
+from monitor.storage.database import open_store
+from tests.support import DATA
+from tests.support.loopback import LoopbackServer, feed_route, rss, send
+
+REPO = Path(__file__).resolve().parents[2]
+CONTRACT = ["init", "feeds import", "feeds list", "feeds export", "feeds add", "feeds remove", "poll", "run",
+            "recluster", "clusters list", "clusters show", "search", "topics list", "topics test",
+            "digest preview", "digest send", "status"]
+
+
+def test_every_contract_command_has_help(run):
+    top = run("--help").output
+    for command in CONTRACT:
+        group = command.split()[0]
+        assert group in top
+        result = run(*command.split(), "--help")
+        assert "Usage: " in result.output and "Show this message" in result.output
+
+
+def test_init_writes_config_and_database_and_never_overwrites(run, workdir):
+    result = run("init")
+    assert "wrote" in result.output and "schema version" in result.output
+    assert (workdir / "monitor.toml").read_text().startswith("# monitor configuration")
+    assert run.db.exists()
+    (workdir / "monitor.toml").write_text("# mine\n")
+    assert "kept existing" in run("init").output
+    assert (workdir / "monitor.toml").read_text() == "# mine\n"
+
+
+def test_feeds_import_list_export_round_trip(run, workdir):
+    out = run("feeds", "import", str(DATA / "opml_nested.opml"))
+    assert "added 4, updated 0, unchanged 0, rejected 7" in out.stdout
+    assert "file:///etc/passwd" in out.stderr and "javascript:alert(1)" in out.stderr
+    assert "added 0, updated 0, unchanged 4, rejected 7" in run("feeds", "import", str(DATA / "opml_nested.opml")).stdout
+    feeds = run.json("feeds", "list")
+    assert [f["url"] for f in feeds] == ["http://loose.example/atom.xml", "https://tagged.example/rss",
+                                         "https://wire-one.example/rss", "https://tehran-daily.example/feed"]
+    first = feeds[2]
+    assert set(first) == {"url", "title", "category", "last_polled", "last_status", "last_error", "last_warning",
+                          "error_count", "next_poll", "disabled", "entries"}
+    assert first["title"] == "Wire One" and first["category"] == "World" and first["entries"] == 0
+    run("feeds", "export", "-o", str(workdir / "out.opml"))
+    other = workdir / "other.db"
+    result = run.runner.invoke(cli, ["--db", str(other), "feeds", "import", str(workdir / "out.opml")])
+    assert "added 4, updated 0, unchanged 0, rejected 0" in result.stdout
+    again = run.runner.invoke(cli, ["--db", str(other), "feeds", "list", "--json"])
+    assert again.stdout == run("feeds", "list", "--json").stdout
+    table = run("feeds", "list").stdout
+    assert "Tehran Daily" in table and "4 feeds" in table
+
+
+def test_feeds_add_remove(run):
+    assert "added https://x.example/rss" in run("feeds", "add", "https://x.example/rss", "--title", "X").stdout
+    assert "exists" in run("feeds", "add", "https://x.example/rss").stdout
+    assert "removed" in run("feeds", "remove", "https://x.example/rss").stdout
+    assert run.json("feeds", "list")[0]["disabled"] is True
+    assert "enabled" in run("feeds", "add", "https://x.example/rss").stdout
+    bad = run("feeds", "remove", "https://nope.example/", ok=False)
+    assert bad.exit_code == 1 and "no active feed" in bad.stderr
+    for url in ("file:///etc/passwd", "javascript:alert(1)", "|cmd", "exec:ls"):
+        result = run("feeds", "add", url, ok=False)
+        assert result.exit_code == 1 and "refused feed URL" in result.stderr
+    assert len(run.json("feeds", "list")) == 1
+
+
+def test_bad_config_is_one_line_with_exit_78(run):
+    run.config.write_text('[polling]\ninterval = "soon"\n')
+    result = run("feeds", "list", ok=False)
+    assert result.exit_code == 78
+    assert result.stderr.strip().count("\n") == 0
+    assert "polling.interval: bad duration 'soon'" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+
+
+def test_unknown_key_is_named(run):
+    run.config.write_text('[smtp]\nhots = "mail"\n')
+    result = run("feeds", "add", "https://x.example/", ok=False)
+    assert result.exit_code == 78 and "smtp.hots: unknown key" in result.stderr
+
+
+def test_unusable_database_is_one_line_with_exit_74(run):
+    run.db.write_bytes(b"garbage" * 1000)
+    result = run("feeds", "list", ok=False)
+    assert result.exit_code == 74 and "not a usable monitor database" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def newer_database(path: Path) -> None:
+    """A database as a later release leaves it: one more migration applied (the version check reads
+    the applied migrations' names) and the table that migration made."""
+    open_store(str(path)).close()
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("BEGIN")
+        db.execute("CREATE TABLE m999_things (id INTEGER PRIMARY KEY)")
+        db.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at)"
+                   " VALUES ('monitor', 'm999_future', '2030-01-01')")
+        db.execute("COMMIT")
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int] | None]:
+    """Every entry of the folder (the database, any -wal or -shm, a maildir...): files with their
+    bytes and modification time."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) if p.is_file() else None for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("command", [["poll"], ["clusters", "list"], ["run"]], ids=" ".join)
+def test_a_database_from_a_newer_version_is_refused_and_left_untouched(workdir, command):
+    """README: a database newer than this code makes `poll`, `clusters list` and `monitor run` exit 74
+    with one line, and the file is left byte for byte as it was (no -wal or -shm left behind either).
+
+    There is a feed due and a feeds.opml to sync, so any command that went on would write."""
+    server = LoopbackServer()
+    try:
+        server.routes["/f.xml"] = feed_route(rss([{"title": "Kept out", "guid": "g1"}]))
+        (workdir / "monitor.toml").write_text(f'[polling]\nallow_hosts = ["127.0.0.1:{server.port}"]\n'
+                                              'parse_workers = 1\n')
+        (workdir / "feeds.opml").write_text(f'<opml version="2.0"><body><outline type="rss" text="F"'
+                                            f' xmlUrl="{server.url("/f.xml")}"/></body></opml>')
+        db = workdir / "monitor.db"
+        with open_store(str(db)) as store:
+            store.db.execute("INSERT INTO feeds (url, title, added) VALUES (?, 'F', '2026-01-01T00:00:00+00:00')",
+                             [server.url("/f.xml")])
+        newer_database(db)
+        before = snapshot(workdir)
+        # `run` would be a daemon if it went on: the timeout (far above a start-up) ends that as a failure.
+        proc = subprocess.run([sys.executable, "-m", "monitor", "--db", str(db), "--config", "monitor.toml",
+                               *command], capture_output=True, text=True, cwd=workdir, timeout=120, check=False)
+        assert proc.returncode == 74, proc.stderr
+        [line] = proc.stderr.splitlines()
+        assert line.startswith(f"monitor: error: database {db} was written by a newer monitor")
+        assert line.endswith("upgrade monitor") and proc.stdout == ""
+        assert snapshot(workdir) == before
+        assert server.requests == []
+    finally:
+        server.close()
+
+
+def test_a_feed_gone_410_is_disabled_until_feeds_add_enables_it_again(run):
+    """README: 410 disables the feed (`feeds add URL` re-enables it). Disabled, it is not fetched even
+    by `poll --all`; re-enabled, the next plain `poll` fetches it and stores its entries."""
+    server = LoopbackServer()
+    served = feed_route(rss([{"title": "Back online", "guid": "b1"}, {"title": "Second story", "guid": "b2"}]))
+    state = {"gone": True}
+
+    def route(h: BaseHTTPRequestHandler) -> None:
+        if state["gone"]:
+            send(h, 410, b"gone", "text/plain")
+        else:
+            served(h)
+
+    server.routes["/f.xml"] = route
+    url = server.url("/f.xml")
+    try:
+        run.config.write_text(f'[polling]\nallow_hosts = ["127.0.0.1:{server.port}"]\nparse_workers = 1\n')
+        run("feeds", "add", url)
+        run("poll")
+        [feed] = run.json("feeds", "list")
+        assert (feed["disabled"], feed["last_status"], feed["last_error"], feed["entries"]) == (True, 410, "gone", 0)
+        assert len(server.requests) == 1
+
+        state["gone"] = False  # the publisher brings the feed back
+        run("poll", "--all")
+        assert len(server.requests) == 1  # disabled: not fetched, not even by --all
+        assert run.json("feeds", "list")[0]["disabled"] is True
+
+        assert run("feeds", "add", url).stdout.strip() == f"enabled {url}"
+        assert run.json("feeds", "list")[0]["disabled"] is False
+        assert "1 fetched" in run("poll").stdout  # due at once, without --all
+        assert len(server.requests) == 2
+        [feed] = run.json("feeds", "list")
+        assert (feed["disabled"], feed["last_status"], feed["last_error"], feed["error_count"], feed["entries"]) == \
+            (False, 200, None, 0, 2)
+        stored = run.json("clusters", "list", "--since", "all")
+        assert sorted(e["guid"] for c in stored for e in c["entries"]) == ["b1", "b2"]
+    finally:
+        server.close()
+
+
+def test_missing_database_for_readers(run):
+    result = run("feeds", "list", ok=False)
+    assert result.exit_code == 74 and "no database" in result.stderr
+    assert not run.db.exists()
+
+
+def test_malformed_opml_is_one_line(run, workdir):
+    (workdir / "bad.opml").write_text("<opml><body><outline")
+    result = run("feeds", "import", str(workdir / "bad.opml"), ok=False)
+    assert result.exit_code == 1 and "malformed OPML" in result.stderr
+    missing = run("feeds", "import", str(workdir / "absent.opml"), ok=False)
+    assert missing.exit_code == 1 and "cannot read" in missing.stderr
+
+
+def test_repo_feeds_opml_has_real_outlets_in_categories(run):
+    out = run("feeds", "import", str(REPO / "feeds.opml")).stdout
+    feeds = run.json("feeds", "list")
+    assert "rejected 0" in out and len(feeds) >= 40
+    categories = {f["category"].split("/")[0] for f in feeds}
+    assert {"World and regional news", "Iran, Caucasus and Middle East", "Technology and platform policy",
+            "Digital rights"} <= categories
+    assert all(f["url"].startswith("https://") for f in feeds)
+
+
+def test_python_dash_m_works(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "monitor", "--db", str(tmp_path / "x.db"), "feeds", "list"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 74 and proc.stderr.startswith("monitor: error: no database")
+
+
+def test_readme_documents_every_command_and_config_key():
+    readme = (REPO / "README.md").read_text()
+    for command in CONTRACT:
+        assert f"monitor {command}" in readme, command
+    from dataclasses import fields
+
+    from monitor.config import Settings
+
+    for section in fields(Settings):
+        if section.name in ("topics", "config_path"):
+            continue
+        inner = getattr(Settings(), section.name)
+        names = [f.name for f in fields(inner)] if hasattr(inner, "__dataclass_fields__") else [None]
+        for name in names:
+            key = section.name if name is None else f"{section.name}.{'from' if name == 'sender' else name}"
+            assert f"`{key}`" in readme, key

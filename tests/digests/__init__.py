@@ -1,0 +1,1 @@
+"""Tests of monitor.digests: topics, the digest builder, the outbox, mail transports."""

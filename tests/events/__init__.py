@@ -1,0 +1,1 @@
+"""Tests of monitor.events: reading, weighing, similarity, the clusterer, the weighing pool."""

@@ -1,0 +1,158 @@
+"""Weighing entries ahead in a worker process (monitor.events: weighpool, weighing, reading).
+
+What must hold: features weighed in another process are exactly the features weighed here
+(sentence keys included: str hashes differ between processes, the keys must not), they come
+back in the entries' order, clustering with them decides exactly as without, and afterwards
+the clusterer's statistics are the ones it would have had weighing every entry itself, even
+when the worker was killed halfway.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from monitor.events import reading, weighpool
+from monitor.events.clusterer import ClusterConfig, Clusterer
+from monitor.events.weighing import Weigher
+from tests.support.corpus import DOCS
+
+# Non-ASCII text (the lead and tail readings of a sentence differ), a long text cut at
+# BODY_CHARS, an outlet named in the text, boilerplate: every branch of a reading.
+EXTRA = [
+    replace(DOCS[0], entry_id=10_001, title="İSTANBUL: Kılıçdaroğlu meets Erdoğan – Ankara Wire",
+            text="İSTANBUL — Kılıçdaroğlu met Erdoğan on Monday. Ankara Wire reports. Встреча в Анкаре. " * 3),
+    replace(DOCS[1], entry_id=10_002, text=("Police said the fire began at 3 a.m. on March 4. " * 120)),
+]
+# A short window, so that entries leave the statistics during the run too.
+WINDOW = timedelta(days=2)
+
+
+def docs() -> list:
+    return sorted([*DOCS, *EXTRA], key=lambda d: (d.published, d.entry_id))
+
+
+def decided_on(f) -> tuple:
+    """Everything of weighed features that a decision reads (the vector in its order)."""
+    return (f.entry_id, f.feed_id, f.ts, list(f.vec.items()), f.lead_terms, f.lead_only, f.days,
+            f.content_words, f.fingerprint)
+
+
+def state(w: Weigher) -> tuple:
+    return (dict(w.df.df), w.df.n, {f: dict(k) for f, k in w.boilerplate._seen.items()}, w.names._buckets,
+            w._kept, sorted(w._expiry), w._now)
+
+
+@pytest.fixture
+def pooled(monkeypatch):
+    monkeypatch.setattr(weighpool, "MIN_PARALLEL", 1)
+    monkeypatch.setattr(weighpool, "BATCH", 7)  # several batches
+
+
+def test_sentence_key_is_the_same_in_every_process():
+    # a fixed value: a hash() based key would change with PYTHONHASHSEED
+    assert reading.sentence_key(["police", "said", "fire"], frozenset()) == reading.sentence_key(
+        ["police", "said", "fire"], frozenset())
+    assert reading.sentence_key(["police", "said", "fire"], frozenset()) == 4014310636184710583
+    assert reading.sentence_key(["posted", "3", "hours", "ago"], frozenset()) == reading.sentence_key(
+        ["posted", "5", "hours", "ago"], frozenset())
+    assert reading.sentence_key(["alone"], frozenset()) is None
+
+
+def test_features_from_the_worker_equal_features_made_here_in_order(pooled):
+    items = docs()
+    here = Weigher(WINDOW.total_seconds())
+    expected = [decided_on(here.weigh(d)) for d in items]
+    there = Weigher(WINDOW.total_seconds())
+    got = list(weighpool.weigh_ahead(there, items, len(items), workers=1))
+    assert [doc.entry_id for doc, _ in got] == [d.entry_id for d in items]
+    assert [decided_on(f) for _, f in got] == expected
+    assert state(there) == state(here)  # the worker's statistics came back
+    assert here.entries < len(items)  # entries left the window during the run
+    assert any(not f.lead_only for _, f in got) and any(f.days for _, f in got)
+
+
+def test_clustering_with_features_from_the_worker_decides_as_without(pooled):
+    items = docs()
+    config = ClusterConfig(window=WINDOW)
+    inline = Clusterer(config)
+    expected = [inline.assign(d) for d in items]
+    mixed = Clusterer(config)
+    half = len(items) // 2
+    got = [mixed.place(f) for _, f in weighpool.weigh_ahead(mixed.weigher, items[:half], half, workers=1)]
+    got += [mixed.assign(d) for d in items[half:]]  # and on here, with the statistics handed back
+    assert got == expected
+    assert len({a.cluster_id for a in got}) < len(got)  # it did cluster
+
+
+def test_warming_with_features_from_the_worker_is_warming_here(pooled):
+    items = docs()
+    config = ClusterConfig(window=WINDOW)
+    rows = [(d, i % 5 + 1) for i, d in enumerate(items)]
+    here, there = Clusterer(config), Clusterer(config)
+    for doc, cid in rows:
+        here.warm(doc, cid)
+    for (doc, cid), f in weighpool.weigh_ahead(there.weigher, rows, len(rows), lambda row: row[0], workers=1):
+        there.keep(f, cid)
+    new = replace(DOCS[2], entry_id=20_000, published=items[-1].published)
+    assert there.assign(new) == here.assign(new)
+    assert state(there.weigher) == state(here.weigher)
+
+
+def test_small_runs_are_weighed_here_without_a_worker(monkeypatch):
+    def no_worker(*args, **kwargs):
+        raise AssertionError("a worker was started for a small run")
+
+    monkeypatch.setattr(weighpool, "_Worker", no_worker)
+    w = Weigher(WINDOW.total_seconds())
+    got = list(weighpool.weigh_ahead(w, DOCS, len(DOCS)))
+    assert len(got) == len(DOCS) < weighpool.MIN_PARALLEL
+    assert w.entries > 0 and got[0][1].vec
+
+
+def kill_after_first(monkeypatch) -> list:
+    workers = []
+    real = weighpool._Worker
+
+    def capture(weigher):
+        workers.append(real(weigher))
+        return workers[-1]
+
+    monkeypatch.setattr(weighpool, "_Worker", capture)
+    return workers
+
+
+def test_a_killed_worker_costs_nothing_but_time(pooled, monkeypatch):
+    workers = kill_after_first(monkeypatch)
+    items = docs()
+    here = Weigher(WINDOW.total_seconds())
+    expected = [decided_on(here.weigh(d)) for d in items]
+    there = Weigher(WINDOW.total_seconds())
+    got = []
+    for n, (doc, f) in enumerate(weighpool.weigh_ahead(there, items, len(items), workers=1)):
+        got.append(decided_on(f))
+        if n == 10:  # in the second batch: the first was weighed there, the rest must be here
+            os.kill(workers[0].proc.pid, signal.SIGKILL)
+    assert got == expected
+    assert state(there) == state(here)
+    assert not workers[0].proc.is_alive()
+
+
+def test_a_killed_worker_under_a_stream_is_a_clear_error(pooled, monkeypatch):
+    workers = kill_after_first(monkeypatch)
+    items = docs()
+    stream = (d for d in items)  # what was weighed cannot be weighed again
+    with pytest.raises(weighpool.WorkerLost, match=r"died after \d+ entries"):
+        weighed = weighpool.weigh_ahead(Weigher(WINDOW.total_seconds()), stream, len(items), workers=1)
+        for n, _ in enumerate(weighed):
+            if n == 10:
+                os.kill(workers[0].proc.pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("cores,expected", [(1, 0), (2, 1), (8, 1)])
+def test_a_worker_only_beside_the_core_that_decides(monkeypatch, cores, expected):
+    monkeypatch.setattr(weighpool.os, "cpu_count", lambda: cores)
+    assert weighpool.workers_available() == expected

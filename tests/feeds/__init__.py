@@ -1,0 +1,1 @@
+"""Tests of monitor.feeds: fetching, the address guard, parsing, normalisation, OPML, poll scheduling."""

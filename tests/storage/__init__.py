@@ -1,0 +1,1 @@
+"""Tests of monitor.storage: the database, its migrations and its table families."""
