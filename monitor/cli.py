@@ -9,7 +9,8 @@ import functools
 import json
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -72,7 +73,8 @@ def with_monitor(create: bool = False) -> Callable:
 
 @click.group(cls=MonitorGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", metavar="PATH", help="SQLite database (env MONITOR_DB; default: monitor.db).")
-@click.option("--config", metavar="PATH", help="Config file (env MONITOR_CONFIG; default: ./monitor.toml if present).")
+@click.option("--config", metavar="PATH",
+              help="Config file (env MONITOR_CONFIG; default: ./monitor.toml if present).")
 @click.version_option(__version__, prog_name="monitor")
 @click.pass_context
 def cli(ctx: click.Context, db: str | None, config: str | None) -> None:
@@ -129,10 +131,11 @@ def feeds_list(mon: Monitor, as_json: bool) -> None:
     for r in records:
         state = "disabled" if r["disabled"] else (r["last_error"] or ("ok" if r["last_status"] else "new"))
         rows.append([r["title"] or "-", r["category"] or "-", state, r["error_count"],
-                     ago(parse_iso(r["last_polled"]), now), ago(parse_iso(r["next_poll"]), now) if not r["disabled"]
-                     else "-", r["entries"], r["url"]])
-    click.echo(table(["outlet", "category", "state", "errors", "polled", "next", "entries", "url"], rows, flex=7,
-                     caps={0: 28, 1: 24, 2: 16}))
+                     ago(parse_iso(r["last_polled"]), now),
+                     ago(parse_iso(r["next_poll"]), now) if not r["disabled"] else "-",
+                     r["entries"], r["url"]])
+    click.echo(table(["outlet", "category", "state", "errors", "polled", "next", "entries", "url"], rows,
+                     flex=7, caps={0: 28, 1: 24, 2: 16}))
     click.echo(f"{len(records)} feeds")
 
 
@@ -229,7 +232,8 @@ def run(mon: Monitor) -> None:
 
 
 @cli.command()
-@click.option("--since", default="all", show_default=True, help="Rebuild entries published since (e.g. 30d, all).")
+@click.option("--since", default="all", show_default=True,
+              help="Rebuild entries published since (e.g. 30d, all).")
 @with_monitor(create=True)
 def recluster(mon: Monitor, since: str) -> None:
     """Rebuild cluster assignments (after a configuration change).
@@ -253,8 +257,10 @@ def clusters() -> None:
 @clusters.command("list")
 @click.option("--since", default="7d", show_default=True, help="Last activity within (24h, 7d, all).")
 @click.option("--topic", help="Only clusters matching this topic.")
-@click.option("--min-size", type=click.IntRange(min=1), default=1, show_default=True, help="At least N entries.")
-@click.option("--min-outlets", type=click.IntRange(min=1), default=1, show_default=True, help="At least N outlets.")
+@click.option("--min-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="At least N entries.")
+@click.option("--min-outlets", type=click.IntRange(min=1), default=1, show_default=True,
+              help="At least N outlets.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many clusters.")
 @json_option
 @with_monitor()
@@ -266,8 +272,8 @@ def clusters_list(mon: Monitor, since: str, topic: str | None, min_size: int, mi
         emit_json(records)
         return
     now = mon.clock()
-    rows = [[c["id"], len(c["outlets"]), c["size"], ago(parse_iso(c["last_activity"]), now), ",".join(c["topics"]),
-             c["title"]] for c in records]
+    rows = [[c["id"], len(c["outlets"]), c["size"], ago(parse_iso(c["last_activity"]), now),
+             ",".join(c["topics"]), c["title"]] for c in records]
     click.echo(table(["id", "outlets", "size", "active", "topics", "headline"], rows, flex=5))
     click.echo(f"{len(records)} clusters")
 
@@ -286,9 +292,11 @@ def clusters_show(mon: Monitor, cluster_id: int, as_json: bool) -> None:
         click.echo(f"cluster {cluster_id} was merged into cluster {c['id']}\n")
     click.echo(f"cluster {c['id']}: {c['title']}")
     click.echo(f"{c['size']} reports from {len(c['outlets'])} outlets, "
-               f"first {short_time(parse_iso(c['first_published']))}, last {short_time(parse_iso(c['last_published']))}")
+               f"first {short_time(parse_iso(c['first_published']))}, "
+               f"last {short_time(parse_iso(c['last_published']))}")
     if c["topics"]:
-        click.echo("topics: " + ", ".join(f"{t['topic']} ({', '.join(t['terms'])})" for t in c["topic_matches"]))
+        click.echo("topics: " + ", ".join(f"{t['topic']} ({', '.join(t['terms'])})"
+                                          for t in c["topic_matches"]))
     if c["merged_from"]:
         click.echo("merged from: " + ", ".join(str(i) for i in c["merged_from"]))
     click.echo("\ntimeline:")
@@ -351,8 +359,9 @@ def topics_list(mon: Monitor, as_json: bool) -> None:
         emit_json(records)
         return
     now = mon.clock()
-    rows = [[r["name"], r["schedule"], len(r["recipients"]), r["matches"], ago(parse_iso(r["last_matched"]), now),
-             ago(parse_iso(r["last_digest"]), now), r["pending"], r["query"]] for r in records]
+    rows = [[r["name"], r["schedule"], len(r["recipients"]), r["matches"],
+             ago(parse_iso(r["last_matched"]), now), ago(parse_iso(r["last_digest"]), now), r["pending"],
+             r["query"]] for r in records]
     click.echo(table(["topic", "schedule", "recipients", "matches", "matched", "digest", "pending", "query"],
                      rows, flex=7))
     click.echo(f"{len(records)} topics")
@@ -395,7 +404,8 @@ def digest_preview(mon: Monitor, topic: str | None, as_json: bool) -> None:
                                "text": d.message.get_body(("plain",)).get_content()} for d in drafts],
                    "outbox": [{"id": q.id, "topic": q.topic, "subject": q.subject, "status": q.status,
                                "attempts": q.attempts, "last_error": q.last_error,
-                               "next_attempt": iso(q.next_attempt), "recipients": q.recipients} for q in queued]})
+                               "next_attempt": iso(q.next_attempt), "recipients": q.recipients}
+                              for q in queued]})
         return
     if not drafts:
         click.echo("nothing to send now")
@@ -413,8 +423,8 @@ def digest_preview(mon: Monitor, topic: str | None, as_json: bool) -> None:
 def digest_send(mon: Monitor, topic: str | None) -> None:
     """Send what is due now (and retry what waits in the outbox)."""
     created, report = mon.send_digests(topic)
-    click.echo(f"queued {len(created)} digests; sent {report.count('sent')}, deferred {report.count('pending')}, "
-               f"failed {report.count('failed')}")
+    click.echo(f"queued {len(created)} digests; sent {report.count('sent')}, "
+               f"deferred {report.count('pending')}, failed {report.count('failed')}")
     for o in report.outcomes:
         if o.status != "sent" or o.refused:
             detail = o.error or "; ".join(f"{r}: {e}" for r, e in o.refused.items())
@@ -435,16 +445,19 @@ def status(mon: Monitor, as_json: bool) -> None:
     now = mon.clock()
     f, db, sched = st["feeds"], st["database"], st["scheduler"]
     lines = [
-        ("feeds", f"{f['active']} active ({f['ok']} ok, {f['failing']} failing, {f['never_polled']} never polled, "
-                  f"{f['due_now']} due now), {f['disabled']} disabled"),
+        ("feeds", f"{f['active']} active ({f['ok']} ok, {f['failing']} failing, "
+                  f"{f['never_polled']} never polled, {f['due_now']} due now), {f['disabled']} disabled"),
         ("last poll", ago(parse_iso(st["last_poll"]), now)),
         ("next poll", ago(parse_iso(st["next_poll"]), now)),
         ("entries", f"{st['entries']['total']} stored, {st['entries']['last_24h']} in the last 24h"),
-        ("clusters", f"{st['clusters']['total']} events, {st['clusters']['active_24h']} active in the last 24h"),
-        ("outbox", f"{st['outbox']['pending']} pending, {st['outbox']['failed']} failed, {st['outbox']['sent']} sent"),
+        ("clusters", f"{st['clusters']['total']} events, "
+                     f"{st['clusters']['active_24h']} active in the last 24h"),
+        ("outbox", f"{st['outbox']['pending']} pending, {st['outbox']['failed']} failed, "
+                   f"{st['outbox']['sent']} sent"),
         ("database", f"{db['path']} ({db['bytes'] / 1e6:.1f} MB, schema {db['schema_version']})"),
-        ("scheduler", f"{sched['state']}" + (f", pid {sched['pid']}, heartbeat {ago(parse_iso(sched['heartbeat']), now)}"
-                                             if sched["heartbeat"] else "")),
+        ("scheduler", f"{sched['state']}"
+                      + (f", pid {sched['pid']}, heartbeat {ago(parse_iso(sched['heartbeat']), now)}"
+                         if sched["heartbeat"] else "")),
     ]
     click.echo("\n".join(f"{k:<10} {v}" for k, v in lines))
 

@@ -176,7 +176,7 @@ def _section(cls: type, data: Any, prefix: str, renames: dict[str, str] | None =
         if f.name in ("max_age", "entries"):
             values[name] = parse_duration(value, key)
             continue
-        default = f.default if f.default_factory is MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default_factory is MISSING else f.default_factory()
         values[name] = _coerce(key, value, default, f.metadata.get("kind"))
     return cls(**values)
 
@@ -205,12 +205,14 @@ def _topic(data: Any, index: int) -> TopicSettings:
     if not isinstance(query, str) or not query.strip():
         raise ConfigError(f"{prefix}.query: expected a non-empty FTS5 query string")
     recipients = data.get("recipients", [])
-    if not isinstance(recipients, list) or not all(isinstance(r, str) and _EMAIL.match(r) for r in recipients):
+    if not isinstance(recipients, list) or not all(isinstance(r, str) and _EMAIL.match(r)
+                                                   for r in recipients):
         raise ConfigError(f"{prefix}.recipients: expected a list of e-mail addresses, got {recipients!r}")
     schedule = data.get("schedule", TopicSettings.schedule)
     if not isinstance(schedule, str) or not _SCHEDULE.match(schedule.strip()):
         raise ConfigError(
-            f"{prefix}.schedule: {schedule!r} is not 'immediate', 'hourly', 'daily HH:MM' or a 5-field cron expression"
+            f"{prefix}.schedule: {schedule!r} is not 'immediate', 'hourly', 'daily HH:MM'"
+            " or a 5-field cron expression"
         )
     title = data.get("title", "")
     if not isinstance(title, str):
@@ -248,7 +250,8 @@ def settings_from_dict(data: dict[str, Any], config_path: str | None = None) -> 
             values["topics"] = topics
         else:
             raise ConfigError(
-                f"{key}: unknown key (known: database, feeds, busy_timeout, polling, clustering, smtp, digest, log, retention, topics)")
+                f"{key}: unknown key (known: database, feeds, busy_timeout, polling, clustering, smtp,"
+                " digest, log, retention, topics)")
     settings = Settings(**values, config_path=config_path)
     _check(settings)
     return settings
@@ -307,7 +310,8 @@ def load_settings(config_option: str | None = None, db_option: str | None = None
                 data = tomllib.load(fh)
         except FileNotFoundError:
             if explicit or required:
-                raise ConfigError(f"config file {path} does not exist (run `monitor init` to write one)") from None
+                raise ConfigError(
+                    f"config file {path} does not exist (run `monitor init` to write one)") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         except OSError as exc:
@@ -385,4 +389,4 @@ EXAMPLE_CONFIG = """\
 # recipients = ["desk@example.org"]
 # schedule = "daily 07:00"         # or "hourly", "immediate", or a 5-field cron expression
 # min_outlets = 1
-"""
+"""  # noqa: E501 (the sample file is written out as is; its comments line up)

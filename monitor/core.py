@@ -4,11 +4,10 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
-from monitor.config import EXAMPLE_CONFIG, Settings, load_settings, parse_duration
+from monitor.config import EXAMPLE_CONFIG, Settings, TopicSettings, load_settings, parse_duration
 from monitor.digests import mailer, outbox, topics
 from monitor.errors import ConfigError, MonitorError, StorageError
 from monitor.events.clusterer import ClusterConfig, Clusterer, collection_paused
@@ -24,7 +23,7 @@ Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Monitor:
@@ -41,7 +40,7 @@ class Monitor:
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> "Monitor":
+    def __enter__(self) -> Monitor:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -108,15 +107,18 @@ class Monitor:
                           "never_polled": sum(1 for f in active if f.last_polled is None),
                           "due_now": sum(1 for f in active if is_due(f, now))},
                 "last_poll": last[0]["finished"] if last else None,
-                "last_cycle": ({k: last[0][k] for k in ("started", "finished", "feeds", "fetched", "not_modified",
-                                                        "failed", "new_entries", "updated_entries", "error")}
+                "last_cycle": ({k: last[0][k] for k in ("started", "finished", "feeds", "fetched",
+                                                        "not_modified", "failed", "new_entries",
+                                                        "updated_entries", "error")}
                                if last else None),
                 "next_poll": iso(min((f.next_poll or now for f in active), default=None)),
                 "entries": {"total": st.scalar("SELECT count(*) FROM entries"),
-                            "last_24h": st.scalar("SELECT count(*) FROM entries WHERE first_seen >= ?", [day_ago])},
+                            "last_24h": st.scalar("SELECT count(*) FROM entries WHERE first_seen >= ?",
+                                                  [day_ago])},
                 "clusters": {"total": st.scalar("SELECT count(*) FROM clusters WHERE merged_into IS NULL"),
-                             "active_24h": st.scalar("SELECT count(*) FROM clusters WHERE merged_into IS NULL "
-                                                     "AND last_activity >= ?", [day_ago])},
+                             "active_24h": st.scalar("SELECT count(*) FROM clusters"
+                                                     " WHERE merged_into IS NULL AND last_activity >= ?",
+                                                     [day_ago])},
                 "outbox": {"pending": outbox.get("pending", 0), "failed": outbox.get("failed", 0),
                            "sent": outbox.get("sent", 0)},
                 "scheduler": {"state": service.get("state", "never started"), "pid": _int(service.get("pid")),
@@ -159,7 +161,7 @@ class Monitor:
 
     # -- topics and digests ------------------------------------------------------------------
 
-    def topic(self, name: str):
+    def topic(self, name: str) -> TopicSettings:
         for t in self.settings.topics:
             if t.name == name:
                 return t
@@ -183,7 +185,7 @@ class Monitor:
             self._transport = mailer.transport_for(self.settings)
         return self._transport
 
-    def send_digests(self, topic: str | None = None):
+    def send_digests(self, topic: str | None = None) -> tuple[list[int], outbox.SendReport]:
         """Queue the digests that are due (committed before any SMTP I/O), then send the outbox."""
         if topic:
             self.topic(topic)
@@ -197,7 +199,8 @@ class Monitor:
         return ClusterConfig(window=timedelta(seconds=self.settings.clustering.window))
 
     def _mark(self) -> tuple:
-        return (self.store.scalar("SELECT count(*) FROM memberships"), self.store.scalar("SELECT max(id) FROM clusters"),
+        return (self.store.scalar("SELECT count(*) FROM memberships"),
+                self.store.scalar("SELECT max(id) FROM clusters"),
                 self.store.scalar("SELECT count(*) FROM cluster_merges"))
 
     def _clusterer_for(self, docs: list) -> Clusterer:
@@ -249,11 +252,12 @@ class Monitor:
         self._clusterer = None
         self.store.index_pending_text()
         with collection_paused():
-            return clusters.rebuild(self.store, lambda first: Clusterer(self.cluster_config(), next_cluster_id=first),
+            return clusters.rebuild(self.store,
+                                    lambda first: Clusterer(self.cluster_config(), next_cluster_id=first),
                                     cutoff, self.clock())
 
-    def clusters(self, *, since: str = "7d", topic: str | None = None, min_size: int = 1, min_outlets: int = 1,
-                 limit: int | None = None) -> list[dict]:
+    def clusters(self, *, since: str = "7d", topic: str | None = None, min_size: int = 1,
+                 min_outlets: int = 1, limit: int | None = None) -> list[dict]:
         cutoff = None if since == "all" else self.clock() - timedelta(seconds=self._since(since))
         if topic and topic not in {t.name for t in self.settings.topics}:
             raise MonitorError(f"unknown topic {topic!r} (configured: "

@@ -16,7 +16,7 @@ import signal
 import socket
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.events import EVENT_SCHEDULER_STARTED
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -80,7 +80,7 @@ class Daemon:
         # a deadline, every parse a budget and every lock wait a busy timeout.
         self.stall_seconds = 2 * s.polling.timeout + s.polling.parse_timeout + s.busy_timeout + 120
         self.scheduler = BlockingScheduler(
-            timezone=timezone.utc, executors={"default": ThreadPoolExecutor(max_workers=3)},
+            timezone=UTC, executors={"default": ThreadPoolExecutor(max_workers=3)},
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": int(self.tick * 4)})
 
     # -- jobs -------------------------------------------------------------------------------
@@ -137,8 +137,8 @@ class Daemon:
             return
         for o in report.outcomes:
             level = logging.INFO if o.status == "sent" else logging.WARNING
-            event(log, "digest_" + o.status, level, topic=o.topic, digest=o.digest_id, message_id=o.message_id,
-                  accepted=len(o.accepted), refused=len(o.refused), error=o.error)
+            event(log, "digest_" + o.status, level, topic=o.topic, digest=o.digest_id,
+                  message_id=o.message_id, accepted=len(o.accepted), refused=len(o.refused), error=o.error)
         if created and not report.outcomes:
             event(log, "digests_queued", count=len(created))
 
@@ -149,7 +149,8 @@ class Daemon:
         if self.healthy():
             notify("WATCHDOG=1")
         else:
-            event(log, "watchdog_withheld", logging.ERROR, stalled_seconds=int(time.monotonic() - self.last_progress))
+            event(log, "watchdog_withheld", logging.ERROR,
+                  stalled_seconds=int(time.monotonic() - self.last_progress))
 
     def _schedule_next(self) -> None:
         """Run again when the next feed is due, if that is sooner than the next tick."""
@@ -157,7 +158,7 @@ class Daemon:
             return
         try:
             due = self.mon.store.scalar("SELECT min(next_poll) FROM feeds WHERE disabled = 0")
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             when = datetime.fromisoformat(due) if due else now + timedelta(seconds=self.tick)
             when = min(max(when, now + timedelta(seconds=1)), now + timedelta(seconds=self.tick))
             self.scheduler.modify_job("cycle", next_run_time=when)
@@ -167,7 +168,7 @@ class Daemon:
     def _set_state(self, **values: str) -> None:
         """Record the daemon's state for `monitor status`; a failure here must not stop the daemon."""
         try:
-            now = iso(datetime.now(timezone.utc))
+            now = iso(datetime.now(UTC))
             with self.mon.store.write():
                 for name, value in values.items():
                     self.mon.store.db.execute("INSERT OR REPLACE INTO service_state (name, value, updated) "
@@ -176,7 +177,7 @@ class Daemon:
             event(log, "state_not_recorded", logging.WARNING, detail=str(exc)[:200])
 
     def _record_state(self) -> None:
-        self._set_state(pid=str(os.getpid()), heartbeat=iso(datetime.now(timezone.utc)), state="running")
+        self._set_state(pid=str(os.getpid()), heartbeat=iso(datetime.now(UTC)), state="running")
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -195,12 +196,12 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.scheduler.add_job(self.cycle, "interval", seconds=self.tick, id="cycle",
-                               next_run_time=datetime.now(timezone.utc))
+                               next_run_time=datetime.now(UTC))
         self.scheduler.add_job(self.digests, "interval", seconds=60, id="digests")
         ping = watchdog_seconds()
         if ping:
             self.scheduler.add_job(self.watchdog, "interval", seconds=ping, id="watchdog",
-                                   next_run_time=datetime.now(timezone.utc))
+                                   next_run_time=datetime.now(UTC))
         self.scheduler.add_listener(self._on_started, EVENT_SCHEDULER_STARTED)
         event(log, "starting", database=self.mon.settings.database, feeds=len(self.mon.feeds()),
               watchdog=ping and round(ping, 1))

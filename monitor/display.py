@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
-from typing import Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 
 def ago(when: datetime | None, now: datetime) -> str:
@@ -23,7 +23,7 @@ def ago(when: datetime | None, now: datetime) -> str:
 
 
 def short_time(when: datetime | None) -> str:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M") if when else "-"
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if when else "-"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, flex: int | None = None,

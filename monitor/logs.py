@@ -16,7 +16,8 @@ LOGGER = "monitor"
 
 def _value(value: Any) -> str:
     text = str(value)
-    text = text.encode("unicode_escape", "backslashreplace").decode("ascii") if not text.isprintable() else text
+    if not text.isprintable():
+        text = text.encode("unicode_escape", "backslashreplace").decode("ascii")
     if not text or any(c in text for c in ' "='):
         text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return text

@@ -4,9 +4,9 @@ Records, not rows or dicts, cross module boundaries. Times are timezone-aware UT
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping
 
 
 @dataclass(frozen=True)

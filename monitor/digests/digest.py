@@ -16,12 +16,12 @@ import email.utils
 import math
 import re
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email import policy
 from email.message import EmailMessage
-from functools import lru_cache
-from typing import Iterable, Mapping, Sequence
+from functools import cache
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -113,7 +113,8 @@ def parse_schedule(text: str) -> Schedule:
         any_day=day == "*", any_weekday=weekday == "*")
 
 
-def next_fire(schedule: Schedule, after: datetime, tz: tzinfo, until: datetime | None = None) -> datetime | None:
+def next_fire(schedule: Schedule, after: datetime, tz: tzinfo,
+              until: datetime | None = None) -> datetime | None:
     """The first scheduled time strictly after `after` (UTC), or None if none comes before `until`."""
     local = after.astimezone(tz)
     for offset in range(_SEARCH_DAYS):
@@ -124,7 +125,7 @@ def next_fire(schedule: Schedule, after: datetime, tz: tzinfo, until: datetime |
             continue
         for hour in sorted(schedule.hours):
             for minute in sorted(schedule.minutes):
-                when = datetime.combine(day, time(hour, minute), tz).astimezone(timezone.utc)
+                when = datetime.combine(day, time(hour, minute), tz).astimezone(UTC)
                 if when > after:
                     return when if until is None or when <= until else None
     return None
@@ -248,7 +249,7 @@ def spread(reports: Sequence[Report]) -> Spread:
         firsts.setdefault(r.outlet, r.published)
     times = sorted(firsts.values())
     hour = timedelta(hours=1)
-    start = times[0].astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    start = times[0].astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     span = times[-1] - start
     if span < timedelta(hours=MAX_BUCKETS):
         bucket = hour
@@ -368,7 +369,7 @@ def make_message_id(topic: str, sender: str, token: str | None = None) -> str:
     return f"<digest-{name}-{token}@{sender_domain(sender)}>"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _environments() -> tuple[Environment, Environment]:
     loader = PackageLoader("monitor.digests", "templates")
     html = Environment(loader=loader, autoescape=True, undefined=StrictUndefined, trim_blocks=True,
@@ -409,7 +410,7 @@ def render(plan: DigestPlan, *, sender: str, recipients: Sequence[str], message_
     msg["Subject"] = context["subject"]
     msg["From"] = one_line(sender)
     msg["To"] = ", ".join(recipients) if recipients else "undisclosed-recipients:;"
-    msg["Date"] = email.utils.format_datetime(now.astimezone(timezone.utc))
+    msg["Date"] = email.utils.format_datetime(now.astimezone(UTC))
     msg["Message-ID"] = message_id
     phrase = re.sub(r'[<>"\\]', "", title)[:80]
     msg["List-Id"] = f"{phrase} <{re.sub(r'[^A-Za-z0-9_-]', '', topic.name)}.{sender_domain(sender)}>"

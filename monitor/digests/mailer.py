@@ -11,15 +11,16 @@ error message or a repr.
 """
 from __future__ import annotations
 
+import contextlib
 import mailbox
 import os
 import re
 import smtplib
-import socket
 import ssl
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 from monitor.config import Settings, SmtpSettings
 from monitor.errors import ConfigError, DeliveryError
@@ -122,10 +123,9 @@ class SmtpTransport:
             phase = "send"
             # smtplib converts line ends only in str messages; SMTP needs CRLF (servers refuse bare LF lines)
             refused = smtp.sendmail(sender, list(recipients), _CRLF.sub(b"\r\n", message))
-            try:
+            # the server has accepted the message; a lost QUIT changes nothing
+            with contextlib.suppress(smtplib.SMTPException, OSError):
                 smtp.quit()
-            except (smtplib.SMTPException, OSError):
-                pass  # the server has accepted the message; a lost QUIT changes nothing
             return {r: Refusal(code, _text(msg)) for r, (code, msg) in refused.items()}
         except smtplib.SMTPRecipientsRefused as exc:
             return {r: Refusal(code, _text(msg)) for r, (code, msg) in exc.recipients.items()}
@@ -136,12 +136,14 @@ class SmtpTransport:
         except smtplib.SMTPAuthenticationError as exc:
             # A configuration problem, not this message's: keep it queued until the operator fixes it.
             raise TemporaryDeliveryError(f"{where}: login as {s.username} refused: {exc.smtp_code} "
-                                         f"{_text(exc.smtp_error)}", unreachable=True, code=exc.smtp_code) from None
+                                         f"{_text(exc.smtp_error)}",
+                                         unreachable=True, code=exc.smtp_code) from None
         except smtplib.SMTPNotSupportedError as exc:
             raise TemporaryDeliveryError(f"{where}: {phase} not possible: {exc}", unreachable=True) from None
         except smtplib.SMTPConnectError as exc:
             raise TemporaryDeliveryError(f"{where}: server refused the session: {exc.smtp_code} "
-                                         f"{_text(exc.smtp_error)}", unreachable=True, code=exc.smtp_code) from None
+                                         f"{_text(exc.smtp_error)}",
+                                         unreachable=True, code=exc.smtp_code) from None
         except smtplib.SMTPResponseException as exc:
             if phase == "send":
                 raise _by_code(exc.smtp_code, "server refused", exc.smtp_error) from None
@@ -156,13 +158,15 @@ class SmtpTransport:
             raise TemporaryDeliveryError(f"{where}: {reason}", unreachable=phase != "send") from None
         except ConnectionRefusedError:
             raise TemporaryDeliveryError(f"{where}: connection refused", unreachable=True) from None
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise TemporaryDeliveryError(f"{where}: timed out after {s.timeout:g}s during {phase}",
                                          unreachable=phase != "send") from None
         except ssl.SSLError as exc:
-            raise TemporaryDeliveryError(f"{where}: TLS failed: {exc.reason or exc}", unreachable=True) from None
+            raise TemporaryDeliveryError(f"{where}: TLS failed: {exc.reason or exc}",
+                                         unreachable=True) from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise TemporaryDeliveryError(f"{where}: {phase} failed: {exc}", unreachable=phase != "send") from None
+            raise TemporaryDeliveryError(f"{where}: {phase} failed: {exc}",
+                                         unreachable=phase != "send") from None
         finally:
             if smtp is not None:
                 smtp.close()
@@ -182,7 +186,8 @@ class MaildirTransport:
                 os.makedirs(os.path.join(self.path, sub), exist_ok=True)
             mailbox.Maildir(self.path, create=True).add(message)
         except OSError as exc:
-            raise TemporaryDeliveryError(f"maildir {self.path}: {exc.strerror or exc}", unreachable=True) from None
+            raise TemporaryDeliveryError(f"maildir {self.path}: {exc.strerror or exc}",
+                                         unreachable=True) from None
         return {}
 
 
@@ -216,8 +221,8 @@ def smtp_password(settings: SmtpSettings, env: Mapping[str, str] | None = None,
         try:
             password = path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
-            raise ConfigError(f"smtp.username is set but the credential {path} cannot be read: {exc.strerror} "
-                              f"(LoadCredential={CREDENTIAL_NAME}:...)") from None
+            raise ConfigError(f"smtp.username is set but the credential {path} cannot be read: "
+                              f"{exc.strerror} (LoadCredential={CREDENTIAL_NAME}:...)") from None
         if password:
             return password
     raise ConfigError(f"smtp.username is set but no password was given: set smtp.password_file, "

@@ -18,21 +18,29 @@ import email
 import email.utils
 import json
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
-from typing import Iterable, Sequence
 
 from monitor.config import Settings, TopicSettings
-from monitor.digests.digest import (Candidate, DigestPlan, PriorSend, Report, due_topics, make_message_id,
-                                    render, select_items)
+from monitor.digests.digest import (
+    Candidate,
+    DigestPlan,
+    PriorSend,
+    Report,
+    due_topics,
+    make_message_id,
+    render,
+    select_items,
+)
 from monitor.digests.mailer import PermanentDeliveryError, Refusal, TemporaryDeliveryError, Transport
 from monitor.digests.topics import OUTLET_SQL
 from monitor.errors import ConfigError
 from monitor.feeds.normalize import one_line
 from monitor.logs import event, get_logger
-from monitor.storage.database import Store, iso, parse_iso
+from monitor.storage.database import Store, inserted_id, iso, parse_iso, parse_stamp
 
 log = get_logger("outbox")
 
@@ -96,7 +104,8 @@ def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
 
 def _survivor_map(store: Store) -> dict[int, int]:
     """Merged-away cluster -> the live cluster that now holds its members."""
-    merged = dict(store.db.execute("SELECT id, merged_into FROM clusters WHERE merged_into IS NOT NULL").fetchall())
+    merged = dict(store.db.execute(
+        "SELECT id, merged_into FROM clusters WHERE merged_into IS NOT NULL").fetchall())
     resolved = {}
     for cid in merged:
         target, seen = cid, set()
@@ -112,8 +121,9 @@ def _outlet_counts(store: Store, ids: Sequence[int]) -> dict[int, int]:
     for part in _chunks(list(ids)):
         marks = ",".join("?" * len(part))
         counts.update(store.db.execute(
-            f"SELECT m.cluster_id, count(DISTINCT {OUTLET_SQL}) FROM memberships m JOIN entries e ON e.id = m.entry_id"
-            f" JOIN feeds f ON f.id = e.feed_id WHERE m.cluster_id IN ({marks}) GROUP BY m.cluster_id", list(part)))
+            f"SELECT m.cluster_id, count(DISTINCT {OUTLET_SQL}) FROM memberships m"
+            f" JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
+            f" WHERE m.cluster_id IN ({marks}) GROUP BY m.cluster_id", list(part)))
     return counts
 
 
@@ -126,11 +136,13 @@ def _reports(store: Store, ids: Sequence[int]) -> dict[int, list[Report]]:
                 f" JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
                 f" WHERE m.cluster_id IN ({marks}) ORDER BY e.published, e.id", list(part)):
             reports.setdefault(cid, []).append(
-                Report(outlet=one_line(outlet, 120) or "?", link=link, title=title, published=parse_iso(published)))
+                Report(outlet=one_line(outlet, 120) or "?", link=link, title=title,
+                       published=parse_stamp(published)))
     return reports
 
 
-def load_candidates(store: Store, topic: TopicSettings, newer_than: datetime | None = None) -> list[Candidate]:
+def load_candidates(store: Store, topic: TopicSettings,
+                    newer_than: datetime | None = None) -> list[Candidate]:
     """The topic's matched clusters that a digest could carry now: never carried, or grown since.
 
     Matches and earlier sends recorded against a cluster that was later merged count for
@@ -140,7 +152,8 @@ def load_candidates(store: Store, topic: TopicSettings, newer_than: datetime | N
     """
     survivor = _survivor_map(store)
     matched: dict[int, list[str]] = {}  # cluster -> matched terms
-    for cid, terms in store.db.execute("SELECT cluster_id, terms FROM topic_matches WHERE topic = ?", [topic.name]):
+    for cid, terms in store.db.execute("SELECT cluster_id, terms FROM topic_matches WHERE topic = ?",
+                                       [topic.name]):
         words = matched.setdefault(survivor.get(cid, cid), [])
         words.extend(t for t in json.loads(terms or "[]") if t not in words)
     prior: dict[int, PriorSend] = {}
@@ -176,8 +189,8 @@ def draft(store: Store, settings: Settings, topic: TopicSettings, now: datetime,
         return None
     max_age = settings.digest.max_age
     newer_than = now - timedelta(seconds=max_age) if max_age is not None else None
-    plan = select_items(topic, load_candidates(store, topic, newer_than), now, max_items=settings.digest.max_items,
-                        max_age=max_age)
+    plan = select_items(topic, load_candidates(store, topic, newer_than), now,
+                        max_items=settings.digest.max_items, max_age=max_age)
     if not plan:
         return None
     sender = settings.smtp.sender
@@ -192,10 +205,11 @@ def draft(store: Store, settings: Settings, topic: TopicSettings, now: datetime,
 
 
 def last_runs(store: Store) -> dict[str, datetime]:
-    return {t: parse_iso(r) for t, r in store.db.execute("SELECT topic, last_run FROM digest_schedule")}
+    return {t: parse_stamp(r) for t, r in store.db.execute("SELECT topic, last_run FROM digest_schedule")}
 
 
-def topics_to_run(store: Store, settings: Settings, now: datetime, topic: str | None = None) -> list[TopicSettings]:
+def topics_to_run(store: Store, settings: Settings, now: datetime,
+                  topic: str | None = None) -> list[TopicSettings]:
     """The topics whose schedule is due; a topic named explicitly runs whatever its schedule."""
     if topic is not None:
         chosen = [t for t in settings.topics if t.name == topic]
@@ -207,17 +221,17 @@ def topics_to_run(store: Store, settings: Settings, now: datetime, topic: str | 
 
 
 def _insert(store: Store, d: Draft, now: datetime) -> int:
-    digest_id = store.db.execute(
-        "INSERT INTO digests (topic, message_id, subject, recipients, message, created, status, attempts, sender)"
-        " VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
-        [d.topic.name, d.message_id, d.subject, json.dumps(list(d.recipients)), d.message.as_bytes(), iso(now),
-         email.utils.parseaddr(d.sender)[1] or d.sender]).lastrowid
+    digest_id = inserted_id(store.db.execute(
+        "INSERT INTO digests (topic, message_id, subject, recipients, message, created, status, attempts,"
+        " sender) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
+        [d.topic.name, d.message_id, d.subject, json.dumps(list(d.recipients)), d.message.as_bytes(),
+         iso(now), email.utils.parseaddr(d.sender)[1] or d.sender]))
     for listed, items in ((1, d.plan.items), (0, d.plan.unlisted)):
         store.db.conn.executemany(
             "INSERT INTO digest_items (digest_id, cluster_id, kind, outlets, outlet_names, listed)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            [(digest_id, i.cluster_id, i.kind, len(i.outlets), json.dumps([o.name for o in i.outlets]), listed)
-             for i in items])
+            [(digest_id, i.cluster_id, i.kind, len(i.outlets), json.dumps([o.name for o in i.outlets]),
+              listed) for i in items])
     store.db.conn.executemany(
         "INSERT INTO digest_recipients (digest_id, recipient, status) VALUES (?, ?, 'pending')",
         [(digest_id, r) for r in dict.fromkeys(d.recipients)])
@@ -237,7 +251,8 @@ def create_digests(store: Store, settings: Settings, now: datetime, topic: str |
         with store.write():
             d = draft(store, settings, t, now)
             store.db.execute("INSERT INTO digest_schedule (topic, last_run) VALUES (?, ?) "
-                             "ON CONFLICT(topic) DO UPDATE SET last_run = excluded.last_run", [t.name, iso(now)])
+                             "ON CONFLICT(topic) DO UPDATE SET last_run = excluded.last_run",
+                             [t.name, iso(now)])
             if d is None:
                 continue
             digest_id = _insert(store, d, now)
@@ -275,7 +290,7 @@ def _claim(store: Store, digest_id: int, now: datetime) -> bool:
 
 def _defer(store: Store, row: dict, now: datetime, error: str) -> SendOutcome:
     attempts = row["attempts"] + 1
-    if now - parse_iso(row["created"]) >= GIVE_UP:
+    if now - parse_stamp(row["created"]) >= GIVE_UP:
         return _fail(store, row, now, f"gave up after {attempts} attempts: {error}")
     retry = now + backoff(attempts)
     with store.write():
@@ -311,12 +326,14 @@ def _settle(store: Store, row: dict, now: datetime, recipients: Sequence[str],
         for r in recipients:
             refusal = refused.get(r)
             status = "accepted" if refusal is None else ("pending" if refusal.temporary else "refused")
-            store.db.execute("UPDATE digest_recipients SET status = ?, error = ? WHERE digest_id = ? AND recipient = ?",
+            store.db.execute("UPDATE digest_recipients SET status = ?, error = ?"
+                             " WHERE digest_id = ? AND recipient = ?",
                              [status, str(refusal) if refusal else None, row["id"], r])
         if accepted:
-            store.db.execute("UPDATE digests SET sent = coalesce(sent, ?) WHERE id = ?", [iso(now), row["id"]])
-        left = store.scalar("SELECT count(*) FROM digest_recipients WHERE digest_id = ? AND status = 'pending'",
-                            [row["id"]])
+            store.db.execute("UPDATE digests SET sent = coalesce(sent, ?) WHERE id = ?",
+                             [iso(now), row["id"]])
+        left = store.scalar("SELECT count(*) FROM digest_recipients"
+                            " WHERE digest_id = ? AND status = 'pending'", [row["id"]])
         if left:
             return replace(_defer(store, row, now, f"recipients deferred: {summary}"), accepted=accepted,
                            refused=detail)
@@ -325,14 +342,15 @@ def _settle(store: Store, row: dict, now: datetime, recipients: Sequence[str],
         status = "sent" if delivered else "failed"
         error = (f"refused: {summary}" if summary else None) if delivered else \
             f"all recipients refused: {summary or 'none'}"
-        store.db.execute("UPDATE digests SET status = ?, attempts = attempts + 1, last_error = ?, next_attempt = NULL"
-                         " WHERE id = ?", [status, error, row["id"]])
+        store.db.execute("UPDATE digests SET status = ?, attempts = attempts + 1, last_error = ?,"
+                         " next_attempt = NULL WHERE id = ?", [status, error, row["id"]])
     event(log, "digest_sent" if delivered else "digest_failed", logging.INFO if delivered else logging.ERROR,
           digest=row["id"], topic=row["topic"], accepted=len(accepted), refused=len(refused), error=error)
     return SendOutcome(row["id"], row["topic"], row["message_id"], status, accepted, detail, error)
 
 
-def send_pending(store: Store, transport: Transport, now: datetime, *, topic: str | None = None) -> SendReport:
+def send_pending(store: Store, transport: Transport, now: datetime, *,
+                 topic: str | None = None) -> SendReport:
     """Deliver every pending digest whose next attempt is due, oldest first.
 
     When the server cannot be reached at all, the run stops at the first digest (it is
@@ -348,22 +366,23 @@ def send_pending(store: Store, transport: Transport, now: datetime, *, topic: st
     if topic is not None:
         where += " AND topic = ?"
         params.append(topic)
-    rows = store.query(f"SELECT id, topic, message_id, created, attempts, sender, next_attempt, sent FROM digests"
-                       f" WHERE {where} ORDER BY created, id", params)
+    rows = store.query(f"SELECT id, topic, message_id, created, attempts, sender, next_attempt, sent"
+                       f" FROM digests WHERE {where} ORDER BY created, id", params)
     outcomes: list[SendOutcome] = []
     held: set[str] = set()  # topics with an older digest still waiting for its first delivery
     stamp = iso(now)
     for row in rows:
         if row["topic"] in held:
             continue
-        if row["next_attempt"] is not None and row["next_attempt"] > stamp or not _claim(store, row["id"], now):
+        waiting = row["next_attempt"] is not None and row["next_attempt"] > stamp
+        if waiting or not _claim(store, row["id"], now):
             if row["sent"] is None:  # not due yet, or another sender has it
                 held.add(row["topic"])
             continue
         row["message"] = store.scalar("SELECT message FROM digests WHERE id = ?", [row["id"]])
         recipients = [r for (r,) in store.db.execute(
-            "SELECT recipient FROM digest_recipients WHERE digest_id = ? AND status = 'pending' ORDER BY recipient",
-            [row["id"]])]
+            "SELECT recipient FROM digest_recipients WHERE digest_id = ? AND status = 'pending'"
+            " ORDER BY recipient", [row["id"]])]
         try:
             refused = transport.send(row["message"], _envelope_sender(row), recipients) if recipients else {}
         except TemporaryDeliveryError as exc:
@@ -404,15 +423,18 @@ def outbox_entries(store: Store, statuses: Sequence[str] = ("pending", "failed")
                    ) -> list[OutboxEntry]:
     """Digests in the outbox with the given statuses, oldest first (for `status` and `digest preview`)."""
     marks = ",".join("?" * len(statuses))
-    rows = store.query(f"SELECT id, topic, subject, message_id, status, created, attempts, last_error, next_attempt,"
-                       f" sent FROM digests WHERE status IN ({marks}) ORDER BY created, id LIMIT ?",
+    rows = store.query(f"SELECT id, topic, subject, message_id, status, created, attempts, last_error,"
+                       f" next_attempt, sent FROM digests WHERE status IN ({marks})"
+                       f" ORDER BY created, id LIMIT ?",
                        [*statuses, limit])
     result = []
     for r in rows:
         recipients = dict(store.db.execute(
-            "SELECT recipient, status FROM digest_recipients WHERE digest_id = ? ORDER BY recipient", [r["id"]]))
+            "SELECT recipient, status FROM digest_recipients WHERE digest_id = ? ORDER BY recipient",
+            [r["id"]]))
         result.append(OutboxEntry(
-            id=r["id"], topic=r["topic"], subject=r["subject"], message_id=r["message_id"], status=r["status"],
-            created=parse_iso(r["created"]), attempts=r["attempts"], last_error=r["last_error"],
-            next_attempt=parse_iso(r["next_attempt"]), sent=parse_iso(r["sent"]), recipients=recipients))
+            id=r["id"], topic=r["topic"], subject=r["subject"], message_id=r["message_id"],
+            status=r["status"], created=parse_stamp(r["created"]), attempts=r["attempts"],
+            last_error=r["last_error"], next_attempt=parse_iso(r["next_attempt"]), sent=parse_iso(r["sent"]),
+            recipients=recipients))
     return result

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Iterable, Sequence
 
 from monitor.config import TopicSettings
 from monitor.digests.digest import parse_schedule
@@ -63,9 +63,9 @@ def _is_bareword(word: str) -> bool:
 
 # Endings whose removal by the porter stemmer can cut into a prefix: "regulat*" must find
 # "regulation", indexed as "regul". Only stems these produce are added, never guesses.
-_SUFFIXES = ("e", "es", "ed", "ing", "ion", "ions", "ation", "ations", "or", "ors", "ory", "ive", "al", "ally",
-             "ly", "er", "ers", "ity", "ities", "ize", "ized", "ise", "ised", "ism", "ist", "ment", "ments", "ness",
-             "able", "ance", "ence", "ant", "ent", "y", "ies", "ied", "s")
+_SUFFIXES = ("e", "es", "ed", "ing", "ion", "ions", "ation", "ations", "or", "ors", "ory", "ive", "al",
+             "ally", "ly", "er", "ers", "ity", "ities", "ize", "ized", "ise", "ised", "ism", "ist", "ment",
+             "ments", "ness", "able", "ance", "ence", "ant", "ent", "y", "ies", "ied", "s")
 
 
 @lru_cache(maxsize=512)
@@ -124,9 +124,8 @@ def fts_query(query: str) -> str:
             depth -= 1
             if near_depth is not None and depth <= near_depth:
                 near_depth = None
-        elif kind == "word" and text == "AND" and after[i] == "NOT" and out:
-            continue
-        elif kind == "space" and out and out[-1].isspace():
+        elif ((kind == "word" and text == "AND" and after[i] == "NOT" and out)
+              or (kind == "space" and out and out[-1].isspace())):
             continue
         elif kind == "word" and any(c.isalnum() for c in text) and after[i] != ":":  # `title:` names a column
             stripped = _POSSESSIVE.sub("", text) if len(text) > 2 else text
@@ -161,7 +160,8 @@ def validate_query(store_or_conn: Store | sqlite3.Connection, topic: TopicSettin
     for kind, text in ((m.lastgroup, m.group()) for m in _QUERY_TOKEN.finditer(topic.query)):
         if kind == "word" and text.upper() in ("AND", "OR", "NOT") and text != text.upper():
             raise ConfigError(f"topics.{topic.name}.query: {text!r} would be searched as a word; write "
-                              f"{text.upper()} for the operator, or \"{text}\" for the word (query: {topic.query})")
+                              f"{text.upper()} for the operator, or \"{text}\" for the word"
+                              f" (query: {topic.query})")
     conn = store_or_conn.db.conn if isinstance(store_or_conn, Store) else store_or_conn
     try:
         conn.execute("SELECT rowid FROM entries_fts WHERE entries_fts MATCH ? AND rowid = -1",
@@ -204,8 +204,9 @@ def _run_match(store: Store, query: str, entry_ids: Sequence[int]) -> dict[int, 
         # FTS5 turns a bare `rowid IN (...)` into one lookup per id (about 0.3 ms each); a rowid
         # range it can seek, and the unary `+` keeps the IN list a plain filter on that range.
         rows = store.db.execute(
-            f"SELECT rowid, highlight(entries_fts, 0, ?, ?), highlight(entries_fts, 1, ?, ?) FROM entries_fts "
-            f"WHERE entries_fts MATCH ? AND rowid >= ? AND rowid <= ? AND +rowid IN ({marks})",
+            f"SELECT rowid, highlight(entries_fts, 0, ?, ?), highlight(entries_fts, 1, ?, ?)"
+            f" FROM entries_fts WHERE entries_fts MATCH ? AND rowid >= ? AND rowid <= ?"
+            f" AND +rowid IN ({marks})",
             [_OPEN, _CLOSE, _OPEN, _CLOSE, query, part[0], part[-1], *part]).fetchall()
         for rowid, title, text in rows:
             found[rowid] = extract_terms(title, text)
@@ -223,9 +224,8 @@ def _survivors(store: Store, cluster_ids: Iterable[int]) -> list[int]:
     result = set()
     for cid in ids:
         seen = set()
-        while cid in merged and merged[cid] is not None and cid not in seen:
+        while (target := merged.get(cid)) is not None and cid not in seen:
             seen.add(cid)
-            target = merged[cid]
             if target not in merged:
                 merged.update(store.db.execute("SELECT id, merged_into FROM clusters WHERE id = ?",
                                                [target]).fetchall())
@@ -297,13 +297,14 @@ def record_matches(store: Store, matches: Iterable[TopicMatch], now: datetime) -
     stamp = iso(now)
     with store.write():
         for m in matches:
-            row = store.db.execute("SELECT entry_ids, terms FROM topic_matches WHERE topic = ? AND cluster_id = ?",
-                                   [m.topic, m.cluster_id]).fetchone()
+            row = store.db.execute("SELECT entry_ids, terms FROM topic_matches"
+                                   " WHERE topic = ? AND cluster_id = ?", [m.topic, m.cluster_id]).fetchone()
             if row is None:
                 store.db.execute(
-                    "INSERT INTO topic_matches (topic, cluster_id, first_matched, last_matched, entry_ids, terms)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    [m.topic, m.cluster_id, stamp, stamp, json.dumps(sorted(m.entry_ids)), json.dumps(list(m.terms))])
+                    "INSERT INTO topic_matches (topic, cluster_id, first_matched, last_matched, entry_ids,"
+                    " terms) VALUES (?, ?, ?, ?, ?, ?)",
+                    [m.topic, m.cluster_id, stamp, stamp, json.dumps(sorted(m.entry_ids)),
+                     json.dumps(list(m.terms))])
             else:
                 entry_ids = sorted(set(json.loads(row[0] or "[]")) | set(m.entry_ids))
                 store.db.execute(
@@ -333,7 +334,8 @@ def match_clusters(store: Store, topics: Sequence[TopicSettings], cluster_ids: I
     return matches
 
 
-def test_topic(store: Store, topic: TopicSettings, since: timedelta | None, now: datetime) -> list[TopicMatch]:
+def test_topic(store: Store, topic: TopicSettings, since: timedelta | None,
+               now: datetime) -> list[TopicMatch]:
     """`monitor topics test NAME --since 7d`: clusters active within `since` that would match. Writes nothing.
 
     Newest activity first, like `clusters list`. `since=None` looks at every cluster.

@@ -336,10 +336,10 @@ class Clusterer:
 
     def _decide(self, q: sim.DocFeatures) -> Assignment:
         ranked = self._candidates(q)
-        synd = [m for m in ranked if m.syndicated is not None]
-        if synd:
-            m = min(synd, key=lambda m: (m.syndicated, m.cluster_id))
-            return self._joined(q, m.cluster_id, m.syndicated, 1.0, "syndicated")
+        copies = [(m.syndicated, m.cluster_id) for m in ranked if m.syndicated is not None]
+        if copies:
+            copy_of, cid = min(copies)
+            return self._joined(q, cid, copy_of, 1.0, "syndicated")
         eligible = [m for m in ranked if m.score >= self.config.join and self._admits(q, m)]
         if not eligible:
             cid = self.next_cluster_id
@@ -366,7 +366,7 @@ class Clusterer:
         if len(c.members) >= CENTROID_MIN_MEMBERS:
             # the rest of the cluster: its centroid without the member that q resembles most
             cen = c.centroid
-            mine = {t: int(round(w * _SCALE)) for t, w in other.vec.items()}
+            mine = {t: round(w * _SCALE) for t, w in other.vec.items()}
             norm2 = c.norm2 - sum(2 * cen.get(t, 0) * x - x * x for t, x in mine.items())
             dot = sum(w * (cen.get(t, 0) - mine.get(t, 0)) for t, w in q.vec.items())
             if norm2 <= 0 or dot / math.sqrt(norm2) < CENTROID_SHARE * self.config.join:
@@ -385,7 +385,7 @@ class Clusterer:
             y = [w * cb.get(t, 0) for t, w in q.vec.items()]
             nx = math.sqrt(sum(v * v for v in x))
             ny = math.sqrt(sum(v * v for v in y))
-            if nx and ny and sum(a * b for a, b in zip(x, y)) / (nx * ny) >= MERGE_AGREEMENT:
+            if nx and ny and sum(a * b for a, b in zip(x, y, strict=True)) / (nx * ny) >= MERGE_AGREEMENT:
                 out.append(m.cluster_id)
         return out
 
@@ -438,7 +438,7 @@ def _add_to_centroid(centroid: dict[str, int], vec: dict[str, float], sign: int)
     delta = 0
     for t, w in vec.items():
         old = centroid.get(t, 0)
-        new = old + sign * int(round(w * _SCALE))
+        new = old + sign * round(w * _SCALE)
         delta += new * new - old * old
         if new:
             centroid[t] = new

@@ -18,6 +18,7 @@ processes, and a key made in a worker must equal the key made here.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from hashlib import blake2b
 from itertools import compress
@@ -51,7 +52,8 @@ class Sentence(NamedTuple):
     day_words: tuple[str, ...]  # tokens that name a weekday, a relative day or a month
     names: tuple[str, ...]  # terms of capitalised tokens after the first
     compounds: tuple[str, ...]  # stems of hyphen/particle compound names
-    tail: tuple[int | None, int, str, tuple[str, ...]] | None = None  # (key, words, low, terms), lower-cased text
+    # (key, words, low, terms), lower-cased text
+    tail: tuple[int | None, int, str, tuple[str, ...]] | None = None
 
 
 class Reading(NamedTuple):
@@ -130,7 +132,7 @@ def read(title: str, text: str, outlet: str, whole: bool = False) -> Reading:
 _DAY_OR_MONTH = tf.DAY_WORDS | tf.MONTH_WORDS
 
 
-def _day_words(tokens) -> tuple[str, ...]:
+def _day_words(tokens: Iterable[str]) -> tuple[str, ...]:
     found = _DAY_OR_MONTH.intersection(tokens)
     return tuple(sorted(found)) if found else ()
 

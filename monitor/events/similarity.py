@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from itertools import chain
-from typing import Callable, Iterable, Mapping
 
 from rapidfuzz import fuzz, process
 
@@ -51,7 +51,7 @@ FINGERPRINT_WORDS = 120  # words of the body start compared
 NAME_RATIO = 85.0
 NAME_MIN_LENGTH = 8
 
-_SUBLINEAR = (0.0,) + tuple(1.0 + math.log(c) for c in range(1, 32))  # 1 + ln(count)
+_SUBLINEAR = (0.0, *(1.0 + math.log(c) for c in range(1, 32)))  # 1 + ln(count)
 
 
 @dataclass(slots=True)
@@ -69,7 +69,7 @@ class DocFeatures:
     headline: frozenset[str]  # content terms of the title
     content_words: int  # words left after boilerplate removal
     fingerprint: str  # start of the normalised body, for syndicated-copy checks
-    vec: dict[str, float] | None = None  # tf-idf of the top terms, unit length (set on insertion)
+    vec: dict[str, float] = field(default_factory=dict)  # tf-idf of the top terms, unit length (set by index)
     lead_only: bool = False  # every term of vec is a title/lead term (short entries): lead cosine = cosine
     terms: tuple[str, ...] = ()  # every term of tf, kept for the window's document frequencies
 
@@ -171,7 +171,7 @@ class DocumentFrequencies:
         self.n += 1
         total = self.n + self.prior + 0.5
         log = math.log
-        scored = []
+        scored: list[tuple[float, str]] = []
         append = scored.append
         for t, w in weights.items():
             d = get(t, 0) + 1
@@ -242,6 +242,7 @@ def extract(doc: ClusterDoc, boilerplate: FeedBoilerplate, reading: Reading | No
     feats = features(doc, reading or read(doc.title, doc.text, doc.outlet), boilerplate)
     if feats is None:  # the text's start did not hold MAX_WORDS words of text: read all of it
         feats = features(doc, read(doc.title, doc.text, doc.outlet, whole=True), boilerplate)
+        assert feats is not None  # a whole reading is complete, so it always has features
     return feats
 
 
@@ -261,12 +262,12 @@ def features(doc: ClusterDoc, r: Reading, boilerplate: FeedBoilerplate) -> DocFe
     names = list(r.title_names)
     compounds: list[str] = []
     words = 0
-    for text, key, n, low, terms, s_days, s_names, s_compounds, tail in r.sentences:
+    for text, key, n, low, terms, s_days, s_names, s_compounds, tail_form in r.sentences:
         if words >= MAX_WORDS:
             break
         in_lead = words < LEAD_WORDS
-        if tail is not None and not in_lead:
-            key, n, low, terms = tail
+        if tail_form is not None and not in_lead:
+            key, n, low, terms = tail_form
         if not n:
             continue
         if key is not None:

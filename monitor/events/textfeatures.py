@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
+from collections.abc import Iterable
 from datetime import date
 from functools import lru_cache
-from typing import Iterable
 
 # Generic English function words plus reporting verbs and calendar words. Calendar words
 # are left out of the term vector because time is modelled separately (published time

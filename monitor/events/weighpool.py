@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import gc
 import logging
-import multiprocessing
 import os
 import pickle
 import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from multiprocessing.connection import Connection
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 from monitor.errors import MonitorError
-from monitor.feeds.parsepool import FORKSERVER_PRELOAD, default_context
+from monitor.feeds.parsepool import FORKSERVER_PRELOAD, default_context, start_context
 from monitor.logs import event, get_logger
 from monitor.types import ClusterDoc
 
@@ -62,7 +61,7 @@ def _from_wire(x: tuple) -> DocFeatures:
     entry_id, feed_id, ts, terms, weights, lead, days, words, fingerprint, lead_only = x
     lead_terms = frozenset(terms) if lead_only else frozenset(map(terms.__getitem__, lead))
     return DocFeatures(entry_id, feed_id, ts, {}, lead_terms, _EMPTY, frozenset(days), (), _EMPTY, words,
-                       fingerprint, dict(zip(terms, weights)), lead_only)
+                       fingerprint, dict(zip(terms, weights, strict=True)), lead_only)
 
 
 def _fields(doc: ClusterDoc) -> tuple:
@@ -101,7 +100,7 @@ class _Worker:
     answer was read, so the two ends never both block on a full pipe."""
 
     def __init__(self, weigher: Weigher) -> None:
-        context = multiprocessing.get_context(default_context())
+        context = start_context(default_context())
         if context.get_start_method() == "forkserver":
             context.set_forkserver_preload(FORKSERVER_PRELOAD)
         self.conn, child = context.Pipe(duplex=True)
@@ -122,9 +121,15 @@ class _Worker:
             self.proc.join(timeout=2.0)
 
 
-def weigh_ahead(weigher: Weigher, items: Iterable[T], expected: int,
-                doc_of: Callable[[T], ClusterDoc] = lambda item: item, *,
-                workers: int | None = None) -> Iterator[tuple[T, DocFeatures]]:
+@overload
+def weigh_ahead(weigher: Weigher, items: Iterable[ClusterDoc], expected: int, *,
+                workers: int | None = None) -> Iterator[tuple[ClusterDoc, DocFeatures]]: ...
+@overload
+def weigh_ahead(weigher: Weigher, items: Iterable[T], expected: int, doc_of: Callable[[T], ClusterDoc], *,
+                workers: int | None = None) -> Iterator[tuple[T, DocFeatures]]: ...
+def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
+                doc_of: Callable[[Any], ClusterDoc] = lambda item: item, *,
+                workers: int | None = None) -> Iterator[tuple[Any, DocFeatures]]:
     """Each item with the features of its document (`doc_of(item)`) as `weigher.weigh` makes
     them, in order. When the iterator is exhausted, `weigher` holds the statistics of all
     the items, wherever they were weighed (until then it must not be used).
@@ -138,7 +143,7 @@ def weigh_ahead(weigher: Weigher, items: Iterable[T], expected: int,
             yield item, weigher.weigh(doc_of(item))
         return
     worker: _Worker | None = None
-    source: Iterator[T] | None = None
+    source: Iterator[Any] | None = None
     done = 0  # items yielded with features from the worker
     try:
         worker = _Worker(weigher)
@@ -152,7 +157,7 @@ def weigh_ahead(weigher: Weigher, items: Iterable[T], expected: int,
                                    pickle.HIGHEST_PROTOCOL)  # ready before the answer arrives
             answer = worker.conn.recv_bytes()
             worker.conn.send_bytes(payload)  # the next batch is weighed while this one is decided on
-            for item, wire in zip(batch, pickle.loads(answer)):
+            for item, wire in zip(batch, pickle.loads(answer), strict=True):
                 yield item, _from_wire(wire)
                 done += 1
             batch = following

@@ -13,9 +13,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Callable
+from typing import cast
 
 from monitor.config import Settings
 from monitor.errors import ParseError
@@ -24,7 +25,7 @@ from monitor.feeds.parsepool import ParsePool
 from monitor.feeds.schedule import FeedUpdate, PollPolicy, after_fetch
 from monitor.logs import event, get_logger
 from monitor.storage.database import Store
-from monitor.types import Feed, FetchResult, ParsedFeed
+from monitor.types import EntryData, Feed, FetchResult, ParsedFeed
 
 log = get_logger("poll")
 
@@ -114,8 +115,8 @@ def run_cycle(store: Store, settings: Settings, feeds: list[Feed], clock: Callab
     # feed id -> 200 result being parsed, its body hash, when it was fetched
     fetched: dict[int, tuple[FetchResult, str, datetime]] = {}
 
-    def record(feed: Feed, result: FetchResult, update: FeedUpdate, now: datetime, entries=(),
-               detail: str = "", unchanged: bool = False) -> None:
+    def record(feed: Feed, result: FetchResult, update: FeedUpdate, now: datetime,
+               entries: Iterable[EntryData] = (), detail: str = "", unchanged: bool = False) -> None:
         new_ids, updated_ids = store.apply_poll(feed, update, entries, now)
         outcome = FeedOutcome(feed, result.status, update.last_error if update.counts_as_error else None,
                               detail, len(new_ids), len(updated_ids))
@@ -132,7 +133,8 @@ def run_cycle(store: Store, settings: Settings, feeds: list[Feed], clock: Callab
         elif result.status == 200:
             report.fetched += 1
         else:  # 429/503: asked to slow down, not an error
-            event(log, "feed_deferred", feed=feed.url, status=result.status, until=update.next_poll.isoformat())
+            event(log, "feed_deferred", feed=feed.url, status=result.status,
+                  until=update.next_poll.isoformat())
         report.outcomes.append(outcome)
         if progress:
             progress(outcome)
@@ -141,7 +143,8 @@ def run_cycle(store: Store, settings: Settings, feeds: list[Feed], clock: Callab
     thread.start()
     workers = settings.polling.parse_workers or None
     # Workers start on the first 200: an all-304 cycle never pays for starting them.
-    pool = ParsePool(workers, parse_timeout=settings.polling.parse_timeout, max_entries=settings.polling.max_entries)
+    pool = ParsePool(workers, parse_timeout=settings.polling.parse_timeout,
+                     max_entries=settings.polling.max_entries)
     with contextlib.closing(pool):
         fetching = True
         submitted = 0
@@ -159,7 +162,7 @@ def run_cycle(store: Store, settings: Settings, feeds: list[Feed], clock: Callab
                             # Same bytes as the last good parse (a server without validators):
                             # nothing can have changed, so it is not parsed again.
                             record(feed, result, after_fetch(feed, result, at, policy), at, unchanged=True)
-                        elif digest is not None:
+                        elif digest is not None and result.body is not None:  # a digest implies a body
                             fetched[feed_id] = (result, digest, at)
                             pool.submit(feed_id, result.body, result.headers, at,
                                         base_url=result.final_url or feed.url)
@@ -170,8 +173,9 @@ def run_cycle(store: Store, settings: Settings, feeds: list[Feed], clock: Callab
                     item = results.get_nowait()
             except queue.Empty:
                 pass
-            for feed_id, outcome in pool.results(wait_at_most=0.05):
+            for key, outcome in pool.results(wait_at_most=0.05):
                 submitted -= 1
+                feed_id = cast(int, key)  # the pool hands back the keys it was given
                 feed, (result, digest, at) = by_id[feed_id], fetched.pop(feed_id)
                 if isinstance(outcome, ParseError):
                     update = after_fetch(feed, result, at, policy, parse_error=outcome.reason)

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple, cast
 
 import feedparser
 from feedparser.api import StrictFeedParser
@@ -116,14 +116,15 @@ def _tree(data: bytes) -> tuple[ET.Element, list[tuple[str, str]], int]:
         pos = match.end()
     if _DECLARATION.search(data, 0, pos) or not _ROOT_START.match(data, pos):
         raise _Unsupported("DOCTYPE or another declaration before the root")
-    parser = ET.XMLPullParser(events=("start-ns", "start"))
+    parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start-ns", "start"))
     parser.feed(data)
     parser.close()
     decls: list[tuple[str, str]] = []
-    root, root_decls = None, 0
-    for event, value in parser.read_events():
+    root: ET.Element | None = None
+    root_decls = 0
+    for event, value in cast("Iterator[tuple[str, Any]]", parser.read_events()):
         if event == "start-ns":
-            decls.append(value)
+            decls.append(value)  # (prefix, uri)
         elif root is None:
             root, root_decls = value, len(decls)
     if root is None:
@@ -151,7 +152,7 @@ def _namespaces(decls: list[tuple[str, str]]) -> dict[str, str]:
             if any(c.isspace() for c in uri) or "}" in uri or uri.lower() in _REFUSED_NS:
                 raise _Unsupported("namespace URI")
             uris.setdefault(prefix, set()).add(uri)
-    in_use = {_known(u) for us in uris.values() for u in us} - {None, ""}
+    in_use = {known for us in uris.values() for u in us if (known := _known(u))}
     known_prefixes = {p for p, us in uris.items() if p and any(_known(u) is not None for u in us)}
     unknown: dict[str, str] = {}
     for prefix, us in uris.items():
@@ -297,11 +298,11 @@ class _Reader:
         output = raw.strip()
         if element in _RELATIVE and output and (element != "id" or self.guidislink):
             output = _urljoin(self.base or "", output)
-        guess = params is not None and params["type"] == "text/plain" and not self.version.startswith("atom")
-        if guess and _looks_like_html(output):
+        if (params is not None and params["type"] == "text/plain" and not self.version.startswith("atom")
+                and _looks_like_html(output)):
             params["type"] = "text/html"
         if not output.isascii():
-            try:
+            try:  # noqa: SIM105 (runs for every non-ASCII text field; suppress() costs a context manager)
                 output = output.encode("iso-8859-1").decode("utf-8")
             except UnicodeError:
                 pass
@@ -462,7 +463,7 @@ class _Reader:
         self._children(el)
 
 
-_Handler = Callable[[_Reader, ET.Element, dict[str, str]], None]
+_Handler = Callable[[_Reader, ET.Element, dict[str, str]], object]  # what it returns is ignored
 _TABLE: list[tuple[str, _Handler]] = [
     ("rss channel feed", _Reader._root),
     ("item entry", _Reader._item),
@@ -498,7 +499,7 @@ _TABLE: list[tuple[str, _Handler]] = [
             " itunes_block itunes_explicit itunes_image itunes_link dc_contributor cloud psc_chapter"
             " webmaster dc_publisher"
         ),
-        lambda r, el, attrs: _leaf(el) and None,
+        lambda r, el, attrs: _leaf(el),
     ),
 ]
 _DISPATCH: dict[str, _Handler] = {name: handler for names, handler in _TABLE for name in names.split()}

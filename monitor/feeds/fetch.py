@@ -49,11 +49,11 @@ import socket
 import ssl
 import time
 import zlib
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import AsyncIterator, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
 import httpcore
@@ -143,7 +143,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         port: int,
         timeout: float | None = None,
         local_address: str | None = None,
-        socket_options: Iterable[object] | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         last_error: Exception | None = None
         for address in await self._resolve(host, port, timeout):
@@ -330,9 +330,9 @@ def parse_retry_after(value: str | None, now: datetime, cap: float) -> float | N
         except (TypeError, ValueError, IndexError):
             return None
         if when.tzinfo is None:  # HTTP-dates are GMT
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         if now.tzinfo is None:
-            now = now.replace(tzinfo=timezone.utc)
+            now = now.replace(tzinfo=UTC)
         seconds = (when - now).total_seconds()
     return min(max(seconds, 0.0), cap)
 
@@ -514,7 +514,7 @@ class Fetcher:
 
     async def fetch_many(
         self, jobs: Iterable[FetchJob], now: datetime
-    ) -> AsyncIterator[tuple[FetchJob, FetchResult]]:
+    ) -> AsyncGenerator[tuple[FetchJob, FetchResult], None]:
         """Fetch jobs concurrently, yielding (job, result) as each completes.
 
         Close the iterator (contextlib.aclosing) when stopping early: that cancels the rest.
@@ -554,10 +554,12 @@ def fetch_all(
     """
 
     async def main() -> None:
-        async with Fetcher(policy, verify=verify, network_backend=network_backend) as fetcher:
-            async with contextlib.aclosing(fetcher.fetch_many(jobs, now)) as results:
-                async for job, result in results:
-                    on_result(job, result)
+        async with (
+            Fetcher(policy, verify=verify, network_backend=network_backend) as fetcher,
+            contextlib.aclosing(fetcher.fetch_many(jobs, now)) as results,
+        ):
+            async for job, result in results:
+                on_result(job, result)
 
     asyncio.run(main())
 
@@ -575,6 +577,6 @@ def fetch_one(
     """Fetch one URL synchronously (CLI and tests)."""
     results: list[FetchResult] = []
     job = FetchJob(key=url, url=url, etag=etag, last_modified=last_modified)
-    fetch_all([job], policy or FetchPolicy(), now or datetime.now(timezone.utc),
+    fetch_all([job], policy or FetchPolicy(), now or datetime.now(UTC),
               lambda _job, result: results.append(result), verify=verify, network_backend=network_backend)
     return results[0]

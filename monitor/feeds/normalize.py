@@ -184,7 +184,7 @@ def _pixel_size(value: str | None) -> float | None:
 def _is_tracking_pixel(attrs: dict[str, str | None]) -> bool:
     """1x1 (or 0x0) images exist only to report that the entry was opened."""
     sizes = [_pixel_size(attrs.get("width")), _pixel_size(attrs.get("height"))]
-    for name, number in _CSS_SIZE.findall(attrs.get("style") or ""):
+    for _name, number in _CSS_SIZE.findall(attrs.get("style") or ""):
         sizes.append(float(number))
     return any(size is not None and size <= 1 for size in sizes)
 
@@ -311,7 +311,8 @@ def sanitize_html(value: str, max_len: int | None = None, base: str | None = Non
     return sanitize_html_with_text(value, max_len, base)[0]
 
 
-def sanitize_html_with_text(value: str, max_len: int | None = None, base: str | None = None) -> tuple[str, str]:
+def sanitize_html_with_text(value: str, max_len: int | None = None,
+                            base: str | None = None) -> tuple[str, str]:
     """sanitize_html() and html_to_text() of `value` in one parse: (html, text)."""
     if not value:
         return "", ""
@@ -435,7 +436,8 @@ def _looks_like_outlet(segment: str, separator: str) -> bool:
         return True
     if separator.strip() == "|":
         return True
-    capitalised = all(w[0].isupper() or w[0].isdigit() or w.lower() in ("of", "the", "and", "&") for w in words)
+    capitalised = all(w[0].isupper() or w[0].isdigit() or w.lower() in ("of", "the", "and", "&")
+                      for w in words)
     return capitalised and bool(_OUTLET_WORDS.search(segment))
 
 

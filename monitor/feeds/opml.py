@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import defusedxml.ElementTree as SafeET
@@ -83,7 +83,7 @@ def _walk(node: ET.Element, path: list[str], depth: int, result: OpmlImport, see
             if depth >= MAX_DEPTH:
                 result.rejected.append(Rejected("", f"outlines nested deeper than {MAX_DEPTH} levels", title))
                 continue
-            _walk(outline, path + [(title or "untitled").replace("/", "-")], depth + 1, result, seen)
+            _walk(outline, [*path, (title or "untitled").replace("/", "-")], depth + 1, result, seen)
             continue
         problem = check_url(url)
         if problem:
@@ -112,7 +112,7 @@ def write_opml(feeds: list[FeedSource], title: str = "monitor feeds", now: datet
     root = ET.Element("opml", version="2.0")
     head = ET.SubElement(root, "head")
     ET.SubElement(head, "title").text = title
-    ET.SubElement(head, "dateCreated").text = format_datetime(now or datetime.now(timezone.utc))
+    ET.SubElement(head, "dateCreated").text = format_datetime(now or datetime.now(UTC))
     body = ET.SubElement(root, "body")
     folders: dict[tuple[str, ...], ET.Element] = {(): body}
     for feed in feeds:
@@ -128,4 +128,5 @@ def write_opml(feeds: list[FeedSource], title: str = "monitor feeds", now: datet
             attrs["htmlUrl"] = feed.site_url
         ET.SubElement(folders[parts], "outline", attrs)
     ET.indent(root)
-    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode").encode("utf-8") + b"\n"
+    document = ET.tostring(root, encoding="unicode").encode("utf-8")
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + document + b"\n"

@@ -28,17 +28,26 @@ import io
 import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping
+from typing import Any
 
 import feedparser
 
 from monitor.errors import ParseError
 from monitor.types import EntryData, ParsedFeed
 
-from .normalize import canonical_url, clean_text, html_to_text, one_line, sanitize_html_with_text, text_to_html, title_text
+from .normalize import (
+    canonical_url,
+    clean_text,
+    html_to_text,
+    one_line,
+    sanitize_html_with_text,
+    text_to_html,
+    title_text,
+)
 
 try:  # fastfeed uses feedparser's internals: a release that moved them is read by feedparser alone
     from . import fastfeed
@@ -77,7 +86,9 @@ _AS_CP1252 = {"iso8859-1", "ascii"}
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
-def _cp1252_fallback(error: UnicodeDecodeError) -> tuple[str, int]:
+def _cp1252_fallback(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeDecodeError):  # registered for decoding only
+        raise error
     bad = error.object[error.start : error.end]
     return bad.decode("cp1252", errors="replace"), error.end
 
@@ -352,7 +363,7 @@ def _as_html(value: str, media_type: str | None) -> str:
     return value if media_type in _HTML_TYPES else text_to_html(value)
 
 
-def _fp_entry(entry: Mapping[str, Any]) -> _RawEntry:
+def _fp_entry(entry: dict[str, Any]) -> _RawEntry:  # a FeedParserDict
     summary_type = (entry.get("summary_detail") or {}).get("type", "text/html")
     contents = [c for c in entry.get("content") or [] if c.get("value")]
     html_contents = [c for c in contents if c.get("type") in _HTML_TYPES]
@@ -373,7 +384,7 @@ def _fp_entry(entry: Mapping[str, Any]) -> _RawEntry:
     )
 
 
-def _fp_date(entry: Mapping[str, Any], name: str) -> datetime | None:
+def _fp_date(entry: dict[str, Any], name: str) -> datetime | None:
     # dict.get: FeedParserDict.get maps "published" to "updated" with a DeprecationWarning.
     raw = dict.get(entry, name)
     if not isinstance(raw, str) or not raw.strip():

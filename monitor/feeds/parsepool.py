@@ -14,24 +14,30 @@ Why "forkserver": the daemon's main process runs asyncio plus library threads (h
 sqlite, logging); fork() of a multi-threaded process copies locks that other threads may
 hold, and the child can deadlock. The fork server is a small single-threaded process started
 once, with `monitor.feeds.parse` (and so feedparser) already imported, so a worker or a
-replacement starts quickly, without importing anything again. Where forkserver does not exist, "spawn" is used.
+replacement starts quickly, without importing anything again. Where forkserver does not exist,
+"spawn" is used.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import time
 from collections import deque
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection, wait
-from typing import Hashable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Literal, cast
 
 from monitor.errors import ParseError
 from monitor.types import ParsedFeed
 
 from .parse import MAX_FIELD, parse_feed
+
+if TYPE_CHECKING:
+    from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
 
 Outcome = ParsedFeed | ParseError
 DEFAULT_PARSE_TIMEOUT = 10.0
@@ -40,7 +46,15 @@ DEFAULT_PARSE_TIMEOUT = 10.0
 FORKSERVER_PRELOAD = ["monitor.feeds.parse", "monitor.events.weighing"]
 
 
-def default_context() -> str:
+StartMethod = Literal["fork", "forkserver", "spawn"]
+
+
+def start_context(method: StartMethod) -> ForkContext | ForkServerContext | SpawnContext:
+    """multiprocessing.get_context, typed as what it returns for these methods (contexts with a Process)."""
+    return cast("ForkContext | ForkServerContext | SpawnContext", multiprocessing.get_context(method))
+
+
+def default_context() -> StartMethod:
     """forkserver where the platform has it (Linux, macOS), else spawn."""
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
@@ -120,7 +134,7 @@ class ParsePool:
         max_entries: int = 1000,
         max_field: int = MAX_FIELD,
         max_tasks_per_worker: int = 500,
-        context: str | None = None,
+        context: StartMethod | None = None,
     ) -> None:
         if parse_timeout <= 0:
             raise ValueError("parse_timeout must be positive")
@@ -130,7 +144,7 @@ class ParsePool:
         self.max_entries = max_entries
         self.max_field = max_field
         self._context_name = context or default_context()
-        self._ctx = multiprocessing.get_context(self._context_name)
+        self._ctx = start_context(self._context_name)
         self._pending: deque[_Task] = deque()
         self._pool: list[_Worker] = []
         self._closed = False
@@ -189,10 +203,8 @@ class ParsePool:
         self._closed = True
         for worker in list(self._pool):
             if worker.task is None:
-                try:
+                with contextlib.suppress(EOFError, OSError):
                     worker.conn.send(None)
-                except (EOFError, OSError):
-                    pass
         deadline = time.monotonic() + 1.0
         for worker in list(self._pool):
             if worker.task is None:
@@ -247,8 +259,8 @@ class ParsePool:
         """
         if not self.workers:
             while self._pending:
-                task = self._pending.popleft()
-                yield task.key, _parse_task(task, self.max_entries, self.max_field)
+                pending = self._pending.popleft()
+                yield pending.key, _parse_task(pending, self.max_entries, self.max_field)
             return
         give_up = None if wait_at_most is None else time.monotonic() + wait_at_most
         while True:
@@ -280,7 +292,7 @@ class ParsePool:
                 finished += 1
                 self._dispatch()  # refill the freed worker before the caller stores this outcome
                 yield task.key, outcome
-            if wait_at_most is not None:
+            if wait_at_most is not None and give_up is not None:
                 if not finished and time.monotonic() >= give_up:
                     return
                 if finished:

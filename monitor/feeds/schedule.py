@@ -107,8 +107,8 @@ def after_fetch(feed: Feed, result: FetchResult, now: datetime, policy: PollPoli
         # The body was fetched but is unusable: keep the old validators so an unchanged
         # broken body is not answered with 304 and mistaken for "nothing new".
         etag, last_modified = feed.etag, feed.last_modified
-    return FeedUpdate(result.status, reason, errors, now + timedelta(seconds=backoff_interval(feed, policy, errors)),
-                      etag, last_modified, counts_as_error=True)
+    retry = now + timedelta(seconds=backoff_interval(feed, policy, errors))
+    return FeedUpdate(result.status, reason, errors, retry, etag, last_modified, counts_as_error=True)
 
 
 def is_due(feed: Feed, now: datetime) -> bool:

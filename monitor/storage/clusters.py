@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
-from typing import Iterable, Iterator
 
 from monitor.digests.topics import fts_query
 from monitor.events.clusterer import Assignment, Clusterer
 from monitor.events.weighpool import weigh_ahead
 from monitor.feeds.normalize import clean_headline
-from monitor.storage.database import Store, iso, parse_iso
+from monitor.storage.database import Store, iso, parse_stamp
 from monitor.types import ClusterDoc
 
 _DOC_COLUMNS = "e.id, e.feed_id, coalesce(f.title, f.channel_title, f.url), e.title, e.text, e.published"
@@ -24,12 +24,13 @@ _DOC_FROM = "FROM entries e JOIN feeds f ON f.id = e.feed_id"
 
 def _doc(row: tuple) -> ClusterDoc:
     return ClusterDoc(entry_id=row[0], feed_id=row[1], outlet=row[2], title=row[3], text=row[4],
-                      published=parse_iso(row[5]))
+                      published=parse_stamp(row[5]))
 
 
 def unclustered(store: Store, since: datetime | None = None) -> list[ClusterDoc]:
     """Entries without a cluster, in published order (ties by id: deterministic)."""
-    sql = (f"SELECT {_DOC_COLUMNS} {_DOC_FROM} WHERE NOT EXISTS (SELECT 1 FROM memberships m WHERE m.entry_id = e.id)"
+    sql = (f"SELECT {_DOC_COLUMNS} {_DOC_FROM}"
+           " WHERE NOT EXISTS (SELECT 1 FROM memberships m WHERE m.entry_id = e.id)"
            + (" AND e.published >= ?" if since else "") + " ORDER BY e.published, e.id")
     rows = store.db.execute(sql, [iso(since)] if since else []).fetchall()
     return [_doc(r) for r in rows]
@@ -39,7 +40,8 @@ def clustered_since(store: Store, since: datetime, before: datetime | None = Non
                     ) -> Iterator[tuple[ClusterDoc, int]]:
     """Clustered entries published in [since, before), in published order, with their cluster."""
     sql = (f"SELECT {_DOC_COLUMNS}, m.cluster_id {_DOC_FROM} JOIN memberships m ON m.entry_id = e.id"
-           " WHERE e.published >= ?" + (" AND e.published < ?" if before else "") + " ORDER BY e.published, e.id")
+           " WHERE e.published >= ?" + (" AND e.published < ?" if before else "")
+           + " ORDER BY e.published, e.id")
     params = [iso(since)] + ([iso(before)] if before else [])
     for row in store.db.execute(sql, params).fetchall():
         yield _doc(row[:6]), row[6]
@@ -104,15 +106,18 @@ def _add_member(store: Store, a: Assignment, cluster_id: int, stamp: str) -> Non
 def _move_topic_matches(store: Store, absorbed: int, into: int) -> None:
     """A merged cluster's topic matches (and what was sent about it) follow it to the survivor."""
     for row in store.query("SELECT * FROM topic_matches WHERE cluster_id = ?", [absorbed]):
-        existing = store.query("SELECT * FROM topic_matches WHERE topic = ? AND cluster_id = ?", [row["topic"], into])
+        existing = store.query("SELECT * FROM topic_matches WHERE topic = ? AND cluster_id = ?",
+                               [row["topic"], into])
         if existing:
             e = existing[0]
             store.db.execute(
-                "UPDATE topic_matches SET first_matched = min(first_matched, ?), last_matched = max(last_matched, ?),"
-                " entry_ids = ?, terms = ? WHERE topic = ? AND cluster_id = ?",
+                "UPDATE topic_matches SET first_matched = min(first_matched, ?),"
+                " last_matched = max(last_matched, ?), entry_ids = ?, terms = ?"
+                " WHERE topic = ? AND cluster_id = ?",
                 [row["first_matched"], row["last_matched"], _union(e["entry_ids"], row["entry_ids"]),
                  _union(e["terms"], row["terms"]), row["topic"], into])
-            store.db.execute("DELETE FROM topic_matches WHERE topic = ? AND cluster_id = ?", [row["topic"], absorbed])
+            store.db.execute("DELETE FROM topic_matches WHERE topic = ? AND cluster_id = ?",
+                             [row["topic"], absorbed])
         else:
             store.db.execute("UPDATE topic_matches SET cluster_id = ? WHERE topic = ? AND cluster_id = ?",
                              [into, row["topic"], absorbed])
@@ -127,8 +132,9 @@ def _union(a: str, b: str) -> str:
 def refresh(store: Store, cluster_id: int, stamp: str) -> None:
     """Recompute a cluster's size, outlets, time span and headline from its members."""
     rows = store.db.execute(
-        "SELECT e.id, e.title, e.published, e.feed_id, coalesce(f.title, f.channel_title, f.url), m.matched_entry_id"
-        " FROM memberships m JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
+        "SELECT e.id, e.title, e.published, e.feed_id, coalesce(f.title, f.channel_title, f.url),"
+        " m.matched_entry_id FROM memberships m JOIN entries e ON e.id = m.entry_id"
+        " JOIN feeds f ON f.id = e.feed_id"
         " WHERE m.cluster_id = ? ORDER BY e.published, e.id", [cluster_id]).fetchall()
     if not rows:
         return
@@ -194,8 +200,8 @@ def _topics_of(store: Store, ids: list[int]) -> dict[int, list[str]]:
     out: dict[int, list[str]] = defaultdict(list)
     for chunk in _chunks(ids):
         marks = ",".join("?" * len(chunk))
-        for cid, topic in store.db.execute(f"SELECT cluster_id, topic FROM topic_matches WHERE cluster_id IN ({marks})"
-                                           " ORDER BY topic", chunk):
+        for cid, topic in store.db.execute("SELECT cluster_id, topic FROM topic_matches"
+                                           f" WHERE cluster_id IN ({marks}) ORDER BY topic", chunk):
             out[cid].append(topic)
     return out
 
@@ -203,14 +209,15 @@ def _topics_of(store: Store, ids: list[int]) -> dict[int, list[str]]:
 _MEMBER_SQL = """
     SELECT m.cluster_id, e.id, e.guid, e.link, e.title, coalesce(f.title, f.channel_title, f.url) AS outlet,
            f.url AS feed_url, e.published, m.matched_entry_id, m.score, m.shared_terms, m.time_gap_seconds, e.feed_id
-    FROM memberships m JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"""
+    FROM memberships m JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"""  # noqa: E501 (one SELECT list)
 
 
 def _members_of(store: Store, ids: list[int]) -> dict[int, list[dict]]:
     out: dict[int, list[dict]] = defaultdict(list)
     for chunk in _chunks(ids):
         marks = ",".join("?" * len(chunk))
-        for r in store.query(f"{_MEMBER_SQL} WHERE m.cluster_id IN ({marks}) ORDER BY e.published, e.id", chunk):
+        for r in store.query(f"{_MEMBER_SQL} WHERE m.cluster_id IN ({marks}) ORDER BY e.published, e.id",
+                             chunk):
             out[r["cluster_id"]].append(r)
     return out
 
@@ -220,8 +227,8 @@ def _outlets_of(store: Store, ids: list[int]) -> dict[int, list[str]]:
     for chunk in _chunks(ids):
         marks = ",".join("?" * len(chunk))
         for cid, outlet, _first in store.db.execute(
-                "SELECT m.cluster_id, coalesce(f.title, f.channel_title, f.url), min(e.published) FROM memberships m"
-                " JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
+                "SELECT m.cluster_id, coalesce(f.title, f.channel_title, f.url), min(e.published)"
+                " FROM memberships m JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
                 f" WHERE m.cluster_id IN ({marks}) GROUP BY m.cluster_id, e.feed_id ORDER BY 3", chunk):
             out[cid].append(outlet)
     return out
@@ -253,13 +260,14 @@ def show_cluster(store: Store, cluster_id: int) -> dict | None:
                                  _outlets_of(store, [survivor]).get(survivor, []), members)
         titles = {m["id"]: m["title"] for m in members}
         record["entries"] = [{**_entry_record(m), "why": _why(m, titles)} for m in members]
-        record["timeline"] = timeline([parse_iso(m["published"]) for m in members],
+        record["timeline"] = timeline([parse_stamp(m["published"]) for m in members],
                                       [m["outlet"] for m in members])
         record["merged_from"] = [r["absorbed_id"] for r in store.query(
             "SELECT absorbed_id FROM cluster_merges WHERE into_id = ? ORDER BY id", [survivor])]
         record["topic_matches"] = [
             {"topic": t["topic"], "first_matched": t["first_matched"], "terms": json.loads(t["terms"])}
-            for t in store.query("SELECT * FROM topic_matches WHERE cluster_id = ? ORDER BY topic", [survivor])]
+            for t in store.query("SELECT * FROM topic_matches WHERE cluster_id = ? ORDER BY topic",
+                                 [survivor])]
     if survivor != cluster_id:
         record["requested_id"] = cluster_id
     return record
@@ -271,7 +279,8 @@ def _why(m: dict, titles: dict[int, str]) -> dict:
     return {"reason": "similar", "score": m["score"], "matched_entry_id": m["matched_entry_id"],
             "matched_title": titles.get(m["matched_entry_id"]),
             "shared_terms": json.loads(m["shared_terms"] or "[]"),
-            "time_gap_hours": round(m["time_gap_seconds"] / 3600, 1) if m["time_gap_seconds"] is not None else None}
+            "time_gap_hours": (round(m["time_gap_seconds"] / 3600, 1)
+                               if m["time_gap_seconds"] is not None else None)}
 
 
 def timeline(times: list[datetime], outlets: list[str]) -> list[dict]:
@@ -283,7 +292,7 @@ def timeline(times: list[datetime], outlets: list[str]) -> list[dict]:
     fmt = "%Y-%m-%d" if step.days else "%Y-%m-%d %H:00"
     buckets: dict[str, dict] = {}
     seen: set[str] = set()
-    for when, outlet in sorted(zip(times, outlets)):
+    for when, outlet in sorted(zip(times, outlets, strict=True)):
         key = when.strftime(fmt)
         b = buckets.setdefault(key, {"period": key, "reports": 0, "new_outlets": []})
         b["reports"] += 1
@@ -301,12 +310,14 @@ def search(store: Store, query: str, limit: int = 50) -> list[dict]:
         " snippet(entries_fts, 1, '[', ']', ' … ', 12) AS snippet"
         " FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid JOIN feeds f ON f.id = e.feed_id"
         " LEFT JOIN memberships m ON m.entry_id = e.id"
-        " WHERE entries_fts MATCH ? ORDER BY bm25(entries_fts), e.published DESC LIMIT ?", [fts_query(query), limit])
-    heads = {}
+        " WHERE entries_fts MATCH ? ORDER BY bm25(entries_fts), e.published DESC LIMIT ?",
+        [fts_query(query), limit])
+    heads: dict[int, str] = {}
     ids = sorted({r["cluster_id"] for r in rows if r["cluster_id"] is not None})
     for chunk in _chunks(ids):
         marks = ",".join("?" * len(chunk))
-        heads.update(store.db.execute(f"SELECT id, headline FROM clusters WHERE id IN ({marks})", chunk).fetchall())
+        heads.update(store.db.execute(f"SELECT id, headline FROM clusters WHERE id IN ({marks})",
+                                      chunk).fetchall())
     return [{"id": r["id"], "guid": r["guid"], "link": r["link"], "title": r["title"], "outlet": r["outlet"],
              "feed_url": r["feed_url"], "published": r["published"], "snippet": r["snippet"],
              "cluster": ({"id": r["cluster_id"], "title": heads.get(r["cluster_id"])}
@@ -316,7 +327,8 @@ def search(store: Store, query: str, limit: int = 50) -> list[dict]:
 # -- rebuilding --------------------------------------------------------------------------------
 
 
-def rebuild(store: Store, make_clusterer, since: datetime | None, now: datetime) -> dict[str, int]:
+def rebuild(store: Store, make_clusterer: Callable[[int], Clusterer], since: datetime | None,
+            now: datetime) -> dict[str, int]:
     """Re-decide the clusters of entries published since `since` (all when None), in one transaction.
 
     Ids stay stable where the events do: each rebuilt cluster takes the old id that most of
@@ -326,14 +338,17 @@ def rebuild(store: Store, make_clusterer, since: datetime | None, now: datetime)
     cutoff = iso(since) if since else ""
     with store.write():
         db = store.db
-        old = dict(db.execute("SELECT m.entry_id, m.cluster_id FROM memberships m JOIN entries e ON e.id = m.entry_id"
-                              " WHERE e.published >= ?", [cutoff]).fetchall())
-        db.execute("DELETE FROM memberships WHERE entry_id IN (SELECT id FROM entries WHERE published >= ?)", [cutoff])
+        old = dict(db.execute("SELECT m.entry_id, m.cluster_id FROM memberships m"
+                              " JOIN entries e ON e.id = m.entry_id WHERE e.published >= ?",
+                              [cutoff]).fetchall())
+        db.execute("DELETE FROM memberships WHERE entry_id IN (SELECT id FROM entries WHERE published >= ?)",
+                   [cutoff])
         first_new = next_cluster_id(store)
         clusterer = make_clusterer(first_new)
         warm_ids: set[int] = set()
         if since:
-            warm_ids = warm(clusterer, list(clustered_since(store, since - clusterer.warm_span, before=since)))
+            warmed = clustered_since(store, since - clusterer.warm_span, before=since)
+            warm_ids = warm(clusterer, list(warmed))
         decisions = decide(clusterer, unclustered(store, since))
         final = {a.entry_id: clusterer.resolve(a.cluster_id) for a, _ in decisions}
         mapping = _stable_ids(final, old, first_new)
@@ -354,7 +369,8 @@ def rebuild(store: Store, make_clusterer, since: datetime | None, now: datetime)
                 touched.add(survivor)
         emptied = set(old.values()) - touched - warm_ids
         for cid in sorted(emptied):
-            takers = Counter(mapping.get(final[e], final[e]) for e, o in old.items() if o == cid and e in final)
+            takers = Counter(mapping.get(final[e], final[e])
+                             for e, o in old.items() if o == cid and e in final)
             target = min(takers, key=lambda t: (-takers[t], t)) if takers else None
             db.execute("UPDATE clusters SET size = 0, outlets = 0 WHERE id = ?", [cid])
             if target is not None and target != cid:
@@ -401,8 +417,8 @@ def purge(store: Store, before: datetime, now: datetime) -> int:
                          " (SELECT id FROM entries WHERE published < ?)", [cutoff])
         store.db.execute("UPDATE cluster_merges SET entry_id = NULL WHERE entry_id IN"
                          " (SELECT id FROM entries WHERE published < ?)", [cutoff])
-        store.db.execute("DELETE FROM memberships WHERE entry_id IN (SELECT id FROM entries WHERE published < ?)",
-                         [cutoff])
+        store.db.execute("DELETE FROM memberships WHERE entry_id IN"
+                         " (SELECT id FROM entries WHERE published < ?)", [cutoff])
         deleted = store.db.execute("DELETE FROM entries WHERE published < ?", [cutoff]).rowcount
         stamp = iso(now)
         for cid in touched:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, overload
 
 from sqlite_utils import Database
 
@@ -26,20 +27,38 @@ DEFAULT_BUSY_TIMEOUT = 30.0
 WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes the WAL file is cut back to after a checkpoint
 
 
+@overload
+def iso(dt: datetime) -> str: ...
+@overload
+def iso(dt: None) -> None: ...
+@overload
+def iso(dt: datetime | None) -> str | None: ...
 def iso(dt: datetime | None) -> str | None:
     """UTC ISO 8601 with offset, to the second: sorts as text, reads as time."""
     if dt is None:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc).isoformat(timespec="seconds")
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def parse_iso(value: str | None) -> datetime | None:
     if not value:
         return None
+    return parse_stamp(value)
+
+
+def parse_stamp(value: str) -> datetime:
+    """parse_iso for a column that always holds a time (NOT NULL, written by iso())."""
     dt = datetime.fromisoformat(value)
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def inserted_id(cur: sqlite3.Cursor) -> int:
+    """The rowid of the row an INSERT just made (sqlite3 types it as optional: it is not, here)."""
+    rowid = cur.lastrowid
+    assert rowid is not None
+    return rowid
 
 
 def _describe(exc: sqlite3.Error, path: str) -> str:
@@ -53,7 +72,8 @@ def _describe(exc: sqlite3.Error, path: str) -> str:
     if "unable to open" in msg:
         folder = os.path.dirname(os.path.abspath(path))
         if os.path.exists(path) and not os.access(folder, os.W_OK):
-            msg += f" (the folder {folder} is read-only, and WAL mode needs to create {os.path.basename(path)}-wal there)"
+            msg += (f" (the folder {folder} is read-only, and WAL mode needs to create"
+                    f" {os.path.basename(path)}-wal there)")
         return f"cannot open database {path}: {msg}"
     return f"database {path}: {msg}"
 
@@ -118,7 +138,7 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -127,7 +147,7 @@ class Store:
     # -- transactions -------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def write(self) -> Iterator["Store"]:
+    def write(self) -> Iterator[Store]:
         """A write transaction, taking the write lock up front (BEGIN IMMEDIATE)."""
         conn = self.db.conn
         if conn.in_transaction:  # nested: the outer transaction already holds the lock
@@ -140,7 +160,8 @@ class Store:
             raise StorageError(_describe(exc, self.path)) from None
         try:
             yield self
-        except sqlite3.OperationalError as exc:  # disk full, read-only, I/O error: one clear line, no traceback
+        except sqlite3.OperationalError as exc:
+            # disk full, read-only, I/O error: one clear line, no traceback
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StorageError(_describe(exc, self.path)) from None
@@ -157,7 +178,7 @@ class Store:
                 raise StorageError(_describe(exc, self.path)) from None
 
     @contextlib.contextmanager
-    def read(self) -> Iterator["Store"]:
+    def read(self) -> Iterator[Store]:
         """A read snapshot: several queries see one consistent state of the database."""
         conn = self.db.conn
         if conn.in_transaction:
@@ -170,13 +191,13 @@ class Store:
             if conn.in_transaction:
                 conn.execute("COMMIT")
 
-    def query(self, sql: str, params: Iterable[Any] | dict = ()) -> list[dict]:
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict]:
         try:
             return list(self.db.query(sql, params))
         except sqlite3.OperationalError as exc:
             raise StorageError(_describe(exc, self.path)) from None
 
-    def scalar(self, sql: str, params: Iterable[Any] | dict = ()) -> Any:
+    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         row = self.db.execute(sql, params).fetchone()
         return row[0] if row else None
 
@@ -238,7 +259,7 @@ class Store:
         where = "" if include_disabled else "WHERE disabled = 0"
         cur = self.db.execute(f"SELECT * FROM feeds {where} ORDER BY coalesce(category, ''), id")
         cols = [d[0] for d in cur.description]
-        return [feed_from_row(dict(zip(cols, r))) for r in cur.fetchall()]
+        return [feed_from_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
 
     def feed_by_url(self, url: str) -> Feed | None:
         rows = self.query("SELECT * FROM feeds WHERE url = ?", [url])
@@ -257,7 +278,7 @@ class Store:
 
     # -- one feed's poll: entries and state in one transaction ----------------------------------
 
-    def apply_poll(self, feed: Feed, update: "FeedUpdate", entries: Iterable[EntryData], now: datetime,
+    def apply_poll(self, feed: Feed, update: FeedUpdate, entries: Iterable[EntryData], now: datetime,
                    ) -> tuple[list[int], list[int]]:
         """Store a feed's entries and its new state atomically. Returns (new ids, updated ids).
 
@@ -297,17 +318,18 @@ class Store:
                           iso(e.published), iso(e.updated), e.content_hash]
                 if row is None:
                     cur = self.db.execute(
-                        "INSERT INTO entries (guid, link, title, summary_html, content_html, text, author, published,"
-                        " updated, content_hash, feed_id, entry_key, first_seen, last_changed)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values + [feed.id, e.key, stamp, stamp])
-                    new_ids.append(cur.lastrowid)
+                        "INSERT INTO entries (guid, link, title, summary_html, content_html, text, author,"
+                        " published, updated, content_hash, feed_id, entry_key, first_seen, last_changed)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [*values, feed.id, e.key, stamp, stamp])
+                    new_ids.append(inserted_id(cur))
                     # a key repeated in one feed meets this row
-                    known[e.key] = (cur.lastrowid, e.content_hash, stamp)
+                    known[e.key] = (new_ids[-1], e.content_hash, stamp)
                 elif row[1] != e.content_hash and not _later(row[2], stamp):
                     self.db.execute(
-                        "UPDATE entries SET guid = ?, link = ?, title = ?, summary_html = ?, content_html = ?,"
-                        " text = ?, author = ?, published = ?, updated = ?, content_hash = ?, last_changed = ?"
-                        " WHERE id = ?", values + [stamp, row[0]])
+                        "UPDATE entries SET guid = ?, link = ?, title = ?, summary_html = ?,"
+                        " content_html = ?, text = ?, author = ?, published = ?, updated = ?,"
+                        " content_hash = ?, last_changed = ? WHERE id = ?", [*values, stamp, row[0]])
                     updated_ids.append(row[0])
                     known[e.key] = (row[0], e.content_hash, stamp)
             if stored is not None and not _later(stored[0], stamp):
@@ -343,7 +365,7 @@ class Store:
                 known[r[0]] = (r[1], r[2], r[3])
         return known
 
-    def _apply_feed_update(self, feed: Feed, u: "FeedUpdate", stamp: str, stored: tuple) -> None:
+    def _apply_feed_update(self, feed: Feed, u: FeedUpdate, stamp: str, stored: tuple) -> None:
         """Write a poll's state. `u` was decided from `feed`, the row as it was read before
         fetching; `stored` (error_count, etag, last_modified) is the row now, which an
         overlapping poll may have changed since. What this poll leaves as it was, it leaves as
@@ -356,8 +378,9 @@ class Store:
         if (etag, last_modified) == (feed.etag, feed.last_modified):
             etag, last_modified = stored_etag, stored_modified
         self.db.execute(
-            "UPDATE feeds SET last_polled = ?, last_status = ?, last_error = ?, error_count = ?, next_poll = ?,"
-            " etag = ?, last_modified = ?, last_warning = CASE WHEN ? IS NULL THEN ? ELSE last_warning END,"
+            "UPDATE feeds SET last_polled = ?, last_status = ?, last_error = ?, error_count = ?,"
+            " next_poll = ?, etag = ?, last_modified = ?,"
+            " last_warning = CASE WHEN ? IS NULL THEN ? ELSE last_warning END,"
             " channel_title = coalesce(?, channel_title), site_url = coalesce(site_url, ?) WHERE id = ?",
             [stamp, u.last_status, u.last_error, errors, iso(u.next_poll), etag, last_modified,
              u.last_error, u.warning, u.channel_title, u.site_url, feed.id])
@@ -378,9 +401,11 @@ class Store:
 
     def start_cycle(self, now: datetime, feeds: int) -> int:
         with self.write():
-            return self.db.execute("INSERT INTO cycles (started, feeds) VALUES (?, ?)", [iso(now), feeds]).lastrowid
+            return inserted_id(self.db.execute("INSERT INTO cycles (started, feeds) VALUES (?, ?)",
+                                               [iso(now), feeds]))
 
-    def finish_cycle(self, cycle_id: int, now: datetime, counts: dict[str, int], error: str | None = None) -> None:
+    def finish_cycle(self, cycle_id: int, now: datetime, counts: dict[str, int],
+                     error: str | None = None) -> None:
         with self.write():
             self.db.execute(
                 "UPDATE cycles SET finished = ?, fetched = ?, not_modified = ?, failed = ?, new_entries = ?,"
@@ -392,15 +417,16 @@ class Store:
 def _later(stored: str | None, stamp: str) -> bool:
     """True when a stored time is later than `stamp` (both as written by iso()). Compared as
     times, not text, so a value written in another form (no offset, a date only) still orders."""
-    return stored is not None and parse_iso(stored) > parse_iso(stamp)
+    return stored is not None and parse_stamp(stored) > parse_stamp(stamp)
 
 
 def feed_from_row(row: dict) -> Feed:
     return Feed(
         id=row["id"], url=row["url"], title=row["title"] or row["channel_title"], category=row["category"],
         site_url=row["site_url"], etag=row["etag"], last_modified=row["last_modified"],
-        last_polled=parse_iso(row["last_polled"]), last_status=row["last_status"], last_error=row["last_error"],
-        last_warning=row["last_warning"], error_count=row["error_count"], next_poll=parse_iso(row["next_poll"]),
+        last_polled=parse_iso(row["last_polled"]), last_status=row["last_status"],
+        last_error=row["last_error"], last_warning=row["last_warning"], error_count=row["error_count"],
+        next_poll=parse_iso(row["next_poll"]),
         disabled=bool(row["disabled"]), interval=row["interval_seconds"],
         disabled_reason=row["disabled_reason"], body_hash=row.get("body_hash"))
 

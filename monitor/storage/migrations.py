@@ -7,6 +7,8 @@ database that has applied more was written by newer code and is refused.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
@@ -14,7 +16,7 @@ migrations = Migrations("monitor")
 KNOWN: list[str] = []  # names of the migrations this code knows, in order
 
 
-def migration(fn):
+def migration(fn: Callable[[Database], None]) -> Callable[[Database], None]:
     KNOWN.append(fn.__name__)
     return migrations()(fn)
 
@@ -65,7 +67,7 @@ def m001_feeds_and_entries(db: Database) -> None:
         )""")
     db.execute("CREATE INDEX entries_published ON entries(published)")
     db.execute("CREATE INDEX entries_first_seen ON entries(first_seen)")
-    db["entries"].enable_fts(["title", "text"], create_triggers=True, tokenize=FTS_TOKENIZE)
+    db.table("entries").enable_fts(["title", "text"], create_triggers=True, tokenize=FTS_TOKENIZE)
 
 
 @migration
@@ -170,7 +172,7 @@ def m004_cycles_and_views(db: Database) -> None:
         SELECT c.id, c.headline, c.size, c.outlets, c.first_published, c.last_published,
                c.last_activity,
                (SELECT group_concat(DISTINCT t.topic) FROM topic_matches t WHERE t.cluster_id = c.id) AS topics
-        FROM clusters c WHERE c.merged_into IS NULL""")
+        FROM clusters c WHERE c.merged_into IS NULL""")  # noqa: E501 (applied migrations are not rewritten)
     db.execute("""
         CREATE VIEW feed_health AS
         SELECT f.id, coalesce(f.title, f.channel_title, f.url) AS outlet, f.url, f.category,
@@ -256,7 +258,7 @@ def m009_fts_pending(db: Database) -> None:
         WHEN NOT EXISTS (SELECT 1 FROM fts_pending WHERE entry_id = old.id) BEGIN
             INSERT INTO entries_fts (entries_fts, rowid, title, text) VALUES ('delete', old.id, old.title, old.text);
             INSERT INTO entries_fts (rowid, title, text) VALUES (new.id, new.title, new.text);
-        END""")
+        END""")  # noqa: E501 (applied migrations are not rewritten)
 
 
 SCHEMA_VERSION = len(KNOWN)
