@@ -18,7 +18,7 @@ import email
 import email.utils
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email import policy
@@ -40,13 +40,12 @@ from monitor.digests.topics import OUTLET_SQL
 from monitor.errors import ConfigError
 from monitor.feeds.normalize import one_line
 from monitor.logs import event, get_logger
-from monitor.storage.database import Store, inserted_id, iso, parse_iso, parse_stamp
+from monitor.storage.database import Store, chunked, inserted_id, iso, parse_iso, parse_stamp
 
 log = get_logger("outbox")
 
 LEASE = timedelta(minutes=10)  # a claimed digest is left alone this long by other senders
 GIVE_UP = timedelta(days=5)  # like an MTA's queue lifetime: after that a deferred digest fails
-_CHUNK = 900
 
 
 def backoff(attempts: int) -> timedelta:
@@ -97,11 +96,6 @@ class SendReport:
 # -- loading what a topic's digest is decided from ---------------------------------------------
 
 
-def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
-    for i in range(0, len(ids), _CHUNK):
-        yield ids[i:i + _CHUNK]
-
-
 def _survivor_map(store: Store) -> dict[int, int]:
     """Merged-away cluster -> the live cluster that now holds its members."""
     merged = dict(store.db.execute(
@@ -118,7 +112,7 @@ def _survivor_map(store: Store) -> dict[int, int]:
 
 def _outlet_counts(store: Store, ids: Sequence[int]) -> dict[int, int]:
     counts: dict[int, int] = {}
-    for part in _chunks(list(ids)):
+    for part in chunked(list(ids)):
         marks = ",".join("?" * len(part))
         counts.update(store.db.execute(
             f"SELECT m.cluster_id, count(DISTINCT {OUTLET_SQL}) FROM memberships m"
@@ -129,7 +123,7 @@ def _outlet_counts(store: Store, ids: Sequence[int]) -> dict[int, int]:
 
 def _reports(store: Store, ids: Sequence[int]) -> dict[int, list[Report]]:
     reports: dict[int, list[Report]] = {}
-    for part in _chunks(list(ids)):
+    for part in chunked(list(ids)):
         marks = ",".join("?" * len(part))
         for cid, outlet, link, title, published in store.db.execute(
                 f"SELECT m.cluster_id, {OUTLET_SQL}, e.link, e.title, e.published FROM memberships m"
@@ -171,7 +165,7 @@ def load_candidates(store: Store, topic: TopicSettings,
     keep = [cid for cid in matched if cid not in prior or counts.get(cid, 0) > prior[cid].outlets]
     heads: dict[int, str] = {}
     floor = iso(newer_than) if newer_than else ""
-    for part in _chunks(keep):
+    for part in chunked(keep):
         marks = ",".join("?" * len(part))
         heads.update(store.db.execute(
             f"SELECT id, headline FROM clusters WHERE id IN ({marks}) AND coalesce(last_published, ?) >= ?",

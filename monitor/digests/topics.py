@@ -21,7 +21,7 @@ from functools import lru_cache
 from monitor.config import TopicSettings
 from monitor.digests.digest import parse_schedule
 from monitor.errors import ConfigError
-from monitor.storage.database import Store, iso, parse_iso
+from monitor.storage.database import Store, chunked, iso, parse_iso
 from monitor.storage.migrations import FTS_TOKENIZE
 
 # Control characters never survive normalize.clean_text, so they cannot occur in stored
@@ -29,7 +29,6 @@ from monitor.storage.migrations import FTS_TOKENIZE
 _OPEN, _CLOSE = "\x02", "\x03"
 _HIGHLIGHT = re.compile(f"{_OPEN}(.*?){_CLOSE}", re.S)
 _SPACE = re.compile(r"\s+")
-_CHUNK = 900  # ids per `IN (...)`: below the 999-variable limit of older SQLite builds
 MAX_TERMS = 20  # terms kept per match: enough to explain it, bounded for a cluster of hundreds
 MAX_TERM_LEN = 60
 
@@ -191,15 +190,10 @@ def extract_terms(*highlighted: str) -> list[str]:
     return terms
 
 
-def _chunks(ids: Sequence[int], size: int = _CHUNK) -> Iterable[Sequence[int]]:
-    for i in range(0, len(ids), size):
-        yield ids[i:i + size]
-
-
 def _run_match(store: Store, query: str, entry_ids: Sequence[int]) -> dict[int, list[str]]:
     """entry id -> matched terms, for the entries among `entry_ids` that match `query`."""
     found: dict[int, list[str]] = {}
-    for part in _chunks(sorted(set(entry_ids))):
+    for part in chunked(sorted(set(entry_ids))):
         marks = ",".join("?" * len(part))
         # FTS5 turns a bare `rowid IN (...)` into one lookup per id (about 0.3 ms each); a rowid
         # range it can seek, and the unary `+` keeps the IN list a plain filter on that range.
@@ -217,7 +211,7 @@ def _survivors(store: Store, cluster_ids: Iterable[int]) -> list[int]:
     """The live clusters for `cluster_ids`: a merged-away cluster stands for the one that absorbed it."""
     ids = sorted(set(cluster_ids))
     merged: dict[int, int | None] = {}
-    for part in _chunks(ids):
+    for part in chunked(ids):
         marks = ",".join("?" * len(part))
         merged.update(store.db.execute(
             f"SELECT id, merged_into FROM clusters WHERE id IN ({marks})", list(part)).fetchall())
@@ -247,7 +241,7 @@ def _cluster_info(store: Store, cluster_ids: Sequence[int]) -> dict[int, _Cluste
     members: dict[int, list[int]] = {cid: [] for cid in cluster_ids}
     outlets: dict[int, list[str]] = {cid: [] for cid in cluster_ids}
     heads: dict[int, tuple[str, str | None]] = {}
-    for part in _chunks(list(cluster_ids)):
+    for part in chunked(list(cluster_ids)):
         marks = ",".join("?" * len(part))
         for cid, eid, outlet in store.db.execute(
                 f"SELECT m.cluster_id, m.entry_id, {OUTLET_SQL} FROM memberships m "

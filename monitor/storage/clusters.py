@@ -15,7 +15,7 @@ from monitor.digests.topics import fts_query
 from monitor.events.clusterer import Assignment, Clusterer
 from monitor.events.weighpool import weigh_ahead
 from monitor.feeds.normalize import clean_headline
-from monitor.storage.database import Store, iso, parse_stamp
+from monitor.storage.database import Store, chunked, iso, parse_stamp
 from monitor.types import ClusterDoc
 
 _DOC_COLUMNS = "e.id, e.feed_id, coalesce(f.title, f.channel_title, f.url), e.title, e.text, e.published"
@@ -191,14 +191,9 @@ def list_clusters(store: Store, *, since: datetime | None, topic: str | None = N
             for c in clusters]
 
 
-def _chunks(ids: list[int], size: int = 500) -> Iterator[list[int]]:
-    for i in range(0, len(ids), size):
-        yield ids[i:i + size]
-
-
 def _topics_of(store: Store, ids: list[int]) -> dict[int, list[str]]:
     out: dict[int, list[str]] = defaultdict(list)
-    for chunk in _chunks(ids):
+    for chunk in chunked(ids):
         marks = ",".join("?" * len(chunk))
         for cid, topic in store.db.execute("SELECT cluster_id, topic FROM topic_matches"
                                            f" WHERE cluster_id IN ({marks}) ORDER BY topic", chunk):
@@ -214,7 +209,7 @@ _MEMBER_SQL = """
 
 def _members_of(store: Store, ids: list[int]) -> dict[int, list[dict]]:
     out: dict[int, list[dict]] = defaultdict(list)
-    for chunk in _chunks(ids):
+    for chunk in chunked(ids):
         marks = ",".join("?" * len(chunk))
         for r in store.query(f"{_MEMBER_SQL} WHERE m.cluster_id IN ({marks}) ORDER BY e.published, e.id",
                              chunk):
@@ -224,7 +219,7 @@ def _members_of(store: Store, ids: list[int]) -> dict[int, list[dict]]:
 
 def _outlets_of(store: Store, ids: list[int]) -> dict[int, list[str]]:
     out: dict[int, list[str]] = defaultdict(list)
-    for chunk in _chunks(ids):
+    for chunk in chunked(ids):
         marks = ",".join("?" * len(chunk))
         for cid, outlet, _first in store.db.execute(
                 "SELECT m.cluster_id, coalesce(f.title, f.channel_title, f.url), min(e.published)"
@@ -314,7 +309,7 @@ def search(store: Store, query: str, limit: int = 50) -> list[dict]:
         [fts_query(query), limit])
     heads: dict[int, str] = {}
     ids = sorted({r["cluster_id"] for r in rows if r["cluster_id"] is not None})
-    for chunk in _chunks(ids):
+    for chunk in chunked(ids):
         marks = ",".join("?" * len(chunk))
         heads.update(store.db.execute(f"SELECT id, headline FROM clusters WHERE id IN ({marks})",
                                       chunk).fetchall())

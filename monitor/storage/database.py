@@ -12,7 +12,7 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from sqlite_utils import Database
 
@@ -25,6 +25,15 @@ if TYPE_CHECKING:
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes the WAL file is cut back to after a checkpoint
+T = TypeVar("T")
+
+PARAMS_PER_QUERY = 900  # values per `IN (...)`: below the 999-variable limit of older SQLite builds
+
+
+def chunked(values: Sequence[T], size: int = PARAMS_PER_QUERY) -> Iterator[Sequence[T]]:
+    """`values` in slices of at most `size`, for queries that bind one parameter per value."""
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
 
 
 @overload
@@ -352,11 +361,9 @@ class Store:
 
     def _known_entries(self, feed_id: int, keys: set[str]) -> dict[str, tuple[int, str, str]]:
         """entry key -> (id, content_hash, last_changed) of the feed's stored entries among `keys`:
-        one query per 500 keys."""
+        one query per chunk of keys."""
         known: dict[str, tuple[int, str, str]] = {}
-        keys_list = list(keys)
-        for i in range(0, len(keys_list), 500):
-            chunk = keys_list[i : i + 500]
+        for chunk in chunked(list(keys)):
             rows = self.db.execute(
                 "SELECT entry_key, id, content_hash, last_changed FROM entries"
                 " WHERE feed_id = ? AND entry_key IN (" + ", ".join("?" * len(chunk)) + ")",
