@@ -40,7 +40,7 @@ from monitor.digests.topics import OUTLET_SQL
 from monitor.errors import ConfigError
 from monitor.feeds.normalize import one_line
 from monitor.logs import event, get_logger
-from monitor.storage.database import Store, chunked, inserted_id, iso, parse_iso, parse_stamp
+from monitor.storage.database import Store, chunked, inserted_id, iso, parse_iso, parse_stamp, survivors
 
 log = get_logger("outbox")
 
@@ -96,20 +96,6 @@ class SendReport:
 # -- loading what a topic's digest is decided from ---------------------------------------------
 
 
-def _survivor_map(store: Store) -> dict[int, int]:
-    """Merged-away cluster -> the live cluster that now holds its members."""
-    merged = dict(store.db.execute(
-        "SELECT id, merged_into FROM clusters WHERE merged_into IS NOT NULL").fetchall())
-    resolved = {}
-    for cid in merged:
-        target, seen = cid, set()
-        while target in merged and target not in seen:
-            seen.add(target)
-            target = merged[target]
-        resolved[cid] = target
-    return resolved
-
-
 def _outlet_counts(store: Store, ids: Sequence[int]) -> dict[int, int]:
     counts: dict[int, int] = {}
     for part in chunked(list(ids)):
@@ -144,7 +130,7 @@ def load_candidates(store: Store, topic: TopicSettings,
     so their clusters come back in the next digest. `newer_than` ([digest] max_age) skips
     clusters whose last report is older before their reports are read.
     """
-    survivor = _survivor_map(store)
+    survivor = survivors(store)
     matched: dict[int, list[str]] = {}  # cluster -> matched terms
     for cid, terms in store.db.execute("SELECT cluster_id, terms FROM topic_matches WHERE topic = ?",
                                        [topic.name]):

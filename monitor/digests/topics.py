@@ -21,7 +21,7 @@ from functools import lru_cache
 from monitor.config import TopicSettings
 from monitor.digests.digest import parse_schedule
 from monitor.errors import ConfigError
-from monitor.storage.database import Store, chunked, iso, parse_iso
+from monitor.storage.database import Store, chunked, iso, parse_iso, survivors
 from monitor.storage.migrations import FTS_TOKENIZE
 
 # Control characters never survive normalize.clean_text, so they cannot occur in stored
@@ -209,24 +209,7 @@ def _run_match(store: Store, query: str, entry_ids: Sequence[int]) -> dict[int, 
 
 def _survivors(store: Store, cluster_ids: Iterable[int]) -> list[int]:
     """The live clusters for `cluster_ids`: a merged-away cluster stands for the one that absorbed it."""
-    ids = sorted(set(cluster_ids))
-    merged: dict[int, int | None] = {}
-    for part in chunked(ids):
-        marks = ",".join("?" * len(part))
-        merged.update(store.db.execute(
-            f"SELECT id, merged_into FROM clusters WHERE id IN ({marks})", list(part)).fetchall())
-    result = set()
-    for cid in ids:
-        seen = set()
-        while (target := merged.get(cid)) is not None and cid not in seen:
-            seen.add(cid)
-            if target not in merged:
-                merged.update(store.db.execute("SELECT id, merged_into FROM clusters WHERE id = ?",
-                                               [target]).fetchall())
-            cid = target
-        if cid in merged:
-            result.add(cid)
-    return sorted(result)
+    return sorted(set(survivors(store, cluster_ids).values()))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from monitor.digests.topics import fts_query
 from monitor.events.clusterer import Assignment, Clusterer
 from monitor.events.weighpool import weigh_ahead
 from monitor.feeds.normalize import clean_headline
-from monitor.storage.database import Store, chunked, iso, parse_stamp
+from monitor.storage.database import Store, chunked, iso, parse_stamp, survivors
 from monitor.types import ClusterDoc
 
 _DOC_COLUMNS = "e.id, e.feed_id, coalesce(f.title, f.channel_title, f.url), e.title, e.text, e.published"
@@ -154,16 +154,7 @@ def refresh(store: Store, cluster_id: int, stamp: str) -> None:
 
 def resolve(store: Store, cluster_id: int) -> int | None:
     """The surviving id for a cluster id (merged ids still resolve); None if unknown."""
-    seen = set()
-    while cluster_id not in seen:
-        seen.add(cluster_id)
-        row = store.db.execute("SELECT merged_into FROM clusters WHERE id = ?", [cluster_id]).fetchone()
-        if row is None:
-            return None
-        if row[0] is None:
-            return cluster_id
-        cluster_id = row[0]
-    return cluster_id
+    return survivors(store, [cluster_id]).get(cluster_id)
 
 
 def list_clusters(store: Store, *, since: datetime | None, topic: str | None = None, min_size: int = 1,

@@ -427,6 +427,44 @@ def _later(stored: str | None, stamp: str) -> bool:
     return stored is not None and parse_stamp(stored) > parse_stamp(stamp)
 
 
+def survivors(store: Store, cluster_ids: Iterable[int] | None = None) -> dict[int, int]:
+    """Cluster id -> the live cluster that holds its members now, through any chain of merges.
+
+    With `cluster_ids`: each of them that is stored, mapped to its survivor (itself when it
+    was never merged); only the rows on their chains are read. Without: every merged-away
+    cluster, from one read of the merged rows.
+    """
+    if cluster_ids is None:
+        merged = dict(store.db.execute(
+            "SELECT id, merged_into FROM clusters WHERE merged_into IS NOT NULL").fetchall())
+        result = {}
+        for start in merged:
+            cid, seen = start, set()
+            while cid in merged and cid not in seen:
+                seen.add(cid)
+                cid = merged[cid]
+            result[start] = cid
+        return result
+    ids = sorted(set(cluster_ids))
+    rows: dict[int, int | None] = {}
+    for chunk in chunked(ids):
+        marks = ",".join("?" * len(chunk))
+        rows.update(store.db.execute(f"SELECT id, merged_into FROM clusters WHERE id IN ({marks})",
+                                     chunk).fetchall())
+    found = {}
+    for start in ids:
+        cid, seen = start, set()
+        while (target := rows.get(cid)) is not None and cid not in seen:
+            seen.add(cid)
+            if target not in rows:
+                rows.update(store.db.execute("SELECT id, merged_into FROM clusters WHERE id = ?",
+                                             [target]).fetchall())
+            cid = target
+        if cid in rows:  # else the chain ends at a cluster that is not stored
+            found[start] = cid
+    return found
+
+
 def feed_from_row(row: dict) -> Feed:
     return Feed(
         id=row["id"], url=row["url"], title=row["title"] or row["channel_title"], category=row["category"],

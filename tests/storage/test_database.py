@@ -9,7 +9,7 @@ import pytest
 
 from monitor.errors import StorageError
 from monitor.feeds.schedule import PollPolicy, after_fetch
-from monitor.storage.database import iso, open_store
+from monitor.storage.database import chunked, iso, open_store, survivors
 from monitor.storage.migrations import KNOWN, SCHEMA_VERSION
 from monitor.types import EntryData, FeedSource, FetchResult
 
@@ -233,3 +233,26 @@ def test_a_newer_poll_counts_on_from_the_stored_state_not_the_row_it_read(tmp_pa
         read = store.feed_by_url(URL)
         store.apply_poll(read, after_fetch(read, FetchResult(URL, 304), at(21), POLICY), [], at(21))
         assert (feed_row(store)["last_error"], feed_row(store)["error_count"]) == (None, 0)
+
+
+def test_survivors_follow_chains_of_merges(tmp_path):
+    """1 was merged into 2, 2 into 3 (live); 4 is live; 5 was merged into 4; 99 is not stored."""
+    with open_store(str(tmp_path / "m.db")) as store, store.write():
+        for cid in (3, 4, 2, 1, 5):
+            store.db.execute("INSERT INTO clusters (id, headline, created, last_activity)"
+                             " VALUES (?, 'h', ?, ?)", [cid, iso(NOW), iso(NOW)])
+        for absorbed, into in ((2, 3), (1, 2), (5, 4)):
+            store.db.execute("UPDATE clusters SET merged_into = ? WHERE id = ?", [into, absorbed])
+    with open_store(str(tmp_path / "m.db")) as store:
+        assert survivors(store, [1, 3, 4, 5, 99]) == {1: 3, 3: 3, 4: 4, 5: 4}
+        assert survivors(store, [2]) == {2: 3}
+        assert survivors(store) == {1: 3, 2: 3, 5: 4}  # every merged-away cluster
+        assert survivors(store, []) == {}
+
+
+def test_chunked_keeps_every_value_once_in_order():
+    values = list(range(2_000))
+    parts = list(chunked(values))
+    assert [len(p) for p in parts] == [900, 900, 200]  # under SQLite's old 999-parameter limit
+    assert [v for p in parts for v in p] == values
+    assert list(chunked([], 5)) == [] and list(chunked([1, 2, 3], 2)) == [[1, 2], [3]]
