@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 from monitor.config import EXAMPLE_CONFIG, Settings, TopicSettings, load_settings, parse_duration
 from monitor.digests import mailer, outbox, topics
-from monitor.errors import ConfigError, MonitorError, StorageError
+from monitor.errors import ConfigError, MonitorError, OpmlError, StorageError
 from monitor.events.clusterer import ClusterConfig, Clusterer, collection_paused
 from monitor.feeds.cycle import CycleReport, FeedOutcome, run_cycle
 from monitor.feeds.guard import check_url
-from monitor.feeds.opml import OpmlError, OpmlImport, parse_opml, write_opml
+from monitor.feeds.opml import OpmlImport, parse_opml, write_opml
 from monitor.feeds.schedule import is_due
 from monitor.storage import clusters
 from monitor.storage.database import Store, iso, open_store

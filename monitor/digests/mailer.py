@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from monitor.config import Settings, SmtpSettings
-from monitor.errors import ConfigError, DeliveryError
+from monitor.errors import ConfigError, DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
 
 PASSWORD_ENV = "MONITOR_SMTP_PASSWORD"
 _CRLF = re.compile(rb"\r?\n")
@@ -43,24 +43,6 @@ class Refusal:
 
     def __str__(self) -> str:
         return f"{self.code} {self.message}".strip()
-
-
-class TemporaryDeliveryError(DeliveryError):
-    """Nothing was delivered, but a later attempt may succeed. `unreachable`: the server itself
-    could not be reached or would not talk to us, so the rest of the batch would fail the same way."""
-
-    def __init__(self, reason: str, *, unreachable: bool = False, code: int | None = None) -> None:
-        super().__init__(reason)
-        self.unreachable = unreachable
-        self.code = code
-
-
-class PermanentDeliveryError(DeliveryError):
-    """The server refused this message for good (5xx): retrying the same bytes cannot help."""
-
-    def __init__(self, reason: str, code: int | None = None) -> None:
-        super().__init__(reason)
-        self.code = code
 
 
 class Transport(Protocol):

@@ -35,9 +35,9 @@ from monitor.digests.digest import (
     render,
     select_items,
 )
-from monitor.digests.mailer import PermanentDeliveryError, Refusal, TemporaryDeliveryError, Transport
+from monitor.digests.mailer import Refusal, Transport
 from monitor.digests.topics import OUTLET_SQL
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, PermanentDeliveryError, TemporaryDeliveryError
 from monitor.feeds.normalize import one_line
 from monitor.logs import event, get_logger
 from monitor.storage.database import Store, chunked, inserted_id, iso, parse_iso, parse_stamp, survivors

@@ -27,7 +27,7 @@ from itertools import islice
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar, overload
 
-from monitor.errors import MonitorError
+from monitor.errors import WorkerLost
 from monitor.feeds.parsepool import FORKSERVER_PRELOAD, default_context, start_context
 from monitor.logs import event, get_logger
 from monitor.types import ClusterDoc
@@ -42,10 +42,6 @@ BATCH = 250  # entries per message: large enough that passing them costs little 
 
 T = TypeVar("T")
 _EMPTY: frozenset[str] = frozenset()
-
-
-class WorkerLost(MonitorError):
-    """The weighing worker died and the entries it had weighed cannot be weighed again here."""
 
 
 def _to_wire(f: DocFeatures) -> tuple:

@@ -14,17 +14,13 @@ from email.utils import format_datetime
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from monitor.errors import MonitorError
+from monitor.errors import OpmlError
 from monitor.feeds.guard import check_url
 from monitor.types import FeedSource
 
 MAX_OPML_BYTES = 20_000_000
 MAX_DEPTH = 32
 MAX_TITLE = 300
-
-
-class OpmlError(MonitorError):
-    """The document as a whole cannot be read as OPML."""
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,8 @@ import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from monitor.config import DigestSettings, Settings, SmtpSettings
-from monitor.digests.mailer import (
-    MaildirTransport,
-    PermanentDeliveryError,
-    SmtpTransport,
-    TemporaryDeliveryError,
-    smtp_password,
-    transport_for,
-)
-from monitor.errors import ConfigError
+from monitor.digests.mailer import MaildirTransport, SmtpTransport, smtp_password, transport_for
+from monitor.errors import ConfigError, PermanentDeliveryError, TemporaryDeliveryError
 from tests.support.smtpserver import SILENCE, free_port
 
 MESSAGE = (b"From: monitor@example.org\nTo: desk@example.org\nSubject: test\nMessage-ID: <t1@example.org>\n\n"

@@ -16,10 +16,10 @@ from email import policy
 import pytest
 
 from monitor.config import DigestSettings, Settings, SmtpSettings, TopicSettings
-from monitor.digests.mailer import SmtpTransport, TemporaryDeliveryError, transport_for
+from monitor.digests.mailer import SmtpTransport, transport_for
 from monitor.digests.outbox import create_digests, outbox_entries, preview, send_pending
 from monitor.digests.topics import match_clusters
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, TemporaryDeliveryError
 from monitor.storage.database import iso
 from tests.support.smtpserver import free_port
 from tests.support.world import World

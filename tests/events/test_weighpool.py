@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import pytest
 
+from monitor.errors import WorkerLost
 from monitor.events import reading, weighpool
 from monitor.events.clusterer import ClusterConfig, Clusterer
 from monitor.events.weighing import Weigher
@@ -145,7 +146,7 @@ def test_a_killed_worker_under_a_stream_is_a_clear_error(pooled, monkeypatch):
     workers = kill_after_first(monkeypatch)
     items = docs()
     stream = (d for d in items)  # what was weighed cannot be weighed again
-    with pytest.raises(weighpool.WorkerLost, match=r"died after \d+ entries"):
+    with pytest.raises(WorkerLost, match=r"died after \d+ entries"):
         weighed = weighpool.weigh_ahead(Weigher(WINDOW.total_seconds()), stream, len(items), workers=1)
         for n, _ in enumerate(weighed):
             if n == 10:

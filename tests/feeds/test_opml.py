@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.feeds.opml import OpmlError, parse_opml, write_opml
+from monitor.errors import OpmlError
+from monitor.feeds.opml import parse_opml, write_opml
 from monitor.types import FeedSource
 from tests.support import DATA
 

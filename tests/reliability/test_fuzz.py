@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 from monitor.config import Settings, SmtpSettings, TopicSettings
 from monitor.core import Monitor
 from monitor.digests import outbox, topics
-from monitor.errors import ParseError
-from monitor.feeds.opml import OpmlError, parse_opml
+from monitor.errors import OpmlError, ParseError
+from monitor.feeds.opml import parse_opml
 from monitor.feeds.parse import parse_feed
 from monitor.feeds.schedule import PollPolicy, after_fetch
 from monitor.storage.database import Store
