@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Speed benchmark of event clustering on a synthetic, realistic news stream.
 
-    python bench/cluster.py [--sizes 10000,100000,1000000] [--per-day 1500] [--baseline 3000]
+    python -m bench.cluster [--sizes 10000,100000,1000000] [--per-day 1500] [--baseline 3000]
 
 Each size runs in its own process (clean peak-memory figures). A stream of `size` entries
 is generated on the fly: events of 1-20 reports (most are single reports, as in real
@@ -37,14 +37,11 @@ from collections import deque
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT.parent / "shared" / "eval"))
-
-from monitor.events import similarity as sim  # noqa: E402
-from monitor.events.clusterer import Assignment, Clusterer, ClusterConfig, collection_paused  # noqa: E402
-from monitor.events.weighpool import weigh_ahead, workers_available  # noqa: E402
-from monitor.types import ClusterDoc  # noqa: E402
+from bench.scoring import score
+from monitor.events import similarity as sim
+from monitor.events.clusterer import Assignment, ClusterConfig, Clusterer, collection_paused
+from monitor.events.weighpool import weigh_ahead, workers_available
+from monitor.types import ClusterDoc
 
 FUNCTION_WORDS = ("the of and to in a for on that with as by at from was is has said it its "
                   "after over but were have be this who which will their an also been not").split()
@@ -259,7 +256,6 @@ def run_size(size: int, per_day: int, baseline: int, workers: int | None, chunk:
 
     lat = sorted(lat)
     pct = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1e3  # noqa: E731
-    from score import score
     q = score({str(i): str(g) for i, g in enumerate(gold)},
               {str(i): str(final(p)) for i, p in enumerate(pred)})
     out = {"size": size, "entries_per_s": size / t_total, "mean_ms": t_total / size * 1e3,
@@ -313,8 +309,9 @@ def main(argv=None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     for size in sizes:
         baseline = args.baseline if size == sizes[0] else 0
-        res = subprocess.run([sys.executable, __file__, "--one", str(size), "--per-day", str(args.per_day),
-                              "--baseline", str(baseline), "--chunk", str(args.chunk)]
+        res = subprocess.run([sys.executable, "-m", "bench.cluster", "--one", str(size),
+                              "--per-day", str(args.per_day), "--baseline", str(baseline),
+                              "--chunk", str(args.chunk)]
                              + (["--workers", str(args.workers)] if args.workers is not None else []),
                              capture_output=True, text=True, check=True)
         r = json.loads(res.stdout.strip().splitlines()[-1])

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Offline evaluator of event clustering on a labelled corpus: the tuning tool.
 
-    python bench/cluster_dev.py [CORPUS.jsonl] [--set join=0.3 ...] [--errors N]
+    python -m bench.cluster_dev [CORPUS.jsonl] [--set join=0.3 ...] [--errors N]
                                 [--robustness] [--variant long] [--real-feeds DIR]
 
 Runs the Clusterer over the corpus in published order (default: ../shared/data/events-dev.jsonl)
-and prints pairwise and BCubed precision/recall/F1 (score.score from ../shared/eval, BCubed
+and prints pairwise and BCubed precision/recall/F1 (bench/scoring.py, BCubed
 also over multi-article events), then the gold event pairs that were merged (false merges)
 and the events that were split (missed links, with each stray's score and best match).
 
@@ -27,18 +27,16 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT.parent / "shared" / "eval"))
-
-from monitor.events.clusterer import Clusterer, ClusterConfig  # noqa: E402
-from monitor.feeds.normalize import html_to_text  # noqa: E402
-from monitor.types import ClusterDoc  # noqa: E402
+from bench.scoring import score
+from monitor.events.clusterer import ClusterConfig, Clusterer
+from monitor.feeds.normalize import html_to_text
+from monitor.types import ClusterDoc
 
 # --- the labelled corpus, as the store would give it ----------------------------------------
 # Text is the plain text of `content` (full text, content:encoded) when present, else of
 # `summary`, made by the parser's own html_to_text; titles have entities unescaped; a
 # date-only `published` is midnight UTC; each outlet is one feed.
+ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT.parent / "shared" / "data" / "events-dev.jsonl"
 
 
@@ -112,7 +110,6 @@ def run(articles: list[Article], config: ClusterConfig):
 
 
 def evaluate(articles, pred):
-    from score import score
     gold = {a.id: a.event for a in articles}
     return score(gold, {k: str(v) for k, v in pred.items()})
 

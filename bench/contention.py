@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Contention: the daemon writes while readers, second writers and a long read transaction run.
 
-    python bench/contention.py [--feeds 300] [--seconds 300] [--long-read 240] [--readers 3] [--json]
+    python -m bench.contention [--feeds 300] [--seconds 300] [--long-read 240] [--readers 3] [--json]
 
 The scenario of tests/reliability/test_contention.py, for longer: `monitor run` polls
 every feed every 2 s (news published every second) while `--readers` processes loop over
@@ -20,9 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.support.scenarios import contention_run  # noqa: E402
+from tests.support.scenarios import contention_run
 
 
 def main() -> int:

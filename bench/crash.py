@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Crash runs, longer than the test suite's: SIGKILL and SIGTERM `monitor` at many moments.
 
-    python bench/crash.py [--feeds 200] [--kills 100] [--stops 25] [--seed 1] [--json]
+    python -m bench.crash [--feeds 200] [--kills 100] [--stops 25] [--seed 1] [--json]
 
 `--kills` times: `monitor poll --all`, `monitor digest send` or `monitor run` is started
 against a loopback feed farm (new entries published before each start) and an aiosmtpd
@@ -23,9 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.support.scenarios import crash_run, sigterm_run  # noqa: E402
+from tests.support.scenarios import crash_run, sigterm_run
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Load: one `monitor poll --all` of thousands of feeds with some failing, then a second poll.
 
-    python bench/load.py [--feeds 2000] [--failing 0.05] [--hosts 1] [--per-host 2]
+    python -m bench.load [--feeds 2000] [--failing 0.05] [--hosts 1] [--per-host 2]
                          [--timeout 20s] [--items 10] [--json]
 
 The feeds are served by the loopback FeedFarm of tests/support/feedfarm.py from `--hosts`
@@ -25,9 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.support.scenarios import load_run  # noqa: E402
+from tests.support.scenarios import load_run
 
 
 def main() -> int:

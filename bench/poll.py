@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Poll-cycle benchmark: `monitor poll --all` against lemon24's `reader` on the same feeds.
 
-    python bench/poll.py [--feeds 1000] [--items 20] [--repeat 3] [--workers 8] [--hosts 1] [--json]
+    python -m bench.poll [--feeds 1000] [--items 20] [--repeat 3] [--workers 8] [--hosts 1] [--json]
 
 Needs `reader` (latest 3.x) and `sgmllib3k` in the same environment, for comparison only:
 `pip install 'reader>=3,<4' sgmllib3k` (they are not dependencies of monitor).
@@ -75,7 +75,8 @@ class FeedServer:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                str(HERE / "poll_server.py"),
+                "-m",
+                "bench.poll_server",
                 "--feeds",
                 str(feeds),
                 "--items",
@@ -86,6 +87,7 @@ class FeedServer:
                 str(max_seconds),
                 "--watch-stdin",
             ],
+            cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -317,6 +319,13 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
+def _bench_env() -> dict[str, str]:
+    """For `python -m bench.X` in a working directory elsewhere: the project root on PYTHONPATH."""
+    env = _clean_env()
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
 def monitor_command(src: str | None = None) -> list[str]:
     """The installed `monitor` script; with a source tree, `python -m monitor` from that tree."""
     exe = shutil.which("monitor", path=os.path.dirname(sys.executable))
@@ -387,9 +396,9 @@ def measure_reader(
                     not_modified=report.get("not_modified", 0), failed=report.get("error", 0))
 
     return measure_phases(
-        "reader", rep, workdir, server, args, env=_clean_env(),
-        command=lambda phase: [sys.executable, str(HERE / "poll_reader.py"), "--db", str(db), "--urls", str(urls),
-                               "--phase", phase, "--workers", str(args.workers)],
+        "reader", rep, workdir, server, args, env=_bench_env(),
+        command=lambda phase: [sys.executable, "-m", "bench.poll_reader", "--db", str(db),
+                               "--urls", str(urls), "--phase", phase, "--workers", str(args.workers)],
         report_of=lambda out: json.loads(out.strip().splitlines()[-1]), counts=counts)
 
 
@@ -634,7 +643,7 @@ def markdown(summary: dict, meta: dict) -> str:
 
 def command_line(args: argparse.Namespace) -> str:
     parts = [
-        "python bench/poll.py",
+        "python -m bench.poll",
         f"--feeds {args.feeds}",
         f"--items {args.items}",
         f"--repeat {args.repeat}",

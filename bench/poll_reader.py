@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One `reader` update in its own process, for bench/poll.py (clean ru_maxrss per run).
 
-    python bench/poll_reader.py --db PATH --urls FILE --phase first|second [--workers 8]
+    python -m bench.poll_reader --db PATH --urls FILE --phase first|second [--workers 8]
 
 first: make a fresh reader database, add every URL of FILE (one a line; not timed), then
 time update_feeds(). second: reopen the database and time update_feeds() again (the

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generated news feeds served over HTTP on 127.0.0.1, for bench/poll.py.
 
-    python bench/poll_server.py --feeds 1000 --items 20 [--hosts 1] [--seed 1]
+    python -m bench.poll_server --feeds 1000 --items 20 [--hosts 1] [--seed 1]
 
 Builds `--feeds` feed documents in memory (deterministic for a given seed), then serves
 them from `--hosts` ThreadingHTTPServers on 127.0.0.1 (one port each: the fetchers see one

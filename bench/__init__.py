@@ -1,0 +1,1 @@
+"""Benchmarks and the clustering evaluator; run each from the project root as `python -m bench.NAME`."""
