@@ -1,0 +1,213 @@
+"""The connection to the monitor database: opening it, its transactions, and small SQL helpers.
+
+The daemon and the CLI share one file safely: WAL mode lets readers run while the daemon
+writes, every write transaction starts with BEGIN IMMEDIATE so writers queue on the busy
+timeout instead of failing half-way, and the schema is upgraded by recorded migrations
+when a writer opens it. `Connection` holds that and nothing about any table: the table
+families are mixins over it (`monitor.storage.feeds`, ...), so each one's SQL reads on its
+own while all of them share one connection and one transaction discipline. Everyone
+imports the assembled `Store` and these helpers from `monitor.storage.database`.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, Self, TypeVar, overload
+
+from sqlite_utils import Database
+
+from monitor.errors import StorageError
+from monitor.storage.migrations import KNOWN, SCHEMA_VERSION, migrations
+
+DEFAULT_BUSY_TIMEOUT = 30.0
+WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes the WAL file is cut back to after a checkpoint
+T = TypeVar("T")
+
+PARAMS_PER_QUERY = 900  # values per `IN (...)`: below the 999-variable limit of older SQLite builds
+
+
+def chunked(values: Sequence[T], size: int = PARAMS_PER_QUERY) -> Iterator[Sequence[T]]:
+    """`values` in slices of at most `size`, for queries that bind one parameter per value."""
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+@overload
+def iso(dt: datetime) -> str: ...
+@overload
+def iso(dt: None) -> None: ...
+@overload
+def iso(dt: datetime | None) -> str | None: ...
+def iso(dt: datetime | None) -> str | None:
+    """UTC ISO 8601 with offset, to the second: sorts as text, reads as time."""
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def parse_iso(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return parse_stamp(value)
+
+
+def parse_stamp(value: str) -> datetime:
+    """parse_iso for a column that always holds a time (NOT NULL, written by iso())."""
+    dt = datetime.fromisoformat(value)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def inserted_id(cur: sqlite3.Cursor) -> int:
+    """The rowid of the row an INSERT just made (sqlite3 types it as optional: it is not, here)."""
+    rowid = cur.lastrowid
+    assert rowid is not None
+    return rowid
+
+
+def _describe(exc: sqlite3.Error, path: str) -> str:
+    msg = str(exc)
+    if "locked" in msg or "busy" in msg:
+        return f"database {path} is locked by another process (timed out waiting): {msg}"
+    if "not a database" in msg or "malformed" in msg:
+        return f"{path} is not a usable monitor database: {msg}"
+    if "readonly" in msg or "read-only" in msg:
+        return f"database {path} is read-only: {msg}"
+    if "unable to open" in msg:
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.exists(path) and not os.access(folder, os.W_OK):
+            msg += (f" (the folder {folder} is read-only, and WAL mode needs to create"
+                    f" {os.path.basename(path)}-wal there)")
+        return f"cannot open database {path}: {msg}"
+    return f"database {path}: {msg}"
+
+
+class Connection:
+    """One connection to the monitor database, and its transactions."""
+
+    def __init__(self, path: str, *, create: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+        self.path = path
+        if path != ":memory:" and not create and not os.path.exists(path):
+            raise StorageError(f"no database at {path} (run `monitor init` or `monitor feeds import FILE`)")
+        parent = os.path.dirname(os.path.abspath(path))
+        if path != ":memory:" and not os.path.isdir(parent):
+            raise StorageError(f"cannot create database {path}: folder {parent} does not exist")
+        try:
+            # isolation_level=None: no implicit transactions; we open them explicitly, and
+            # sqlite-utils' atomic() issues its own BEGIN/SAVEPOINT.
+            conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self.db = Database(conn)
+            self._setup(create)
+        except sqlite3.Error as exc:
+            raise StorageError(_describe(exc, path)) from None
+
+    def _setup(self, create: bool) -> None:
+        conn = self.db.conn
+        conn.execute("PRAGMA foreign_keys = ON")
+        applied = [m.name for m in migrations.applied(self.db)] if self._has_migrations() else []
+        unknown = [name for name in applied if name not in KNOWN]
+        if unknown:
+            raise StorageError(
+                f"database {self.path} was written by a newer monitor (schema has {len(applied)} migrations, "
+                f"this code knows {SCHEMA_VERSION}: {unknown[-1]}); upgrade monitor")
+        if len(applied) < SCHEMA_VERSION:
+            if not create:
+                raise StorageError(f"database {self.path} needs a schema upgrade: run a writing command "
+                                   "such as `monitor init` or start the daemon")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal" and self.path != ":memory:":
+                raise StorageError(f"database {self.path}: cannot switch to WAL mode (got {mode})")
+            # One writer migrates; a second process starting at the same moment waits here.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                migrations.apply(self.db)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        # NORMAL is durable across process crashes in WAL mode; a power loss may undo the last
+        # transactions, which the next poll fetches again (validators roll back with them).
+        conn.execute("PRAGMA synchronous = NORMAL")
+        # Checkpoints cannot pass a reader's snapshot, so a long read (a backup, an open
+        # datasette query) lets the WAL grow with every write; without a limit the file
+        # then keeps that size for good. With it, the file is cut back to this size when the
+        # WAL next restarts after the reader has gone. Steady state stays near 4 MB (the
+        # 1000-page autocheckpoint), below the limit, so this costs nothing then.
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+
+    def _has_migrations(self) -> bool:
+        return self.db[migrations.migrations_table].exists()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Self]:
+        """A write transaction, taking the write lock up front (BEGIN IMMEDIATE)."""
+        conn = self.db.conn
+        if conn.in_transaction:  # nested: the outer transaction already holds the lock
+            with self.db.atomic():
+                yield self
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StorageError(_describe(exc, self.path)) from None
+        try:
+            yield self
+        except sqlite3.OperationalError as exc:
+            # disk full, read-only, I/O error: one clear line, no traceback
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StorageError(_describe(exc, self.path)) from None
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StorageError(_describe(exc, self.path)) from None
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Self]:
+        """A read snapshot: several queries see one consistent state of the database."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield self
+            return
+        conn.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict]:
+        try:
+            return list(self.db.query(sql, params))
+        except sqlite3.OperationalError as exc:
+            raise StorageError(_describe(exc, self.path)) from None
+
+    def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        row = self.db.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def schema_version(self) -> int:
+        return len(migrations.applied(self.db))
