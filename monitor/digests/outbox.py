@@ -11,12 +11,15 @@ never changes one:
 
 Each send first claims its digest with a lease, so the daemon and a `monitor digest send`
 running at the same moment cannot both deliver it.
+
+This module decides and holds the transactions; the rows are read and written by
+monitor.storage.outbox (digests, their items and recipients, schedule runs) and
+monitor.storage.matches (what a topic matched).
 """
 from __future__ import annotations
 
 import email
 import email.utils
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -36,11 +39,13 @@ from monitor.digests.digest import (
     select_items,
 )
 from monitor.digests.mailer import Refusal, Transport
-from monitor.digests.topics import OUTLET_SQL
 from monitor.errors import ConfigError, PermanentDeliveryError, TemporaryDeliveryError
 from monitor.feeds.normalize import one_line
 from monitor.logs import event, get_logger
-from monitor.storage.database import Store, chunked, inserted_id, iso, parse_iso, parse_stamp, survivors
+from monitor.storage import matches as matches_db
+from monitor.storage import outbox as outbox_db
+from monitor.storage.database import Store, iso, survivors
+from monitor.storage.outbox import OutboxEntry, PendingDigest
 
 log = get_logger("outbox")
 
@@ -96,31 +101,6 @@ class SendReport:
 # -- loading what a topic's digest is decided from ---------------------------------------------
 
 
-def _outlet_counts(store: Store, ids: Sequence[int]) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for part in chunked(list(ids)):
-        marks = ",".join("?" * len(part))
-        counts.update(store.db.execute(
-            f"SELECT m.cluster_id, count(DISTINCT {OUTLET_SQL}) FROM memberships m"
-            f" JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
-            f" WHERE m.cluster_id IN ({marks}) GROUP BY m.cluster_id", list(part)))
-    return counts
-
-
-def _reports(store: Store, ids: Sequence[int]) -> dict[int, list[Report]]:
-    reports: dict[int, list[Report]] = {}
-    for part in chunked(list(ids)):
-        marks = ",".join("?" * len(part))
-        for cid, outlet, link, title, published in store.db.execute(
-                f"SELECT m.cluster_id, {OUTLET_SQL}, e.link, e.title, e.published FROM memberships m"
-                f" JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
-                f" WHERE m.cluster_id IN ({marks}) ORDER BY e.published, e.id", list(part)):
-            reports.setdefault(cid, []).append(
-                Report(outlet=one_line(outlet, 120) or "?", link=link, title=title,
-                       published=parse_stamp(published)))
-    return reports
-
-
 def load_candidates(store: Store, topic: TopicSettings,
                     newer_than: datetime | None = None) -> list[Candidate]:
     """The topic's matched clusters that a digest could carry now: never carried, or grown since.
@@ -132,32 +112,24 @@ def load_candidates(store: Store, topic: TopicSettings,
     """
     survivor = survivors(store)
     matched: dict[int, list[str]] = {}  # cluster -> matched terms
-    for cid, terms in store.db.execute("SELECT cluster_id, terms FROM topic_matches WHERE topic = ?",
-                                       [topic.name]):
+    for cid, terms in matches_db.matched_terms(store, topic.name):
         words = matched.setdefault(survivor.get(cid, cid), [])
-        words.extend(t for t in json.loads(terms or "[]") if t not in words)
+        words.extend(t for t in terms if t not in words)
     prior: dict[int, PriorSend] = {}
-    for cid, outlets, names in store.db.execute(
-            "SELECT di.cluster_id, di.outlets, di.outlet_names FROM digest_items di"
-            " JOIN digests d ON d.id = di.digest_id WHERE d.topic = ? AND d.status != 'failed'"
-            " ORDER BY d.created, d.id", [topic.name]):
-        cid = survivor.get(cid, cid)
+    for item in outbox_db.carried_items(store, topic.name):
+        cid = survivor.get(item.cluster_id, item.cluster_id)
         before = prior.get(cid, PriorSend(0, ()))
         known = list(before.outlet_names)
-        known.extend(n for n in json.loads(names or "[]") if n not in known)
-        prior[cid] = PriorSend(max(before.outlets, outlets), tuple(known))
+        known.extend(n for n in item.outlet_names if n not in known)
+        prior[cid] = PriorSend(max(before.outlets, item.outlets), tuple(known))
     sent = [cid for cid in matched if cid in prior]
-    counts = _outlet_counts(store, sent)
+    counts = outbox_db.outlet_counts(store, sent)
     keep = [cid for cid in matched if cid not in prior or counts.get(cid, 0) > prior[cid].outlets]
-    heads: dict[int, str] = {}
-    floor = iso(newer_than) if newer_than else ""
-    for part in chunked(keep):
-        marks = ",".join("?" * len(part))
-        heads.update(store.db.execute(
-            f"SELECT id, headline FROM clusters WHERE id IN ({marks}) AND coalesce(last_published, ?) >= ?",
-            [*part, floor, floor]))
+    heads = outbox_db.recent_headlines(store, keep, newer_than)
     keep = [cid for cid in keep if cid in heads]
-    reports = _reports(store, keep)
+    reports = {cid: [Report(outlet=one_line(r.outlet, 120) or "?", link=r.link, title=r.title,
+                            published=r.published) for r in rows]
+               for cid, rows in outbox_db.cluster_reports(store, keep).items()}
     return [Candidate(cluster_id=cid, headline=heads[cid] or "", reports=tuple(reports.get(cid, ())),
                       terms=tuple(matched[cid]), prior=prior.get(cid)) for cid in keep]
 
@@ -184,10 +156,6 @@ def draft(store: Store, settings: Settings, topic: TopicSettings, now: datetime,
 # -- creating digests ------------------------------------------------------------------------------
 
 
-def last_runs(store: Store) -> dict[str, datetime]:
-    return {t: parse_stamp(r) for t, r in store.db.execute("SELECT topic, last_run FROM digest_schedule")}
-
-
 def topics_to_run(store: Store, settings: Settings, now: datetime,
                   topic: str | None = None) -> list[TopicSettings]:
     """The topics whose schedule is due; a topic named explicitly runs whatever its schedule."""
@@ -197,25 +165,16 @@ def topics_to_run(store: Store, settings: Settings, now: datetime,
             known = ", ".join(t.name for t in settings.topics) or "none configured"
             raise ConfigError(f"no topic named {topic!r} (topics: {known})")
         return chosen
-    return due_topics(settings.topics, last_runs(store), now, settings.digest.timezone)
+    return due_topics(settings.topics, outbox_db.last_runs(store), now, settings.digest.timezone)
 
 
 def _insert(store: Store, d: Draft, now: datetime) -> int:
-    digest_id = inserted_id(store.db.execute(
-        "INSERT INTO digests (topic, message_id, subject, recipients, message, created, status, attempts,"
-        " sender) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
-        [d.topic.name, d.message_id, d.subject, json.dumps(list(d.recipients)), d.message.as_bytes(),
-         iso(now), email.utils.parseaddr(d.sender)[1] or d.sender]))
-    for listed, items in ((1, d.plan.items), (0, d.plan.unlisted)):
-        store.db.conn.executemany(
-            "INSERT INTO digest_items (digest_id, cluster_id, kind, outlets, outlet_names, listed)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [(digest_id, i.cluster_id, i.kind, len(i.outlets), json.dumps([o.name for o in i.outlets]),
-              listed) for i in items])
-    store.db.conn.executemany(
-        "INSERT INTO digest_recipients (digest_id, recipient, status) VALUES (?, ?, 'pending')",
-        [(digest_id, r) for r in dict.fromkeys(d.recipients)])
-    return digest_id
+    """Store a draft as a pending digest; its items are the ledger of what the topic has carried."""
+    items = [outbox_db.ItemRow(i.cluster_id, i.kind, [o.name for o in i.outlets], listed)
+             for listed, plan_items in ((True, d.plan.items), (False, d.plan.unlisted)) for i in plan_items]
+    return outbox_db.insert_digest(store, topic=d.topic.name, message_id=d.message_id, subject=d.subject,
+                                   recipients=d.recipients, message=d.message.as_bytes(), created=now,
+                                   sender=email.utils.parseaddr(d.sender)[1] or d.sender, items=items)
 
 
 def create_digests(store: Store, settings: Settings, now: datetime, topic: str | None = None) -> list[int]:
@@ -230,9 +189,7 @@ def create_digests(store: Store, settings: Settings, now: datetime, topic: str |
     for t in topics_to_run(store, settings, now, topic):
         with store.write():
             d = draft(store, settings, t, now)
-            store.db.execute("INSERT INTO digest_schedule (topic, last_run) VALUES (?, ?) "
-                             "ON CONFLICT(topic) DO UPDATE SET last_run = excluded.last_run",
-                             [t.name, iso(now)])
+            outbox_db.record_run(store, t.name, now)
             if d is None:
                 continue
             digest_id = _insert(store, d, now)
@@ -252,51 +209,44 @@ def preview(store: Store, settings: Settings, now: datetime, topic: str | None =
 # -- sending ---------------------------------------------------------------------------------------
 
 
-def _envelope_sender(row: dict) -> str:
-    if row.get("sender"):
-        return row["sender"]
-    parsed = email.message_from_bytes(row["message"], policy=policy.default)
+def _envelope_sender(row: PendingDigest, message: bytes) -> str:
+    if row.sender:
+        return row.sender
+    parsed = email.message_from_bytes(message, policy=policy.default)
     addresses = parsed["From"].addresses if parsed["From"] else ()
     return addresses[0].addr_spec if addresses else ""
 
 
 def _claim(store: Store, digest_id: int, now: datetime) -> bool:
     with store.write():
-        cur = store.db.execute(
-            "UPDATE digests SET next_attempt = ? WHERE id = ? AND status = 'pending' AND "
-            "(next_attempt IS NULL OR next_attempt <= ?)", [iso(now + LEASE), digest_id, iso(now)])
-        return cur.rowcount == 1
+        return outbox_db.claim_digest(store, digest_id, now, until=now + LEASE)
 
 
-def _defer(store: Store, row: dict, now: datetime, error: str) -> SendOutcome:
-    attempts = row["attempts"] + 1
-    if now - parse_stamp(row["created"]) >= GIVE_UP:
+def _defer(store: Store, row: PendingDigest, now: datetime, error: str) -> SendOutcome:
+    attempts = row.attempts + 1
+    if now - row.created >= GIVE_UP:
         return _fail(store, row, now, f"gave up after {attempts} attempts: {error}")
     retry = now + backoff(attempts)
     with store.write():
-        store.db.execute("UPDATE digests SET attempts = ?, last_error = ?, next_attempt = ? WHERE id = ?",
-                         [attempts, error, iso(retry), row["id"]])
-    event(log, "digest_deferred", logging.WARNING, digest=row["id"], topic=row["topic"], attempts=attempts,
+        outbox_db.defer_digest(store, row.id, attempts, error, retry)
+    event(log, "digest_deferred", logging.WARNING, digest=row.id, topic=row.topic, attempts=attempts,
           next_attempt=iso(retry), error=error)
-    return SendOutcome(row["id"], row["topic"], row["message_id"], "pending", error=error, next_attempt=retry)
+    return SendOutcome(row.id, row.topic, row.message_id, "pending", error=error, next_attempt=retry)
 
 
-def _fail(store: Store, row: dict, now: datetime, error: str) -> SendOutcome:
+def _fail(store: Store, row: PendingDigest, now: datetime, error: str) -> SendOutcome:
     """No more attempts. Recipients who already have the message keep it counted as sent:
     a digest some of its readers received must not come back to them in the next one."""
     with store.write():
-        store.db.execute("UPDATE digest_recipients SET status = 'refused', error = ? WHERE digest_id = ? AND "
-                         "status = 'pending'", [error, row["id"]])
-        delivered = store.scalar("SELECT count(*) FROM digest_recipients WHERE digest_id = ? AND "
-                                 "status = 'accepted'", [row["id"]])
+        outbox_db.refuse_pending_recipients(store, row.id, error)
+        delivered = outbox_db.count_recipients(store, row.id, "accepted")
         status = "sent" if delivered else "failed"
-        store.db.execute("UPDATE digests SET status = ?, attempts = attempts + 1, last_error = ?,"
-                         " next_attempt = NULL WHERE id = ?", [status, error, row["id"]])
-    event(log, "digest_failed", logging.ERROR, digest=row["id"], topic=row["topic"], error=error)
-    return SendOutcome(row["id"], row["topic"], row["message_id"], status, error=error)
+        outbox_db.finish_digest(store, row.id, status, error)
+    event(log, "digest_failed", logging.ERROR, digest=row.id, topic=row.topic, error=error)
+    return SendOutcome(row.id, row.topic, row.message_id, status, error=error)
 
 
-def _settle(store: Store, row: dict, now: datetime, recipients: Sequence[str],
+def _settle(store: Store, row: PendingDigest, now: datetime, recipients: Sequence[str],
             refused: dict[str, Refusal]) -> SendOutcome:
     """Record a transaction the server completed: per recipient accepted, refused (5xx) or deferred (4xx)."""
     accepted = tuple(r for r in recipients if r not in refused)
@@ -306,27 +256,20 @@ def _settle(store: Store, row: dict, now: datetime, recipients: Sequence[str],
         for r in recipients:
             refusal = refused.get(r)
             status = "accepted" if refusal is None else ("pending" if refusal.temporary else "refused")
-            store.db.execute("UPDATE digest_recipients SET status = ?, error = ?"
-                             " WHERE digest_id = ? AND recipient = ?",
-                             [status, str(refusal) if refusal else None, row["id"], r])
+            outbox_db.set_recipient_status(store, row.id, r, status, str(refusal) if refusal else None)
         if accepted:
-            store.db.execute("UPDATE digests SET sent = coalesce(sent, ?) WHERE id = ?",
-                             [iso(now), row["id"]])
-        left = store.scalar("SELECT count(*) FROM digest_recipients"
-                            " WHERE digest_id = ? AND status = 'pending'", [row["id"]])
-        if left:
+            outbox_db.mark_first_delivery(store, row.id, now)
+        if outbox_db.count_recipients(store, row.id, "pending"):
             return replace(_defer(store, row, now, f"recipients deferred: {summary}"), accepted=accepted,
                            refused=detail)
-        delivered = store.scalar("SELECT count(*) FROM digest_recipients WHERE digest_id = ? AND "
-                                 "status = 'accepted'", [row["id"]])
+        delivered = outbox_db.count_recipients(store, row.id, "accepted")
         status = "sent" if delivered else "failed"
         error = (f"refused: {summary}" if summary else None) if delivered else \
             f"all recipients refused: {summary or 'none'}"
-        store.db.execute("UPDATE digests SET status = ?, attempts = attempts + 1, last_error = ?,"
-                         " next_attempt = NULL WHERE id = ?", [status, error, row["id"]])
+        outbox_db.finish_digest(store, row.id, status, error)
     event(log, "digest_sent" if delivered else "digest_failed", logging.INFO if delivered else logging.ERROR,
-          digest=row["id"], topic=row["topic"], accepted=len(accepted), refused=len(refused), error=error)
-    return SendOutcome(row["id"], row["topic"], row["message_id"], status, accepted, detail, error)
+          digest=row.id, topic=row.topic, accepted=len(accepted), refused=len(refused), error=error)
+    return SendOutcome(row.id, row.topic, row.message_id, status, accepted, detail, error)
 
 
 def send_pending(store: Store, transport: Transport, now: datetime, *,
@@ -341,30 +284,21 @@ def send_pending(store: Store, transport: Transport, now: datetime, *,
     sent by another sender). Without this, after an outage the digests created during it
     (never tried, so due at once) went out before the first one, still in its backoff.
     """
-    where = "status = 'pending'"
-    params: list = []
-    if topic is not None:
-        where += " AND topic = ?"
-        params.append(topic)
-    rows = store.query(f"SELECT id, topic, message_id, created, attempts, sender, next_attempt, sent"
-                       f" FROM digests WHERE {where} ORDER BY created, id", params)
     outcomes: list[SendOutcome] = []
     held: set[str] = set()  # topics with an older digest still waiting for its first delivery
-    stamp = iso(now)
-    for row in rows:
-        if row["topic"] in held:
+    for row in outbox_db.pending_digests(store, topic):
+        if row.topic in held:
             continue
-        waiting = row["next_attempt"] is not None and row["next_attempt"] > stamp
-        if waiting or not _claim(store, row["id"], now):
-            if row["sent"] is None:  # not due yet, or another sender has it
-                held.add(row["topic"])
+        waiting = row.next_attempt is not None and row.next_attempt > now
+        if waiting or not _claim(store, row.id, now):
+            if row.sent is None:  # not due yet, or another sender has it
+                held.add(row.topic)
             continue
-        row["message"] = store.scalar("SELECT message FROM digests WHERE id = ?", [row["id"]])
-        recipients = [r for (r,) in store.db.execute(
-            "SELECT recipient FROM digest_recipients WHERE digest_id = ? AND status = 'pending'"
-            " ORDER BY recipient", [row["id"]])]
+        message = outbox_db.digest_message(store, row.id)
+        recipients = outbox_db.pending_recipients(store, row.id)
         try:
-            refused = transport.send(row["message"], _envelope_sender(row), recipients) if recipients else {}
+            sender = _envelope_sender(row, message)
+            refused = transport.send(message, sender, recipients) if recipients else {}
         except TemporaryDeliveryError as exc:
             outcomes.append(_defer(store, row, now, str(exc)))
             if exc.unreachable:
@@ -376,45 +310,15 @@ def send_pending(store: Store, transport: Transport, now: datetime, *,
             outcomes.append(_defer(store, row, now, f"unexpected {type(exc).__name__}: {exc}"))
         else:
             outcomes.append(_settle(store, row, now, recipients, refused))
-        if outcomes[-1].status == "pending" and row["sent"] is None and not outcomes[-1].accepted:
-            held.add(row["topic"])
+        if outcomes[-1].status == "pending" and row.sent is None and not outcomes[-1].accepted:
+            held.add(row.topic)
     return SendReport(tuple(outcomes))
 
 
 # -- looking at the outbox ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class OutboxEntry:
-    id: int
-    topic: str
-    subject: str
-    message_id: str
-    status: str
-    created: datetime
-    attempts: int
-    last_error: str | None
-    next_attempt: datetime | None
-    sent: datetime | None
-    recipients: dict[str, str]  # recipient -> pending | accepted | refused
-
-
 def outbox_entries(store: Store, statuses: Sequence[str] = ("pending", "failed"), limit: int = 100
                    ) -> list[OutboxEntry]:
     """Digests in the outbox with the given statuses, oldest first (for `status` and `digest preview`)."""
-    marks = ",".join("?" * len(statuses))
-    rows = store.query(f"SELECT id, topic, subject, message_id, status, created, attempts, last_error,"
-                       f" next_attempt, sent FROM digests WHERE status IN ({marks})"
-                       f" ORDER BY created, id LIMIT ?",
-                       [*statuses, limit])
-    result = []
-    for r in rows:
-        recipients = dict(store.db.execute(
-            "SELECT recipient, status FROM digest_recipients WHERE digest_id = ? ORDER BY recipient",
-            [r["id"]]))
-        result.append(OutboxEntry(
-            id=r["id"], topic=r["topic"], subject=r["subject"], message_id=r["message_id"],
-            status=r["status"], created=parse_stamp(r["created"]), attempts=r["attempts"],
-            last_error=r["last_error"], next_attempt=parse_iso(r["next_attempt"]), sent=parse_iso(r["sent"]),
-            recipients=recipients))
-    return result
+    return outbox_db.list_outbox(store, statuses, limit)

@@ -7,10 +7,13 @@ cycle touched (`rowid IN (their members)`), which keeps it proportional to what 
 
 The matched terms come from FTS5's own `highlight()`, so what the digest says matched is
 exactly what the index matched (stemmed forms included: `ban` shows as "banned").
+
+This module owns the decisions: how a query is rewritten for FTS5, which clusters match and
+through which words, when a query is refused. The queries run in monitor.storage.search
+(full text) and monitor.storage.matches (clusters and the topic_matches table).
 """
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -21,8 +24,9 @@ from functools import lru_cache
 from monitor.config import TopicSettings
 from monitor.digests.digest import parse_schedule
 from monitor.errors import ConfigError
-from monitor.storage.database import Store, chunked, iso, parse_iso, survivors
-from monitor.storage.migrations import FTS_TOKENIZE
+from monitor.storage import matches as matches_db
+from monitor.storage import search as search_db
+from monitor.storage.database import Store, survivors
 
 # Control characters never survive normalize.clean_text, so they cannot occur in stored
 # text and are safe as highlight markers.
@@ -31,8 +35,6 @@ _HIGHLIGHT = re.compile(f"{_OPEN}(.*?){_CLOSE}", re.S)
 _SPACE = re.compile(r"\s+")
 MAX_TERMS = 20  # terms kept per match: enough to explain it, bounded for a cluster of hundreds
 MAX_TERM_LEN = 60
-
-OUTLET_SQL = "coalesce(nullif(f.title, ''), nullif(f.channel_title, ''), f.url)"
 
 
 @dataclass(frozen=True)
@@ -79,18 +81,10 @@ def stemmed_completions(prefix: str) -> tuple[str, ...]:
     prefix = prefix.lower()
     if len(prefix) < 3 or not prefix.isascii() or not prefix.isalpha():
         return ()
-    words = [prefix + suffix for suffix in _SUFFIXES]
-    conn = sqlite3.connect(":memory:")
-    try:
-        conn.execute(f"CREATE VIRTUAL TABLE t USING fts5(x, tokenize='{FTS_TOKENIZE}')")
-        conn.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, 'instance')")
-        conn.executemany("INSERT INTO t (rowid, x) VALUES (?, ?)", list(enumerate(words, 1)))
-        stems: dict[str, str] = {}
-        for doc, term in conn.execute("SELECT doc, term FROM v ORDER BY doc"):
-            if not term.startswith(prefix):
-                stems.setdefault(term, words[doc - 1])
-    finally:
-        conn.close()
+    stems: dict[str, str] = {}
+    for word, term in search_db.index_stems([prefix + suffix for suffix in _SUFFIXES]):
+        if not term.startswith(prefix):
+            stems.setdefault(term, word)
     return tuple(stems.values())
 
 
@@ -141,16 +135,8 @@ def fts_query(query: str) -> str:
     return "".join(out)
 
 
-def _fts_error(exc: sqlite3.Error) -> str:
-    msg = str(exc)
-    return msg[len("fts5: "):] if msg.startswith("fts5: ") else msg
-
-
 def validate_query(store_or_conn: Store | sqlite3.Connection, topic: TopicSettings) -> None:
     """Reject a query FTS5 cannot run, naming the topic and FTS5's own reason.
-
-    FTS5 parses the query only when the scan starts, so `LIMIT 0` would accept anything;
-    the impossible rowid makes it parse and then return nothing at once.
 
     A lower-case `or`, `and` or `not` is refused too: FTS5 would search for the word (the
     query `telegram or whatsapp` needs all three words), which is never what was meant.
@@ -161,12 +147,9 @@ def validate_query(store_or_conn: Store | sqlite3.Connection, topic: TopicSettin
             raise ConfigError(f"topics.{topic.name}.query: {text!r} would be searched as a word; write "
                               f"{text.upper()} for the operator, or \"{text}\" for the word"
                               f" (query: {topic.query})")
-    conn = store_or_conn.db.conn if isinstance(store_or_conn, Store) else store_or_conn
-    try:
-        conn.execute("SELECT rowid FROM entries_fts WHERE entries_fts MATCH ? AND rowid = -1",
-                     [fts_query(topic.query)]).fetchall()
-    except sqlite3.OperationalError as exc:
-        raise ConfigError(f"topics.{topic.name}.query: {_fts_error(exc)} (query: {topic.query})") from None
+    reason = search_db.query_error(store_or_conn, fts_query(topic.query))
+    if reason is not None:
+        raise ConfigError(f"topics.{topic.name}.query: {reason} (query: {topic.query})")
 
 
 def validate_topics(store: Store, topics: Iterable[TopicSettings]) -> None:
@@ -179,7 +162,7 @@ def validate_topics(store: Store, topics: Iterable[TopicSettings]) -> None:
             raise ConfigError(f"topics.{topic.name}.schedule: {exc}") from None
 
 
-def extract_terms(*highlighted: str) -> list[str]:
+def extract_terms(*highlighted: str | None) -> list[str]:
     """The marked spans of highlight() output, lower-cased with whitespace collapsed, in order."""
     terms: list[str] = []
     for text in highlighted:
@@ -190,62 +173,18 @@ def extract_terms(*highlighted: str) -> list[str]:
     return terms
 
 
-def _run_match(store: Store, query: str, entry_ids: Sequence[int]) -> dict[int, list[str]]:
-    """entry id -> matched terms, for the entries among `entry_ids` that match `query`."""
-    found: dict[int, list[str]] = {}
-    for part in chunked(sorted(set(entry_ids))):
-        marks = ",".join("?" * len(part))
-        # FTS5 turns a bare `rowid IN (...)` into one lookup per id (about 0.3 ms each); a rowid
-        # range it can seek, and the unary `+` keeps the IN list a plain filter on that range.
-        rows = store.db.execute(
-            f"SELECT rowid, highlight(entries_fts, 0, ?, ?), highlight(entries_fts, 1, ?, ?)"
-            f" FROM entries_fts WHERE entries_fts MATCH ? AND rowid >= ? AND rowid <= ?"
-            f" AND +rowid IN ({marks})",
-            [_OPEN, _CLOSE, _OPEN, _CLOSE, query, part[0], part[-1], *part]).fetchall()
-        for rowid, title, text in rows:
-            found[rowid] = extract_terms(title, text)
-    return found
-
-
 def _survivors(store: Store, cluster_ids: Iterable[int]) -> list[int]:
     """The live clusters for `cluster_ids`: a merged-away cluster stands for the one that absorbed it."""
     return sorted(set(survivors(store, cluster_ids).values()))
 
 
-@dataclass(frozen=True)
-class _ClusterInfo:
-    members: tuple[int, ...]
-    outlets: tuple[str, ...]
-    headline: str
-    last_activity: datetime | None
-
-
-def _cluster_info(store: Store, cluster_ids: Sequence[int]) -> dict[int, _ClusterInfo]:
-    members: dict[int, list[int]] = {cid: [] for cid in cluster_ids}
-    outlets: dict[int, list[str]] = {cid: [] for cid in cluster_ids}
-    heads: dict[int, tuple[str, str | None]] = {}
-    for part in chunked(list(cluster_ids)):
-        marks = ",".join("?" * len(part))
-        for cid, eid, outlet in store.db.execute(
-                f"SELECT m.cluster_id, m.entry_id, {OUTLET_SQL} FROM memberships m "
-                f"JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id "
-                f"WHERE m.cluster_id IN ({marks}) ORDER BY e.published, e.id", list(part)):
-            members[cid].append(eid)
-            if outlet not in outlets[cid]:
-                outlets[cid].append(outlet)
-        heads.update((r[0], (r[1], r[2])) for r in store.db.execute(
-            f"SELECT id, headline, last_activity FROM clusters WHERE id IN ({marks})", list(part)))
-    return {cid: _ClusterInfo(tuple(members[cid]), tuple(outlets[cid]), heads.get(cid, ("", None))[0],
-                              parse_iso(heads.get(cid, ("", None))[1]))
-            for cid in cluster_ids}
-
-
 def find_matches(store: Store, topic: TopicSettings, cluster_ids: Iterable[int]) -> list[TopicMatch]:
     """Matches of one topic among `cluster_ids` (merged-away ids count as their survivor). Reads only."""
     live = _survivors(store, cluster_ids)
-    info = _cluster_info(store, live)
+    info = matches_db.cluster_outlines(store, live)
     owner = {eid: cid for cid, ci in info.items() for eid in ci.members}
-    hits = _run_match(store, fts_query(topic.query), list(owner))
+    hits = {eid: extract_terms(title, text) for eid, (title, text) in search_db.highlighted_matches(
+        store, fts_query(topic.query), list(owner), _OPEN, _CLOSE).items()}
     per_cluster: dict[int, list[int]] = {}
     for eid in sorted(hits):
         per_cluster.setdefault(owner[eid], []).append(eid)
@@ -263,31 +202,11 @@ def find_matches(store: Store, topic: TopicSettings, cluster_ids: Iterable[int])
     return matches
 
 
-def _merge(old: str, new: Sequence, limit: int | None = None) -> str:
-    items = json.loads(old or "[]")
-    items.extend(x for x in new if x not in items)
-    return json.dumps(items[:limit] if limit else items)
-
-
 def record_matches(store: Store, matches: Iterable[TopicMatch], now: datetime) -> None:
     """Upsert topic_matches: first_matched is kept, last_matched moves, entries and terms accumulate."""
-    stamp = iso(now)
     with store.write():
         for m in matches:
-            row = store.db.execute("SELECT entry_ids, terms FROM topic_matches"
-                                   " WHERE topic = ? AND cluster_id = ?", [m.topic, m.cluster_id]).fetchone()
-            if row is None:
-                store.db.execute(
-                    "INSERT INTO topic_matches (topic, cluster_id, first_matched, last_matched, entry_ids,"
-                    " terms) VALUES (?, ?, ?, ?, ?, ?)",
-                    [m.topic, m.cluster_id, stamp, stamp, json.dumps(sorted(m.entry_ids)),
-                     json.dumps(list(m.terms))])
-            else:
-                entry_ids = sorted(set(json.loads(row[0] or "[]")) | set(m.entry_ids))
-                store.db.execute(
-                    "UPDATE topic_matches SET last_matched = ?, entry_ids = ?, terms = ? "
-                    "WHERE topic = ? AND cluster_id = ?",
-                    [stamp, json.dumps(entry_ids), _merge(row[1], m.terms, MAX_TERMS), m.topic, m.cluster_id])
+            matches_db.record_match(store, m.topic, m.cluster_id, m.entry_ids, m.terms, now, MAX_TERMS)
 
 
 def match_clusters(store: Store, topics: Sequence[TopicSettings], cluster_ids: Iterable[int],
@@ -306,7 +225,7 @@ def match_clusters(store: Store, topics: Sequence[TopicSettings], cluster_ids: I
         try:
             matches.extend(find_matches(store, topic, ids))
         except sqlite3.OperationalError as exc:
-            raise ConfigError(f"topics.{topic.name}.query: {_fts_error(exc)}") from None
+            raise ConfigError(f"topics.{topic.name}.query: {search_db.fts_reason(exc)}") from None
     record_matches(store, matches, now)
     return matches
 
@@ -318,13 +237,9 @@ def test_topic(store: Store, topic: TopicSettings, since: timedelta | None,
     Newest activity first, like `clusters list`. `since=None` looks at every cluster.
     """
     validate_query(store, topic)
-    if since is None:
-        rows = store.db.execute("SELECT id FROM clusters WHERE merged_into IS NULL").fetchall()
-    else:
-        rows = store.db.execute("SELECT id FROM clusters WHERE merged_into IS NULL AND last_activity >= ?",
-                                [iso(now - since)]).fetchall()
+    ids = matches_db.live_cluster_ids(store, None if since is None else now - since)
     with store.read():
-        matches = find_matches(store, topic, [r[0] for r in rows])
+        matches = find_matches(store, topic, ids)
     return sorted(matches, key=lambda m: (m.last_activity or now, m.cluster_id), reverse=True)
 
 
@@ -341,16 +256,13 @@ class TopicSummary:
 
 def topic_summaries(store: Store, topics: Iterable[TopicSettings]) -> list[TopicSummary]:
     """Configured topics, in config order, with what the database knows about each."""
-    stats = {r[0]: r[1:] for r in store.db.execute(
-        "SELECT topic, count(*), max(last_matched) FROM topic_matches GROUP BY topic")}
-    digests = {r[0]: r[1:] for r in store.db.execute(
-        "SELECT topic, max(created), sum(status = 'pending') FROM digests GROUP BY topic")}
+    activity = matches_db.topic_activity(store)
+    idle = matches_db.TopicActivity(matches=0, last_matched=None, last_digest=None, pending=0)
     result = []
     for t in topics:
-        count, last = stats.get(t.name, (0, None))
-        created, pending = digests.get(t.name, (None, 0))
-        result.append(TopicSummary(topic=t, matches=count, last_matched=parse_iso(last),
-                                   last_digest=parse_iso(created), pending=pending or 0))
+        a = activity.get(t.name, idle)
+        result.append(TopicSummary(topic=t, matches=a.matches, last_matched=a.last_matched,
+                                   last_digest=a.last_digest, pending=a.pending))
     return result
 
 

@@ -1,0 +1,258 @@
+"""The outbox tables: digests, their items and recipients, and each topic's schedule runs.
+
+monitor.digests.outbox decides what to write and when; this module reads and writes the rows.
+A digest's row holds the rendered message, so every retry sends the same bytes; its
+digest_items are the ledger of what a topic has carried; digest_recipients say, per address,
+what the server answered. Functions that write expect the caller's write transaction
+(`with store.write():`), whose boundaries are the crash-safety promise.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
+
+from monitor.storage.database import Store, chunked, inserted_id, iso, parse_iso, parse_stamp
+from monitor.storage.matches import OUTLET_SQL
+
+# -- what a topic's digest is decided from -------------------------------------------------------
+
+
+class CarriedItem(NamedTuple):
+    """A cluster as an earlier digest carried it."""
+
+    cluster_id: int  # as stored: may have been merged away since
+    outlets: int  # its outlet count then
+    outlet_names: list[str]
+
+
+def carried_items(store: Store, topic: str) -> list[CarriedItem]:
+    """Every cluster `topic`'s digests have carried, oldest digest first; digests that failed for
+    good carried nothing."""
+    return [CarriedItem(cid, outlets, json.loads(names or "[]")) for cid, outlets, names in store.db.execute(
+        "SELECT di.cluster_id, di.outlets, di.outlet_names FROM digest_items di"
+        " JOIN digests d ON d.id = di.digest_id WHERE d.topic = ? AND d.status != 'failed'"
+        " ORDER BY d.created, d.id", [topic])]
+
+
+def outlet_counts(store: Store, cluster_ids: Sequence[int]) -> dict[int, int]:
+    """Cluster id -> its distinct outlets now (clusters without members are left out)."""
+    counts: dict[int, int] = {}
+    for part in chunked(list(cluster_ids)):
+        marks = ",".join("?" * len(part))
+        counts.update(store.db.execute(
+            f"SELECT m.cluster_id, count(DISTINCT {OUTLET_SQL}) FROM memberships m"
+            f" JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
+            f" WHERE m.cluster_id IN ({marks}) GROUP BY m.cluster_id", list(part)))
+    return counts
+
+
+def recent_headlines(store: Store, cluster_ids: Sequence[int], newer_than: datetime | None) -> dict[int, str]:
+    """Cluster id -> headline, for those of `cluster_ids` whose last report is not older than
+    `newer_than` (all of them when None; a cluster without a publication time always counts)."""
+    floor = iso(newer_than) if newer_than else ""
+    heads: dict[int, str] = {}
+    for part in chunked(list(cluster_ids)):
+        marks = ",".join("?" * len(part))
+        heads.update(store.db.execute(
+            f"SELECT id, headline FROM clusters WHERE id IN ({marks}) AND coalesce(last_published, ?) >= ?",
+            [*part, floor, floor]))
+    return heads
+
+
+class ReportRow(NamedTuple):
+    """One member entry of a cluster, as a digest lists it."""
+
+    outlet: str
+    link: str | None
+    title: str
+    published: datetime
+
+
+def cluster_reports(store: Store, cluster_ids: Sequence[int]) -> dict[int, list[ReportRow]]:
+    """Cluster id -> its member entries in published order (ties by id), for those with members."""
+    reports: dict[int, list[ReportRow]] = {}
+    for part in chunked(list(cluster_ids)):
+        marks = ",".join("?" * len(part))
+        for cid, outlet, link, title, published in store.db.execute(
+                f"SELECT m.cluster_id, {OUTLET_SQL}, e.link, e.title, e.published FROM memberships m"
+                f" JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
+                f" WHERE m.cluster_id IN ({marks}) ORDER BY e.published, e.id", list(part)):
+            reports.setdefault(cid, []).append(ReportRow(outlet, link, title, parse_stamp(published)))
+    return reports
+
+
+# -- schedule runs and new digests ---------------------------------------------------------------
+
+
+def last_runs(store: Store) -> dict[str, datetime]:
+    """Topic name -> when its schedule last ran (whether or not that run made a digest)."""
+    return {t: parse_stamp(r) for t, r in store.db.execute("SELECT topic, last_run FROM digest_schedule")}
+
+
+def record_run(store: Store, topic: str, now: datetime) -> None:
+    """Note that `topic`'s schedule ran at `now`."""
+    store.db.execute("INSERT INTO digest_schedule (topic, last_run) VALUES (?, ?) "
+                     "ON CONFLICT(topic) DO UPDATE SET last_run = excluded.last_run", [topic, iso(now)])
+
+
+class ItemRow(NamedTuple):
+    """One cluster a new digest carries."""
+
+    cluster_id: int
+    kind: str  # new | updated
+    outlet_names: list[str]  # its outlets now; their count is what "updated" is measured against
+    listed: bool  # shown in the message, or only counted under "more"
+
+
+def insert_digest(store: Store, *, topic: str, message_id: str, subject: str, recipients: Sequence[str],
+                  message: bytes, created: datetime, sender: str, items: Sequence[ItemRow]) -> int:
+    """Add a rendered digest to the outbox as pending, with its items and one pending row per
+    distinct recipient. Returns its id."""
+    digest_id = inserted_id(store.db.execute(
+        "INSERT INTO digests (topic, message_id, subject, recipients, message, created, status, attempts,"
+        " sender) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
+        [topic, message_id, subject, json.dumps(list(recipients)), message, iso(created), sender]))
+    store.db.conn.executemany(
+        "INSERT INTO digest_items (digest_id, cluster_id, kind, outlets, outlet_names, listed)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [(digest_id, i.cluster_id, i.kind, len(i.outlet_names), json.dumps(i.outlet_names), int(i.listed))
+         for i in items])
+    store.db.conn.executemany(
+        "INSERT INTO digest_recipients (digest_id, recipient, status) VALUES (?, ?, 'pending')",
+        [(digest_id, r) for r in dict.fromkeys(recipients)])
+    return digest_id
+
+
+# -- sending -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PendingDigest:
+    """A digest waiting in the outbox (its message is read only when it is sent)."""
+
+    id: int
+    topic: str
+    message_id: str
+    created: datetime
+    attempts: int
+    sender: str | None  # envelope sender; None in digests stored before it was recorded
+    next_attempt: datetime | None  # not before then: a retry's backoff, or another sender's lease
+    sent: datetime | None  # when a first recipient accepted it
+
+
+def pending_digests(store: Store, topic: str | None = None) -> list[PendingDigest]:
+    """Pending digests (of `topic`, when given), oldest first."""
+    where = "status = 'pending'"
+    params: list = []
+    if topic is not None:
+        where += " AND topic = ?"
+        params.append(topic)
+    rows = store.query(f"SELECT id, topic, message_id, created, attempts, sender, next_attempt, sent"
+                       f" FROM digests WHERE {where} ORDER BY created, id", params)
+    return [PendingDigest(id=r["id"], topic=r["topic"], message_id=r["message_id"],
+                          created=parse_stamp(r["created"]), attempts=r["attempts"], sender=r["sender"],
+                          next_attempt=parse_iso(r["next_attempt"]), sent=parse_iso(r["sent"]))
+            for r in rows]
+
+
+def claim_digest(store: Store, digest_id: int, now: datetime, until: datetime) -> bool:
+    """Take a pending digest that is due at `now` for sending, keeping other senders off it until
+    `until`. False when it is not due, or no longer pending."""
+    cur = store.db.execute(
+        "UPDATE digests SET next_attempt = ? WHERE id = ? AND status = 'pending' AND "
+        "(next_attempt IS NULL OR next_attempt <= ?)", [iso(until), digest_id, iso(now)])
+    return cur.rowcount == 1
+
+
+def digest_message(store: Store, digest_id: int) -> bytes:
+    """The stored message, byte for byte as rendered."""
+    message: bytes = store.scalar("SELECT message FROM digests WHERE id = ?", [digest_id])
+    return message
+
+
+def pending_recipients(store: Store, digest_id: int) -> list[str]:
+    """The digest's recipients that have not received it and were not refused for good, sorted."""
+    return [r for (r,) in store.db.execute(
+        "SELECT recipient FROM digest_recipients WHERE digest_id = ? AND status = 'pending'"
+        " ORDER BY recipient", [digest_id])]
+
+
+def set_recipient_status(store: Store, digest_id: int, recipient: str, status: str,
+                         error: str | None) -> None:
+    """Record what the server said about one recipient: accepted, pending (deferred) or refused."""
+    store.db.execute("UPDATE digest_recipients SET status = ?, error = ?"
+                     " WHERE digest_id = ? AND recipient = ?", [status, error, digest_id, recipient])
+
+
+def refuse_pending_recipients(store: Store, digest_id: int, error: str) -> None:
+    """Give up on every recipient still pending; those who accepted keep their status."""
+    store.db.execute("UPDATE digest_recipients SET status = 'refused', error = ? WHERE digest_id = ? AND "
+                     "status = 'pending'", [error, digest_id])
+
+
+def count_recipients(store: Store, digest_id: int, status: str) -> int:
+    """How many of the digest's recipients have `status` (pending | accepted | refused)."""
+    count: int = store.scalar("SELECT count(*) FROM digest_recipients WHERE digest_id = ? AND status = ?",
+                              [digest_id, status])
+    return count
+
+
+def mark_first_delivery(store: Store, digest_id: int, now: datetime) -> None:
+    """A recipient accepted the digest: `sent` becomes `now` unless an earlier attempt set it."""
+    store.db.execute("UPDATE digests SET sent = coalesce(sent, ?) WHERE id = ?", [iso(now), digest_id])
+
+
+def defer_digest(store: Store, digest_id: int, attempts: int, error: str, retry: datetime) -> None:
+    """Leave the digest pending after a failed attempt: `attempts` so far, the last error, and
+    when to try again."""
+    store.db.execute("UPDATE digests SET attempts = ?, last_error = ?, next_attempt = ? WHERE id = ?",
+                     [attempts, error, iso(retry), digest_id])
+
+
+def finish_digest(store: Store, digest_id: int, status: str, error: str | None) -> None:
+    """End the digest's attempts with `status` (sent | failed), counting this one."""
+    store.db.execute("UPDATE digests SET status = ?, attempts = attempts + 1, last_error = ?,"
+                     " next_attempt = NULL WHERE id = ?", [status, error, digest_id])
+
+
+# -- looking at the outbox -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A digest in the outbox with what the server said about each recipient."""
+
+    id: int
+    topic: str
+    subject: str
+    message_id: str
+    status: str
+    created: datetime
+    attempts: int
+    last_error: str | None
+    next_attempt: datetime | None
+    sent: datetime | None
+    recipients: dict[str, str]  # recipient -> pending | accepted | refused
+
+
+def list_outbox(store: Store, statuses: Sequence[str], limit: int) -> list[OutboxEntry]:
+    """Digests with the given statuses, oldest first, at most `limit`, each with its recipients."""
+    marks = ",".join("?" * len(statuses))
+    rows = store.query(f"SELECT id, topic, subject, message_id, status, created, attempts, last_error,"
+                       f" next_attempt, sent FROM digests WHERE status IN ({marks})"
+                       f" ORDER BY created, id LIMIT ?",
+                       [*statuses, limit])
+    result = []
+    for r in rows:
+        recipients = dict(store.db.execute(
+            "SELECT recipient, status FROM digest_recipients WHERE digest_id = ? ORDER BY recipient",
+            [r["id"]]))
+        result.append(OutboxEntry(
+            id=r["id"], topic=r["topic"], subject=r["subject"], message_id=r["message_id"],
+            status=r["status"], created=parse_stamp(r["created"]), attempts=r["attempts"],
+            last_error=r["last_error"], next_attempt=parse_iso(r["next_attempt"]), sent=parse_iso(r["sent"]),
+            recipients=recipients))
+    return result
