@@ -5,11 +5,13 @@ used; 78 the configuration is invalid (systemd's RestartPreventExitStatus uses i
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import click
@@ -22,6 +24,7 @@ from monitor.display import ago, short_time, table
 from monitor.errors import ConfigError, MonitorError, StorageError
 from monitor.logs import setup_logging
 from monitor.storage.database import iso, parse_iso
+from monitor.types import ClusterDetail, ClusterSummary, JoinReason, SearchHit, Status
 
 EXIT_FAILURE, EXIT_STORAGE, EXIT_CONFIG = 1, 74, 78
 
@@ -53,6 +56,68 @@ def json_option(fn: Callable) -> Callable:
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+# -- JSON: Monitor's records as the contract in design.md spells them ------------------------
+# One function per record kind whose JSON is not simply its fields in order, so the keys,
+# their order and their nesting can be read here next to each other.
+
+
+def _plain(record: Any) -> dict[str, Any]:
+    """A flat record whose field names, in order, are its JSON keys: times in ISO 8601, tuples as lists."""
+    return {f.name: _json_value(getattr(record, f.name)) for f in dataclasses.fields(record)}
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _cluster_json(c: ClusterSummary) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "id": c.id, "title": c.title, "size": c.size, "outlets": list(c.outlets),
+        "first_published": iso(c.first_published), "last_published": iso(c.last_published),
+        "last_activity": iso(c.last_activity), "topics": list(c.topics)}
+    if c.entries is not None:
+        record["entries"] = [_plain(e) for e in c.entries]
+    return record
+
+
+def _why_json(why: JoinReason | None) -> dict[str, Any]:
+    if why is None:
+        return {"reason": "first report", "score": None}
+    return {"reason": "similar", **_plain(why)}
+
+
+def _cluster_detail_json(d: ClusterDetail) -> dict[str, Any]:
+    record = {**_cluster_json(d.cluster),
+              "entries": [{**_plain(m.entry), "why": _why_json(m.why)} for m in d.members],
+              "timeline": [_plain(p) for p in d.timeline],
+              "merged_from": list(d.merged_from),
+              "topic_matches": [_plain(t) for t in d.topic_matches]}
+    if d.requested_id is not None:
+        record["requested_id"] = d.requested_id
+    return record
+
+
+def _search_hit_json(h: SearchHit) -> dict[str, Any]:
+    return {**_plain(h.entry), "snippet": h.snippet, "cluster": _plain(h.cluster) if h.cluster else None}
+
+
+def _status_json(st: Status) -> dict[str, Any]:
+    db = st.database
+    return {"database": {"path": db.path, "bytes": db.size, "schema_version": db.schema_version},
+            "feeds": _plain(st.feeds),
+            "last_poll": iso(st.last_poll),
+            "last_cycle": _plain(st.last_cycle) if st.last_cycle else None,
+            "next_poll": iso(st.next_poll),
+            "entries": _plain(st.entries),
+            "clusters": _plain(st.clusters),
+            "outbox": _plain(st.outbox),
+            "scheduler": _plain(st.scheduler)}
 
 
 def with_monitor(create: bool = False) -> Callable:
@@ -122,18 +187,16 @@ def feeds_import(mon: Monitor, file: str) -> None:
 @with_monitor()
 def feeds_list(mon: Monitor, as_json: bool) -> None:
     """List feeds with their health: last status, errors, next poll."""
-    records = mon.feed_records()
+    records = mon.feed_health()
     if as_json:
-        emit_json(records)
+        emit_json([_plain(r) for r in records])
         return
     now = mon.clock()
     rows = []
     for r in records:
-        state = "disabled" if r["disabled"] else (r["last_error"] or ("ok" if r["last_status"] else "new"))
-        rows.append([r["title"] or "-", r["category"] or "-", state, r["error_count"],
-                     ago(parse_iso(r["last_polled"]), now),
-                     ago(parse_iso(r["next_poll"]), now) if not r["disabled"] else "-",
-                     r["entries"], r["url"]])
+        state = "disabled" if r.disabled else (r.last_error or ("ok" if r.last_status else "new"))
+        rows.append([r.title or "-", r.category or "-", state, r.error_count, ago(r.last_polled, now),
+                     ago(r.next_poll, now) if not r.disabled else "-", r.entries, r.url])
     click.echo(table(["outlet", "category", "state", "errors", "polled", "next", "entries", "url"], rows,
                      flex=7, caps={0: 28, 1: 24, 2: 16}))
     click.echo(f"{len(records)} feeds")
@@ -269,11 +332,11 @@ def clusters_list(mon: Monitor, since: str, topic: str | None, min_size: int, mi
     """List event clusters, newest activity first."""
     records = mon.clusters(since=since, topic=topic, min_size=min_size, min_outlets=min_outlets, limit=limit)
     if as_json:
-        emit_json(records)
+        emit_json([_cluster_json(c) for c in records])
         return
     now = mon.clock()
-    rows = [[c["id"], len(c["outlets"]), c["size"], ago(parse_iso(c["last_activity"]), now),
-             ",".join(c["topics"]), c["title"]] for c in records]
+    rows = [[c.id, len(c.outlets), c.size, ago(c.last_activity, now), ",".join(c.topics), c.title]
+            for c in records]
     click.echo(table(["id", "outlets", "size", "active", "topics", "headline"], rows, flex=5))
     click.echo(f"{len(records)} clusters")
 
@@ -284,39 +347,38 @@ def clusters_list(mon: Monitor, since: str, topic: str | None, min_size: int, mi
 @with_monitor()
 def clusters_show(mon: Monitor, cluster_id: int, as_json: bool) -> None:
     """One cluster: members, outlets, timeline, and why members joined."""
-    c = mon.cluster(cluster_id)
+    detail = mon.cluster(cluster_id)
     if as_json:
-        emit_json(c)
+        emit_json(_cluster_detail_json(detail))
         return
-    if c.get("requested_id"):
-        click.echo(f"cluster {cluster_id} was merged into cluster {c['id']}\n")
-    click.echo(f"cluster {c['id']}: {c['title']}")
-    click.echo(f"{c['size']} reports from {len(c['outlets'])} outlets, "
-               f"first {short_time(parse_iso(c['first_published']))}, "
-               f"last {short_time(parse_iso(c['last_published']))}")
-    if c["topics"]:
-        click.echo("topics: " + ", ".join(f"{t['topic']} ({', '.join(t['terms'])})"
-                                          for t in c["topic_matches"]))
-    if c["merged_from"]:
-        click.echo("merged from: " + ", ".join(str(i) for i in c["merged_from"]))
+    c = detail.cluster
+    if detail.requested_id is not None:
+        click.echo(f"cluster {cluster_id} was merged into cluster {c.id}\n")
+    click.echo(f"cluster {c.id}: {c.title}")
+    click.echo(f"{c.size} reports from {len(c.outlets)} outlets, "
+               f"first {short_time(c.first_published)}, last {short_time(c.last_published)}")
+    if c.topics:
+        click.echo("topics: " + ", ".join(f"{t.topic} ({', '.join(t.terms)})" for t in detail.topic_matches))
+    if detail.merged_from:
+        click.echo("merged from: " + ", ".join(str(i) for i in detail.merged_from))
     click.echo("\ntimeline:")
-    peak = max(b["reports"] for b in c["timeline"])
-    for b in c["timeline"]:
-        bar = "#" * max(1, round(20 * b["reports"] / peak))
-        new = f"  +{', '.join(b['new_outlets'])}" if b["new_outlets"] else ""
-        click.echo(f"  {b['period']:<16} {bar:<20} {b['reports']}{new}")
+    peak = max(p.reports for p in detail.timeline)
+    for p in detail.timeline:
+        bar = "#" * max(1, round(20 * p.reports / peak))
+        new = f"  +{', '.join(p.new_outlets)}" if p.new_outlets else ""
+        click.echo(f"  {p.period:<16} {bar:<20} {p.reports}{new}")
     click.echo("\nmembers:")
-    for e in c["entries"]:
-        why = e["why"]
-        click.echo(f"  [{e['id']}] {short_time(parse_iso(e['published']))}  {e['outlet']}: {e['title']}")
-        if e["link"]:
-            click.echo(f"        {e['link']}")
-        if why["score"] is None:
+    for m in detail.members:
+        e, why = m.entry, m.why
+        click.echo(f"  [{e.id}] {short_time(e.published)}  {e.outlet}: {e.title}")
+        if e.link:
+            click.echo(f"        {e.link}")
+        if why is None or why.score is None:
             click.echo("        first report")
         else:
-            terms = ", ".join(why["shared_terms"][:8])
-            click.echo(f"        joined: score {why['score']:.2f} with [{why['matched_entry_id']}], "
-                       f"{why['time_gap_hours']}h apart; shared: {terms}")
+            terms = ", ".join(why.shared_terms[:8])
+            click.echo(f"        joined: score {why.score:.2f} with [{why.matched_entry_id}], "
+                       f"{why.time_gap_hours}h apart; shared: {terms}")
 
 
 @cli.command()
@@ -328,10 +390,10 @@ def search(mon: Monitor, query: str, limit: int, as_json: bool) -> None:
     """Full-text search over entries (SQLite FTS5 syntax: AND, OR, NOT, "phrases", prefix*)."""
     hits = mon.search(query, limit)
     if as_json:
-        emit_json(hits)
+        emit_json([_search_hit_json(h) for h in hits])
         return
-    rows = [[h["cluster"]["id"] if h["cluster"] else "-", short_time(parse_iso(h["published"])), h["outlet"],
-             h["title"]] for h in hits]
+    rows = [[h.cluster.id if h.cluster else "-", short_time(h.entry.published), h.entry.outlet, h.entry.title]
+            for h in hits]
     click.echo(table(["cluster", "published", "outlet", "title"], rows, flex=3))
     click.echo(f"{len(hits)} entries")
 
@@ -440,24 +502,22 @@ def status(mon: Monitor, as_json: bool) -> None:
     """Health: feeds ok/failing, last and next poll, counts, outbox, scheduler."""
     st = mon.status()
     if as_json:
-        emit_json(st)
+        emit_json(_status_json(st))
         return
     now = mon.clock()
-    f, db, sched = st["feeds"], st["database"], st["scheduler"]
+    f, db, sched = st.feeds, st.database, st.scheduler
     lines = [
-        ("feeds", f"{f['active']} active ({f['ok']} ok, {f['failing']} failing, "
-                  f"{f['never_polled']} never polled, {f['due_now']} due now), {f['disabled']} disabled"),
-        ("last poll", ago(parse_iso(st["last_poll"]), now)),
-        ("next poll", ago(parse_iso(st["next_poll"]), now)),
-        ("entries", f"{st['entries']['total']} stored, {st['entries']['last_24h']} in the last 24h"),
-        ("clusters", f"{st['clusters']['total']} events, "
-                     f"{st['clusters']['active_24h']} active in the last 24h"),
-        ("outbox", f"{st['outbox']['pending']} pending, {st['outbox']['failed']} failed, "
-                   f"{st['outbox']['sent']} sent"),
-        ("database", f"{db['path']} ({db['bytes'] / 1e6:.1f} MB, schema {db['schema_version']})"),
-        ("scheduler", f"{sched['state']}"
-                      + (f", pid {sched['pid']}, heartbeat {ago(parse_iso(sched['heartbeat']), now)}"
-                         if sched["heartbeat"] else "")),
+        ("feeds", f"{f.active} active ({f.ok} ok, {f.failing} failing, "
+                  f"{f.never_polled} never polled, {f.due_now} due now), {f.disabled} disabled"),
+        ("last poll", ago(st.last_poll, now)),
+        ("next poll", ago(st.next_poll, now)),
+        ("entries", f"{st.entries.total} stored, {st.entries.last_24h} in the last 24h"),
+        ("clusters", f"{st.clusters.total} events, {st.clusters.active_24h} active in the last 24h"),
+        ("outbox", f"{st.outbox.pending} pending, {st.outbox.failed} failed, {st.outbox.sent} sent"),
+        ("database", f"{db.path} ({db.size / 1e6:.1f} MB, schema {db.schema_version})"),
+        ("scheduler", f"{sched.state}"
+                      + (f", pid {sched.pid}, heartbeat {ago(sched.heartbeat, now)}"
+                         if sched.heartbeat else "")),
     ]
     click.echo("\n".join(f"{k:<10} {v}" for k, v in lines))
 

@@ -15,9 +15,19 @@ from monitor.feeds.cycle import CycleReport, FeedOutcome, run_cycle
 from monitor.feeds.guard import check_url
 from monitor.feeds.opml import OpmlImport, parse_opml, write_opml
 from monitor.feeds.schedule import is_due
-from monitor.storage import clusters
-from monitor.storage.database import Store, iso, open_store
-from monitor.types import Feed, FeedSource
+from monitor.storage import clusters, service
+from monitor.storage.database import Store, open_store
+from monitor.types import (
+    ClusterDetail,
+    ClusterSummary,
+    DatabaseInfo,
+    Feed,
+    FeedCounts,
+    FeedHealth,
+    FeedSource,
+    SearchHit,
+    Status,
+)
 
 Clock = Callable[[], datetime]
 
@@ -34,7 +44,7 @@ class Monitor:
         self.store = store
         self.clock = clock
         self._clusterer: Clusterer | None = None
-        self._clusterer_mark: tuple | None = None  # the database state the clusterer's memory matches
+        self._clusterer_mark: clusters.AssignmentsMark | None = None  # the database state its memory matches
         self._transport: mailer.Transport | None = None
 
     def close(self) -> None:
@@ -87,44 +97,29 @@ class Monitor:
     def feeds(self) -> list[Feed]:
         return self.store.feeds()
 
-    def status(self) -> dict:
+    def status(self) -> Status:
         """The operator's health view (`monitor status`)."""
         now = self.clock()
         st = self.store
-        day_ago = iso(now - timedelta(hours=24))
+        day_ago = now - timedelta(hours=24)
         with st.read():
             feeds = st.feeds()
             active = [f for f in feeds if not f.disabled]
-            last = st.query("SELECT * FROM cycles WHERE finished IS NOT NULL ORDER BY id DESC LIMIT 1")
-            service = {r["name"]: r["value"] for r in st.query("SELECT name, value FROM service_state")}
-            outbox = dict(st.db.execute("SELECT status, count(*) FROM digests GROUP BY status").fetchall())
-            result = {
-                "database": {"path": self.settings.database, "bytes": _db_bytes(self.settings.database),
-                             "schema_version": st.schema_version()},
-                "feeds": {"total": len(feeds), "active": len(active), "disabled": len(feeds) - len(active),
-                          "ok": sum(1 for f in active if f.last_error is None and f.last_polled),
-                          "failing": sum(1 for f in active if f.last_error is not None),
-                          "never_polled": sum(1 for f in active if f.last_polled is None),
-                          "due_now": sum(1 for f in active if is_due(f, now))},
-                "last_poll": last[0]["finished"] if last else None,
-                "last_cycle": ({k: last[0][k] for k in ("started", "finished", "feeds", "fetched",
-                                                        "not_modified", "failed", "new_entries",
-                                                        "updated_entries", "error")}
-                               if last else None),
-                "next_poll": iso(min((f.next_poll or now for f in active), default=None)),
-                "entries": {"total": st.scalar("SELECT count(*) FROM entries"),
-                            "last_24h": st.scalar("SELECT count(*) FROM entries WHERE first_seen >= ?",
-                                                  [day_ago])},
-                "clusters": {"total": st.scalar("SELECT count(*) FROM clusters WHERE merged_into IS NULL"),
-                             "active_24h": st.scalar("SELECT count(*) FROM clusters"
-                                                     " WHERE merged_into IS NULL AND last_activity >= ?",
-                                                     [day_ago])},
-                "outbox": {"pending": outbox.get("pending", 0), "failed": outbox.get("failed", 0),
-                           "sent": outbox.get("sent", 0)},
-                "scheduler": {"state": service.get("state", "never started"), "pid": _int(service.get("pid")),
-                              "heartbeat": service.get("heartbeat")},
-            }
-        return result
+            return Status(
+                database=DatabaseInfo(path=self.settings.database, size=_db_bytes(self.settings.database),
+                                      schema_version=st.schema_version()),
+                feeds=FeedCounts(total=len(feeds), active=len(active), disabled=len(feeds) - len(active),
+                                 ok=sum(1 for f in active if f.last_error is None and f.last_polled),
+                                 failing=sum(1 for f in active if f.last_error is not None),
+                                 never_polled=sum(1 for f in active if f.last_polled is None),
+                                 due_now=sum(1 for f in active if is_due(f, now))),
+                last_cycle=service.last_cycle(st),
+                next_poll=min((f.next_poll or now for f in active), default=None),
+                entries=service.entry_counts(st, day_ago),
+                clusters=clusters.cluster_counts(st, day_ago),
+                outbox=service.outbox_counts(st),
+                scheduler=service.scheduler_state(st),
+            )
 
     # -- the cycle --------------------------------------------------------------------------
 
@@ -198,14 +193,9 @@ class Monitor:
     def cluster_config(self) -> ClusterConfig:
         return ClusterConfig(window=timedelta(seconds=self.settings.clustering.window))
 
-    def _mark(self) -> tuple:
-        return (self.store.scalar("SELECT count(*) FROM memberships"),
-                self.store.scalar("SELECT max(id) FROM clusters"),
-                self.store.scalar("SELECT count(*) FROM cluster_merges"))
-
     def _clusterer_for(self, docs: list) -> Clusterer:
         """The in-memory clusterer, rebuilt from stored assignments when another process changed them."""
-        if self._clusterer is not None and self._clusterer_mark == self._mark():
+        if self._clusterer is not None and self._clusterer_mark == clusters.assignments_mark(self.store):
             return self._clusterer
         clusterer = Clusterer(self.cluster_config(), next_cluster_id=clusters.next_cluster_id(self.store))
         start = min(d.published for d in docs) - clusterer.warm_span
@@ -232,7 +222,7 @@ class Monitor:
         except BaseException:
             self._clusterer = None  # memory may be ahead of the database: rebuild next time
             raise
-        self._clusterer_mark = self._mark()
+        self._clusterer_mark = clusters.assignments_mark(self.store)
         return touched
 
     def apply_retention(self) -> int:
@@ -257,7 +247,7 @@ class Monitor:
                                     cutoff, self.clock())
 
     def clusters(self, *, since: str = "7d", topic: str | None = None, min_size: int = 1,
-                 min_outlets: int = 1, limit: int | None = None) -> list[dict]:
+                 min_outlets: int = 1, limit: int | None = None) -> list[ClusterSummary]:
         cutoff = None if since == "all" else self.clock() - timedelta(seconds=self._since(since))
         if topic and topic not in {t.name for t in self.settings.topics}:
             raise MonitorError(f"unknown topic {topic!r} (configured: "
@@ -272,35 +262,30 @@ class Monitor:
         except ConfigError as exc:
             raise MonitorError(f"{exc} (or 'all')") from None
 
-    def cluster(self, cluster_id: int) -> dict:
+    def cluster(self, cluster_id: int) -> ClusterDetail:
         record = clusters.show_cluster(self.store, cluster_id)
         if record is None:
             raise MonitorError(f"no cluster {cluster_id}")
         return record
 
-    def search(self, query: str, limit: int = 50) -> list[dict]:
+    def search(self, query: str, limit: int = 50) -> list[SearchHit]:
         try:
             return clusters.search(self.store, query, limit)
         except StorageError as exc:
             raise MonitorError(f"bad search query {query!r}: {str(exc).split(': ')[-1]}") from None
 
-    def feed_records(self) -> list[dict]:
-        """Feeds as the JSON contract gives them (`feeds list --json`)."""
+    def feed_health(self) -> list[FeedHealth]:
+        """Every feed with its fetch state and stored entries (`feeds list`)."""
         counts = self.store.feed_entry_counts()
-        return [{
-            "url": f.url, "title": f.title, "category": f.category,
-            "last_polled": iso(f.last_polled), "last_status": f.last_status, "last_error": f.last_error,
-            "last_warning": f.last_warning, "error_count": f.error_count, "next_poll": iso(f.next_poll),
-            "disabled": f.disabled, "entries": counts.get(f.id, 0),
-        } for f in self.store.feeds()]
+        return [FeedHealth(url=f.url, title=f.title, category=f.category, last_polled=f.last_polled,
+                           last_status=f.last_status, last_error=f.last_error, last_warning=f.last_warning,
+                           error_count=f.error_count, next_poll=f.next_poll, disabled=f.disabled,
+                           entries=counts.get(f.id, 0))
+                for f in self.store.feeds()]
 
 
 def _db_bytes(path: str) -> int:
     return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
-
-
-def _int(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from monitor.core import Monitor
 from monitor.logs import event, get_logger
+from monitor.storage import service
 from monitor.storage.database import iso
 
 log = get_logger("daemon")
@@ -157,9 +158,9 @@ class Daemon:
         if self.stop.is_set():
             return
         try:
-            due = self.mon.store.scalar("SELECT min(next_poll) FROM feeds WHERE disabled = 0")
+            due = service.next_poll_due(self.mon.store)
             now = datetime.now(UTC)
-            when = datetime.fromisoformat(due) if due else now + timedelta(seconds=self.tick)
+            when = due or now + timedelta(seconds=self.tick)
             when = min(max(when, now + timedelta(seconds=1)), now + timedelta(seconds=self.tick))
             self.scheduler.modify_job("cycle", next_run_time=when)
         except Exception as exc:
@@ -168,11 +169,7 @@ class Daemon:
     def _set_state(self, **values: str) -> None:
         """Record the daemon's state for `monitor status`; a failure here must not stop the daemon."""
         try:
-            now = iso(datetime.now(UTC))
-            with self.mon.store.write():
-                for name, value in values.items():
-                    self.mon.store.db.execute("INSERT OR REPLACE INTO service_state (name, value, updated) "
-                                              "VALUES (?, ?, ?)", [name, value, now])
+            service.record_service_state(self.mon.store, values, datetime.now(UTC))
         except Exception as exc:
             event(log, "state_not_recorded", logging.WARNING, detail=str(exc)[:200])
 

@@ -15,8 +15,20 @@ from monitor.digests.topics import fts_query
 from monitor.events.clusterer import Assignment, Clusterer
 from monitor.events.weighpool import weigh_ahead
 from monitor.feeds.normalize import clean_headline
-from monitor.storage.database import Store, chunked, iso, parse_stamp, survivors
-from monitor.types import ClusterDoc
+from monitor.storage.database import Store, chunked, iso, parse_iso, parse_stamp, survivors
+from monitor.types import (
+    ClusterCounts,
+    ClusterDetail,
+    ClusterDoc,
+    ClusterHeadline,
+    ClusterMember,
+    ClusterSummary,
+    ClusterTopicMatch,
+    EntrySummary,
+    JoinReason,
+    SearchHit,
+    TimelinePoint,
+)
 
 _DOC_COLUMNS = "e.id, e.feed_id, coalesce(f.title, f.channel_title, f.url), e.title, e.text, e.published"
 _DOC_FROM = "FROM entries e JOIN feeds f ON f.id = e.feed_id"
@@ -157,9 +169,30 @@ def resolve(store: Store, cluster_id: int) -> int | None:
     return survivors(store, [cluster_id]).get(cluster_id)
 
 
+AssignmentsMark = tuple[int, int | None, int]
+
+
+def assignments_mark(store: Store) -> AssignmentsMark:
+    """A fingerprint of the stored cluster assignments (memberships, newest cluster id, merges):
+    it changes whenever any process clusters, merges or purges, so an in-memory clusterer
+    can tell that its memory no longer matches the database."""
+    return (store.scalar("SELECT count(*) FROM memberships"),
+            store.scalar("SELECT max(id) FROM clusters"),
+            store.scalar("SELECT count(*) FROM cluster_merges"))
+
+
+def cluster_counts(store: Store, day_ago: datetime) -> ClusterCounts:
+    """Live clusters (not merged away), and those of them that gained an entry since `day_ago`."""
+    return ClusterCounts(
+        total=store.scalar("SELECT count(*) FROM clusters WHERE merged_into IS NULL"),
+        active_24h=store.scalar("SELECT count(*) FROM clusters"
+                                " WHERE merged_into IS NULL AND last_activity >= ?", [iso(day_ago)]))
+
+
 def list_clusters(store: Store, *, since: datetime | None, topic: str | None = None, min_size: int = 1,
-                  min_outlets: int = 1, limit: int | None = None, with_entries: bool = True) -> list[dict]:
-    """Clusters by last activity, newest first, as the JSON contract gives them."""
+                  min_outlets: int = 1, limit: int | None = None, with_entries: bool = True,
+                  ) -> list[ClusterSummary]:
+    """Clusters by last activity, newest first."""
     where = ["c.merged_into IS NULL", "c.size >= ?", "c.outlets >= ?"]
     params: list = [min_size, min_outlets]
     if since is not None:
@@ -178,7 +211,8 @@ def list_clusters(store: Store, *, since: datetime | None, topic: str | None = N
         topics = _topics_of(store, ids)
         members = _members_of(store, ids) if with_entries else {}
         outlets = _outlets_of(store, ids)
-    return [_cluster_record(c, topics.get(c["id"], []), outlets.get(c["id"], []), members.get(c["id"]))
+    return [_summary(c, topics.get(c["id"], []), outlets.get(c["id"], []),
+                     [_entry(m) for m in members[c["id"]]] if c["id"] in members else None)
             for c in clusters]
 
 
@@ -220,75 +254,79 @@ def _outlets_of(store: Store, ids: list[int]) -> dict[int, list[str]]:
     return out
 
 
-def _entry_record(r: dict) -> dict:
-    return {"id": r["id"], "guid": r["guid"], "link": r["link"], "title": r["title"], "outlet": r["outlet"],
-            "feed_url": r["feed_url"], "published": r["published"]}
+def _entry(r: dict) -> EntrySummary:
+    """An entry row (of _MEMBER_SQL or the search query) as a record."""
+    return EntrySummary(id=r["id"], guid=r["guid"], link=r["link"], title=r["title"], outlet=r["outlet"],
+                        feed_url=r["feed_url"], published=parse_stamp(r["published"]))
 
 
-def _cluster_record(c: dict, topics: list[str], outlets: list[str], members: list[dict] | None) -> dict:
-    record = {"id": c["id"], "title": c["headline"], "size": c["size"], "outlets": outlets,
-              "first_published": c["first_published"], "last_published": c["last_published"],
-              "last_activity": c["last_activity"], "topics": topics}
-    if members is not None:
-        record["entries"] = [_entry_record(m) for m in members]
-    return record
+def _summary(c: dict, topics: list[str], outlets: list[str], entries: list[EntrySummary] | None,
+             ) -> ClusterSummary:
+    return ClusterSummary(id=c["id"], title=c["headline"], size=c["size"], outlets=tuple(outlets),
+                          first_published=parse_iso(c["first_published"]),
+                          last_published=parse_iso(c["last_published"]),
+                          last_activity=parse_stamp(c["last_activity"]), topics=tuple(topics),
+                          entries=tuple(entries) if entries is not None else None)
 
 
-def show_cluster(store: Store, cluster_id: int) -> dict | None:
+def show_cluster(store: Store, cluster_id: int) -> ClusterDetail | None:
     """One cluster with members, why each joined, a timeline, and merge history."""
     survivor = resolve(store, cluster_id)
     if survivor is None:
         return None
     with store.read():
         c = store.query("SELECT * FROM clusters WHERE id = ?", [survivor])[0]
-        members = _members_of(store, [survivor]).get(survivor, [])
-        record = _cluster_record(c, _topics_of(store, [survivor]).get(survivor, []),
-                                 _outlets_of(store, [survivor]).get(survivor, []), members)
-        titles = {m["id"]: m["title"] for m in members}
-        record["entries"] = [{**_entry_record(m), "why": _why(m, titles)} for m in members]
-        record["timeline"] = timeline([parse_stamp(m["published"]) for m in members],
-                                      [m["outlet"] for m in members])
-        record["merged_from"] = [r["absorbed_id"] for r in store.query(
-            "SELECT absorbed_id FROM cluster_merges WHERE into_id = ? ORDER BY id", [survivor])]
-        record["topic_matches"] = [
-            {"topic": t["topic"], "first_matched": t["first_matched"], "terms": json.loads(t["terms"])}
+        rows = _members_of(store, [survivor]).get(survivor, [])
+        summary = _summary(c, _topics_of(store, [survivor]).get(survivor, []),
+                           _outlets_of(store, [survivor]).get(survivor, []), None)
+        titles = {m["id"]: m["title"] for m in rows}
+        members = tuple(ClusterMember(entry=_entry(m), why=_why(m, titles)) for m in rows)
+        merged_from = tuple(r["absorbed_id"] for r in store.query(
+            "SELECT absorbed_id FROM cluster_merges WHERE into_id = ? ORDER BY id", [survivor]))
+        matches = tuple(
+            ClusterTopicMatch(topic=t["topic"], first_matched=parse_stamp(t["first_matched"]),
+                              terms=tuple(json.loads(t["terms"])))
             for t in store.query("SELECT * FROM topic_matches WHERE cluster_id = ? ORDER BY topic",
-                                 [survivor])]
-    if survivor != cluster_id:
-        record["requested_id"] = cluster_id
-    return record
+                                 [survivor]))
+    return ClusterDetail(
+        cluster=summary, members=members,
+        timeline=tuple(timeline([m.entry.published for m in members], [m.entry.outlet for m in members])),
+        merged_from=merged_from, topic_matches=matches,
+        requested_id=cluster_id if survivor != cluster_id else None)
 
 
-def _why(m: dict, titles: dict[int, str]) -> dict:
+def _why(m: dict, titles: dict[int, str]) -> JoinReason | None:
+    """Why a member joined; None for the report that started the cluster (or whose match is gone)."""
     if m["matched_entry_id"] is None:
-        return {"reason": "first report", "score": None}
-    return {"reason": "similar", "score": m["score"], "matched_entry_id": m["matched_entry_id"],
-            "matched_title": titles.get(m["matched_entry_id"]),
-            "shared_terms": json.loads(m["shared_terms"] or "[]"),
-            "time_gap_hours": (round(m["time_gap_seconds"] / 3600, 1)
-                               if m["time_gap_seconds"] is not None else None)}
+        return None
+    return JoinReason(matched_entry_id=m["matched_entry_id"], matched_title=titles.get(m["matched_entry_id"]),
+                      score=m["score"], shared_terms=tuple(json.loads(m["shared_terms"] or "[]")),
+                      time_gap_hours=(round(m["time_gap_seconds"] / 3600, 1)
+                                      if m["time_gap_seconds"] is not None else None))
 
 
-def timeline(times: list[datetime], outlets: list[str]) -> list[dict]:
+def timeline(times: list[datetime], outlets: list[str]) -> list[TimelinePoint]:
     """Reports and new outlets per hour (per day when the event spans more than 3 days). Pure."""
     if not times:
         return []
     span = max(times) - min(times)
     step = timedelta(days=1) if span > timedelta(days=3) else timedelta(hours=1)
     fmt = "%Y-%m-%d" if step.days else "%Y-%m-%d %H:00"
-    buckets: dict[str, dict] = {}
+    reports: Counter[str] = Counter()
+    new_outlets: dict[str, list[str]] = {}  # period -> outlets first seen in it, periods in time order
     seen: set[str] = set()
     for when, outlet in sorted(zip(times, outlets, strict=True)):
-        key = when.strftime(fmt)
-        b = buckets.setdefault(key, {"period": key, "reports": 0, "new_outlets": []})
-        b["reports"] += 1
+        period = when.strftime(fmt)
+        reports[period] += 1
+        new = new_outlets.setdefault(period, [])
         if outlet not in seen:
             seen.add(outlet)
-            b["new_outlets"].append(outlet)
-    return list(buckets.values())
+            new.append(outlet)
+    return [TimelinePoint(period=period, reports=reports[period], new_outlets=tuple(new))
+            for period, new in new_outlets.items()]
 
 
-def search(store: Store, query: str, limit: int = 50) -> list[dict]:
+def search(store: Store, query: str, limit: int = 50) -> list[SearchHit]:
     """FTS5 search over entry titles and text; each hit with its cluster."""
     rows = store.query(
         "SELECT e.id, e.guid, e.link, e.title, coalesce(f.title, f.channel_title, f.url) AS outlet,"
@@ -304,10 +342,9 @@ def search(store: Store, query: str, limit: int = 50) -> list[dict]:
         marks = ",".join("?" * len(chunk))
         heads.update(store.db.execute(f"SELECT id, headline FROM clusters WHERE id IN ({marks})",
                                       chunk).fetchall())
-    return [{"id": r["id"], "guid": r["guid"], "link": r["link"], "title": r["title"], "outlet": r["outlet"],
-             "feed_url": r["feed_url"], "published": r["published"], "snippet": r["snippet"],
-             "cluster": ({"id": r["cluster_id"], "title": heads.get(r["cluster_id"])}
-                         if r["cluster_id"] is not None else None)} for r in rows]
+    return [SearchHit(entry=_entry(r), snippet=r["snippet"],
+                      cluster=(ClusterHeadline(id=r["cluster_id"], title=heads.get(r["cluster_id"]))
+                               if r["cluster_id"] is not None else None)) for r in rows]
 
 
 # -- rebuilding --------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ their vocabulary and must stay apart, while rewritten headlines of one event joi
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections import defaultdict
 from contextlib import closing
@@ -96,6 +97,28 @@ def test_show_explains_membership_and_timeline(polled):
     assert "timeline:" in text and "joined: score" in text and "first report" in text
     missing = polled("clusters", "show", "99999", ok=False)
     assert missing.exit_code == 1 and "no cluster 99999" in missing.stderr
+
+
+def test_json_keys_and_times_are_as_documented(polled):
+    """README and design.md: a cluster's JSON keys in the order shown there, `feeds list --json`'s fields
+    in the order listed, and times in ISO 8601 with offset."""
+    cluster_keys = ["id", "title", "size", "outlets", "first_published", "last_published", "last_activity",
+                    "topics", "entries"]
+    entry_keys = ["id", "guid", "link", "title", "outlet", "feed_url", "published"]
+    listed = polled.json("clusters", "list", "--since", "all")
+    assert all(list(c) == cluster_keys for c in listed)
+    assert all(list(e) == entry_keys for c in listed for e in c["entries"])
+    shown = polled.json("clusters", "show", str(listed[0]["id"]))
+    assert list(shown)[:len(cluster_keys)] == cluster_keys
+    assert all(list(e) == [*entry_keys, "why"] for e in shown["entries"])
+    feed_keys = ["url", "title", "category", "last_polled", "last_status", "last_error", "last_warning",
+                 "error_count", "next_poll", "disabled", "entries"]
+    feeds = polled.json("feeds", "list")
+    assert all(list(f) == feed_keys for f in feeds)
+    times = [c[k] for c in listed for k in ("first_published", "last_published", "last_activity")]
+    times += [e["published"] for e in shown["entries"]]
+    times += [f[k] for f in feeds for k in ("last_polled", "next_poll")]
+    assert times and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", t) for t in times), times
 
 
 def test_search_shows_clusters(polled):
