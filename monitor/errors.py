@@ -15,8 +15,15 @@ A failing feed is reported as a value (FeedOutcome.error, with the reasons liste
 README), not raised past the feed boundary: a fetch failure never raises at all, it comes
 back in FetchResult.error. These exceptions are for whole operations that cannot go on,
 and for the parse step's refusal, which the cycle turns into the feed's outcome.
+
+Those reasons are one vocabulary, beside the tree rather than in it:
+
+    FailureReason (StrEnum)        FetchResult.error, FeedError.reason, a feed's `last_error`;
+                                   a final status other than 200/304 is `http_NNN` (http_reason)
 """
 from __future__ import annotations
+
+from enum import StrEnum
 
 
 class MonitorError(Exception):
@@ -36,12 +43,13 @@ class OpmlError(MonitorError):
 
 
 class FeedError(MonitorError):
-    """One feed could not be read; `reason` is a short machine-readable code."""
+    """One feed could not be read; `reason` is a short machine-readable code (a FailureReason)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         self.reason = reason
         self.detail = detail
-        super().__init__(f"{reason}: {detail}" if detail else reason)
+        # The message is a plain str, so even the exception's repr shows the bare code.
+        super().__init__(f"{reason}: {detail}" if detail else str(reason))
 
 
 class ParseError(FeedError):
@@ -72,3 +80,42 @@ class PermanentDeliveryError(DeliveryError):
 
 class WorkerLost(MonitorError):
     """The weighing worker died and the entries it had weighed cannot be weighed again here."""
+
+
+class FailureReason(StrEnum):
+    """Why one feed's poll failed: the short codes stored in `last_error` and shown in JSON.
+
+    Members are `str`, equal to their values, and format, print, log, bind to SQLite and dump
+    to JSON as the bare value, so the stored and printed codes are those the README lists.
+    A final HTTP status other than 200/304 is not a member: it is `http_NNN` (http_reason).
+    """
+
+    # fetching (monitor.feeds.fetch, with the address guard's refusals)
+    BAD_URL = "bad_url"  # the URL cannot be parsed or has no host
+    BAD_SCHEME = "bad_scheme"  # not http or https, also on a redirect
+    BLOCKED_ADDRESS = "blocked_address"  # the address guard refused the destination
+    DNS_ERROR = "dns_error"
+    CONNECT_ERROR = "connect_error"
+    TLS_ERROR = "tls_error"
+    TIMEOUT = "timeout"  # the overall deadline or the connect timeout passed
+    RESET = "reset"  # the connection broke while sending or receiving
+    TRUNCATED = "truncated"  # the body ended before its declared or compressed end
+    PROTOCOL_ERROR = "protocol_error"
+    DECODE_ERROR = "decode_error"  # bad gzip/deflate data, or an encoding we did not offer
+    TOO_LARGE = "too_large"  # the decoded body is over max_bytes
+    REDIRECT_LOOP = "redirect_loop"
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    ERROR = "error"  # anything unexpected; the detail names the exception
+    # polling decisions (monitor.feeds.schedule)
+    GONE = "gone"  # 410: the feed is disabled
+    # parsing (monitor.feeds.parse, monitor.feeds.parsepool)
+    NOT_A_FEED = "not_a_feed"  # no feed version and no entries (an HTML page, JSON that is no JSON Feed)
+    ENTITIES = "entities"  # the document declares XML entities; refused before parsing
+    PARSER_ERROR = "parser_error"  # the parser crashed on this document
+    PARSE_TIMEOUT = "parse_timeout"  # the parse took longer than parse_timeout
+    PARSER_CRASHED = "parser_crashed"  # the parse worker process died
+
+
+def http_reason(status: int | None) -> str:
+    """The reason for a final HTTP status that is neither 200 nor 304: `http_404`, `http_503`..."""
+    return f"http_{status}"

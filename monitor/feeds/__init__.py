@@ -1,10 +1,10 @@
 """Feeds: getting news in, from a URL to stored entries.
 
 Owns fetching over HTTP (`fetch`) behind the address guard (`guard`), reading feed
-documents (`parse`, the fast RSS/Atom reader `fastfeed`, worker processes with a time
-budget in `parsepool`), text and URL normalisation (`normalize`), OPML import and export
-(`opml`), poll scheduling (`schedule`) and one poll cycle of fetch, parse and store
-(`cycle`).
+documents (`parse`, the fast RSS/Atom reader `fastfeed`, the JSON Feed reader `jsonfeed`,
+the records they return in `rawfeed`, worker processes with a time budget in `parsepool`),
+text and URL normalisation (`normalize`), OPML import and export (`opml`), poll scheduling
+(`schedule`) and one poll cycle of fetch, parse and store (`cycle`).
 
 Imports point down: records and errors <- pure logic <- storage and I/O adapters <- core
 <- cli/daemon. Modules here may import `monitor.types`, `monitor.errors`, `monitor.config`,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import cast
+from typing import NamedTuple, cast
 
 from monitor.config import Settings
 from monitor.errors import ParseError
@@ -28,6 +28,9 @@ from monitor.storage.database import Store
 from monitor.types import EntryData, Feed, FetchResult, ParsedFeed
 
 log = get_logger("poll")
+# How long the storing thread waits for a fetch result while parses run, or for a parse outcome
+# while fetches may bring more: short, so that neither kind of result waits long behind the other.
+_TICK = 0.05
 
 
 class Stopped(Exception):
@@ -83,43 +86,147 @@ def poll_policy(settings: Settings) -> PollPolicy:
 def run_cycle(store: Store, settings: Settings, feeds: list[Feed], clock: Callable[[], datetime], *,
               stop: threading.Event | None = None, progress: Callable[[FeedOutcome], None] | None = None,
               ) -> CycleReport:
-    """Fetch, parse and store the given feeds. Returns the report; raises only if storing fails."""
+    """Fetch, parse and store the given feeds. Returns the report; raises only if storing fails.
+
+    `stop` ends fetching at the next result; what was fetched by then is still parsed and stored.
+    """
     started = time.monotonic()
     report = CycleReport(feeds=len(feeds))
     if not feeds:
         return report
-    stop = stop or threading.Event()
-    by_id = {f.id: f for f in feeds}
-    policy = poll_policy(settings)
-    jobs = [FetchJob(key=f.id, url=f.url, etag=f.etag, last_modified=f.last_modified) for f in feeds]
-    # feed id, its result, and when the result came: the poll's time, which orders two
-    # overlapping polls of one feed (see Store.apply_poll), so not the later time of storing.
-    results: queue.Queue[tuple[int, FetchResult, datetime] | None] = queue.Queue()
-    fetch_failure: list[BaseException] = []
+    cycle = _Cycle(store, settings, feeds, clock, stop or threading.Event(), report, progress)
+    fetcher = threading.Thread(target=cycle.fetch, name="monitor-fetch", daemon=True)
+    fetcher.start()
+    with contextlib.closing(cycle.pool):
+        while cycle.fetching or cycle.parsing:
+            cycle.take_fetched()  # store what needs no parse; hand new bodies to the parse pool
+            cycle.store_parsed()  # store parse outcomes, until fresh fetch results are waiting
+    fetcher.join(timeout=5)
+    if cycle.fetch_failure is not None:
+        raise cycle.fetch_failure
+    report.stopped = cycle.stop.is_set()
+    report.seconds = time.monotonic() - started
+    return report
 
-    def on_result(job: FetchJob, result: FetchResult) -> None:
-        results.put((job.key, result, clock()))  # type: ignore[arg-type]
-        if stop.is_set():
-            raise Stopped
 
-    def fetch_thread() -> None:
+class _Fetched(NamedTuple):
+    """One fetch result, as the fetch thread hands it over."""
+
+    feed_id: int
+    result: FetchResult
+    # When the result came: the poll's time, which orders two overlapping polls of one feed
+    # (see Store.apply_poll), so not the later time of storing.
+    at: datetime
+
+
+class _Parsing(NamedTuple):
+    """A 200 whose body is in the parse pool."""
+
+    result: FetchResult
+    digest: str  # body_hash of the body, stored once it parsed
+    at: datetime  # as in _Fetched
+
+
+class _Cycle:
+    """The state of one cycle, and its steps; run_cycle drives them.
+
+    `fetch` runs on the fetch thread and changes nothing but `arrived` and `fetch_failure`;
+    every other method runs on the calling thread, the one writer.
+    """
+
+    def __init__(self, store: Store, settings: Settings, feeds: list[Feed], clock: Callable[[], datetime],
+                 stop: threading.Event, report: CycleReport,
+                 progress: Callable[[FeedOutcome], None] | None) -> None:
+        self.store = store
+        self.settings = settings
+        self.feeds = {f.id: f for f in feeds}
+        self.jobs = [FetchJob(key=f.id, url=f.url, etag=f.etag, last_modified=f.last_modified) for f in feeds]
+        self.clock = clock
+        self.stop = stop
+        self.report = report
+        self.progress = progress
+        self.policy = poll_policy(settings)
+        polling = settings.polling
+        # Workers start on the first 200: an all-304 cycle never pays for starting them.
+        self.pool = ParsePool(polling.parse_workers or None, parse_timeout=polling.parse_timeout,
+                              max_entries=polling.max_entries)
+        self.arrived: queue.Queue[_Fetched | None] = queue.Queue()  # None: the fetch thread is done
+        self.fetching = True  # until that None is taken
+        self.parsing: dict[int, _Parsing] = {}  # feed id -> its body in the parse pool
+        self.fetch_failure: BaseException | None = None
+
+    # -- fetch (the fetch thread) ---------------------------------------------------------------
+
+    def fetch(self) -> None:
+        """Fetch every feed, queueing each result as it completes, then None."""
         try:
-            fetch_all(jobs, fetch_policy(settings), clock(), on_result)
+            fetch_all(self.jobs, fetch_policy(self.settings), self.clock(), self._fetched)
         except Stopped:
             pass
         except BaseException as exc:  # pragma: no cover - a bug in fetching must not hang the cycle
-            fetch_failure.append(exc)
+            self.fetch_failure = exc
         finally:
-            results.put(None)
+            self.arrived.put(None)
 
-    # feed id -> 200 result being parsed, its body hash, when it was fetched
-    fetched: dict[int, tuple[FetchResult, str, datetime]] = {}
+    def _fetched(self, job: FetchJob, result: FetchResult) -> None:
+        self.arrived.put(_Fetched(cast(int, job.key), result, self.clock()))
+        if self.stop.is_set():
+            raise Stopped  # cancels the fetches still running
 
-    def record(feed: Feed, result: FetchResult, update: FeedUpdate, now: datetime,
-               entries: Iterable[EntryData] = (), detail: str = "", unchanged: bool = False) -> None:
-        new_ids, updated_ids = store.apply_poll(feed, update, entries, now)
+    # -- then parse and store (the calling thread) ----------------------------------------------
+
+    def take_fetched(self) -> None:
+        """Take every fetch result that has arrived, waiting for the first.
+
+        With nothing being parsed only a fetch result can come next, so the wait has no limit;
+        otherwise it is at most _TICK, as parse outcomes wait to be stored too.
+        """
+        with contextlib.suppress(queue.Empty):  # ends the loop once nothing more has arrived
+            self._route(self.arrived.get(timeout=_TICK if self.parsing else None))
+            while True:
+                self._route(self.arrived.get_nowait())
+
+    def _route(self, item: _Fetched | None) -> None:
+        """Store a result that has nothing to parse; hand a new body to the parse pool."""
+        if item is None:
+            self.fetching = False
+            return
+        feed, result, at = self.feeds[item.feed_id], item.result, item.at
+        body = result.body if result.ok else None
+        if body is None:  # a failure, a 304, or a 429/503 asking us to slow down
+            self._record(feed, result, after_fetch(feed, result, at, self.policy), at, detail=result.detail)
+            return
+        digest = body_hash(body)
+        if digest == feed.body_hash:
+            # Same bytes as the last good parse (a server without validators):
+            # nothing can have changed, so it is not parsed again.
+            self._record(feed, result, after_fetch(feed, result, at, self.policy), at, unchanged=True)
+        else:
+            self.parsing[item.feed_id] = _Parsing(result, digest, at)
+            self.pool.submit(item.feed_id, body, result.headers, at, base_url=result.final_url or feed.url)
+
+    def store_parsed(self) -> None:
+        """Store parse outcomes as they finish; return once fresh fetch results are waiting, or
+        when none finishes within _TICK."""
+        for key, outcome in self.pool.results(wait_at_most=_TICK):
+            feed_id = cast(int, key)  # the pool hands back the keys it was given
+            feed, (result, digest, at) = self.feeds[feed_id], self.parsing.pop(feed_id)
+            if isinstance(outcome, ParseError):
+                update = after_fetch(feed, result, at, self.policy, parse_error=outcome.reason)
+                self._record(feed, result, update, at, detail=outcome.detail)
+            else:
+                update = replace(_parsed_update(feed, result, outcome, at, self.policy), body_hash=digest)
+                self._record(feed, result, update, at, outcome.entries)
+            if not self.arrived.empty():
+                return  # hand fresh fetch results to idle workers before storing more
+
+    def _record(self, feed: Feed, result: FetchResult, update: FeedUpdate, now: datetime,
+                entries: Iterable[EntryData] = (), detail: str = "", unchanged: bool = False) -> None:
+        """Store one feed's poll in one transaction, then count it in the report."""
+        new_ids, updated_ids = self.store.apply_poll(feed, update, entries, now)
         outcome = FeedOutcome(feed, result.status, update.last_error if update.counts_as_error else None,
                               detail, len(new_ids), len(updated_ids))
+        report = self.report
         report.new_entry_ids += new_ids
         report.updated_entry_ids += updated_ids
         report.new += len(new_ids)
@@ -136,61 +243,8 @@ def run_cycle(store: Store, settings: Settings, feeds: list[Feed], clock: Callab
             event(log, "feed_deferred", feed=feed.url, status=result.status,
                   until=update.next_poll.isoformat())
         report.outcomes.append(outcome)
-        if progress:
-            progress(outcome)
-
-    thread = threading.Thread(target=fetch_thread, name="monitor-fetch", daemon=True)
-    thread.start()
-    workers = settings.polling.parse_workers or None
-    # Workers start on the first 200: an all-304 cycle never pays for starting them.
-    pool = ParsePool(workers, parse_timeout=settings.polling.parse_timeout,
-                     max_entries=settings.polling.max_entries)
-    with contextlib.closing(pool):
-        fetching = True
-        submitted = 0
-        while fetching or submitted:
-            try:
-                item = results.get(timeout=0.05 if submitted else None)
-                while True:
-                    if item is None:
-                        fetching = False
-                    else:
-                        feed_id, result, at = item
-                        feed = by_id[feed_id]
-                        digest = body_hash(result.body) if result.ok and result.body is not None else None
-                        if digest is not None and digest == feed.body_hash:
-                            # Same bytes as the last good parse (a server without validators):
-                            # nothing can have changed, so it is not parsed again.
-                            record(feed, result, after_fetch(feed, result, at, policy), at, unchanged=True)
-                        elif digest is not None and result.body is not None:  # a digest implies a body
-                            fetched[feed_id] = (result, digest, at)
-                            pool.submit(feed_id, result.body, result.headers, at,
-                                        base_url=result.final_url or feed.url)
-                            submitted += 1
-                        else:
-                            update = after_fetch(feed, result, at, policy)
-                            record(feed, result, update, at, detail=result.detail)
-                    item = results.get_nowait()
-            except queue.Empty:
-                pass
-            for key, outcome in pool.results(wait_at_most=0.05):
-                submitted -= 1
-                feed_id = cast(int, key)  # the pool hands back the keys it was given
-                feed, (result, digest, at) = by_id[feed_id], fetched.pop(feed_id)
-                if isinstance(outcome, ParseError):
-                    update = after_fetch(feed, result, at, policy, parse_error=outcome.reason)
-                    record(feed, result, update, at, detail=outcome.detail)
-                else:
-                    update = replace(_parsed_update(feed, result, outcome, at, policy), body_hash=digest)
-                    record(feed, result, update, at, outcome.entries)
-                if not results.empty():
-                    break  # hand fresh fetch results to idle workers before storing more
-    thread.join(timeout=5)
-    if fetch_failure:
-        raise fetch_failure[0]
-    report.stopped = stop.is_set()
-    report.seconds = time.monotonic() - started
-    return report
+        if self.progress:
+            self.progress(outcome)
 
 
 def body_hash(body: bytes) -> str:

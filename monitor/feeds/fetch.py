@@ -1,7 +1,8 @@
 """Fetching feeds over HTTP: the only module of `monitor` that talks HTTP.
 
 Every fetch returns a FetchResult and never raises: one feed's failure is a value the
-caller records, not an exception that stops the others. `FetchResult.error` codes:
+caller records, not an exception that stops the others. `FetchResult.error` codes (members
+of monitor.errors.FailureReason, but for http_NNN):
 
     bad_url             the URL cannot be parsed or has no host
     bad_scheme          not http or https (file:, javascript:, ftp:...), also on a redirect
@@ -60,6 +61,7 @@ import httpcore
 import httpx
 
 from monitor import __version__
+from monitor.errors import FailureReason, http_reason
 from monitor.feeds import guard
 from monitor.types import FetchResult
 
@@ -117,7 +119,7 @@ class FetchJob:
 class _HopError(Exception):
     """A failure with its error code already decided; caught in Fetcher.fetch."""
 
-    def __init__(self, code: str, detail: str) -> None:
+    def __init__(self, code: FailureReason, detail: str) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
@@ -164,7 +166,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
         except (socket.gaierror, UnicodeError) as exc:
-            raise _HopError("dns_error", f"cannot resolve {host}: {exc}") from None
+            raise _HopError(FailureReason.DNS_ERROR, f"cannot resolve {host}: {exc}") from None
         addresses: list[str] = []
         for *_, sockaddr in infos:
             text = str(sockaddr[0])
@@ -175,7 +177,7 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
             if text not in addresses:
                 addresses.append(text)
         if not addresses:
-            raise _HopError("dns_error", f"no address for {host}")
+            raise _HopError(FailureReason.DNS_ERROR, f"no address for {host}")
         return addresses
 
     async def sleep(self, seconds: float) -> None:
@@ -212,7 +214,7 @@ async def _refuse_other_schemes(response: httpx.Response) -> None:
     if response.status_code in REDIRECT_STATUSES and location:
         scheme = urlsplit(location.strip()).scheme.lower()
         if scheme and scheme not in guard.ALLOWED_SCHEMES:
-            raise _HopError("bad_scheme", f"redirect to a {scheme} URL refused")
+            raise _HopError(FailureReason.BAD_SCHEME, f"redirect to a {scheme} URL refused")
 
 
 def _no_cookies() -> CookieJar:
@@ -247,7 +249,7 @@ class _Inflater:
                 if self._members:
                     self._ignore_rest = True
                     return
-                raise _HopError("decode_error", f"bad compressed data: {exc}") from None
+                raise _HopError(FailureReason.DECODE_ERROR, f"bad compressed data: {exc}") from None
             self._started = True
             self._output_since_end += len(out)
             if self._obj.eof:
@@ -265,7 +267,7 @@ class _Inflater:
         while not self._obj.eof and not self._ignore_rest:
             out = self._obj.decompress(b"", _STEP)  # output still held back by the step limit
             if not out:
-                raise _HopError("truncated", "compressed body ended early")
+                raise _HopError(FailureReason.TRUNCATED, "compressed body ended early")
             yield out
 
 
@@ -274,11 +276,11 @@ async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
     codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",")]
     codings = [c for c in codings if c and c != "identity"]
     if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
-        raise _HopError("decode_error", f"unsupported content-encoding {', '.join(codings)}")
+        raise _HopError(FailureReason.DECODE_ERROR, f"unsupported content-encoding {', '.join(codings)}")
     inflater = _Inflater(codings[0]) if codings else None
     declared = response.headers.get("content-length", "")
     if not codings and declared.isdigit() and int(declared) > max_bytes:
-        raise _HopError("too_large", f"content-length {declared} is over {max_bytes} bytes")
+        raise _HopError(FailureReason.TOO_LARGE, f"content-length {declared} is over {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
 
@@ -287,7 +289,7 @@ async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
         for piece in pieces:
             size += len(piece)
             if size > max_bytes:
-                raise _HopError("too_large", f"body is over {max_bytes} bytes")
+                raise _HopError(FailureReason.TOO_LARGE, f"body is over {max_bytes} bytes")
             chunks.append(piece)
 
     async for raw in response.aiter_raw():
@@ -347,31 +349,31 @@ def parse_max_age(value: str | None) -> float | None:
     return None
 
 
-def _classify(exc: Exception, policy: FetchPolicy) -> tuple[str, str]:
+def _classify(exc: Exception, policy: FetchPolicy) -> tuple[FailureReason, str]:
     """Map an exception to (error code, detail)."""
     if isinstance(exc, _HopError):
         return exc.code, exc.detail
     if isinstance(exc, TimeoutError):
-        return "timeout", f"no complete response within {policy.timeout:g} s"
+        return FailureReason.TIMEOUT, f"no complete response within {policy.timeout:g} s"
     if isinstance(exc, httpx.TimeoutException):
-        return "timeout", f"{type(exc).__name__}: {exc}"
+        return FailureReason.TIMEOUT, f"{type(exc).__name__}: {exc}"
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, httpx.ConnectError):
         cause: BaseException | None = exc
         while cause is not None:
             if isinstance(cause, ssl.SSLError):
-                return "tls_error", str(cause)
+                return FailureReason.TLS_ERROR, str(cause)
             cause = cause.__cause__ or cause.__context__
-        return "connect_error", text
+        return FailureReason.CONNECT_ERROR, text
     if isinstance(exc, httpx.RemoteProtocolError):
         if "incomplete" in str(exc) or "peer closed" in str(exc):
-            return "truncated", str(exc)
-        return "protocol_error", text
+            return FailureReason.TRUNCATED, str(exc)
+        return FailureReason.PROTOCOL_ERROR, text
     if isinstance(exc, (httpx.ReadError, httpx.WriteError)):
-        return "reset", text
+        return FailureReason.RESET, text
     if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
-        return "bad_url", text
-    return "error", text
+        return FailureReason.BAD_URL, text
+    return FailureReason.ERROR, text
 
 
 @dataclass
@@ -471,10 +473,10 @@ class Fetcher:
                 if response.status_code in REDIRECT_STATUSES and location:
                     target = str(response.url.join(location).copy_with(fragment=None))
                     if target in progress.seen:
-                        raise _HopError("redirect_loop", f"{here} redirects back to {target}")
+                        raise _HopError(FailureReason.REDIRECT_LOOP, f"{here} redirects back to {target}")
                     limit = self.policy.max_redirects
                     if progress.redirects >= limit:
-                        raise _HopError("too_many_redirects", f"more than {limit} redirects")
+                        raise _HopError(FailureReason.TOO_MANY_REDIRECTS, f"more than {limit} redirects")
                     progress.redirects += 1
                     progress.permanent &= response.status_code in PERMANENT_REDIRECTS
                     url = target
@@ -509,7 +511,7 @@ class Fetcher:
         retry_after = None
         if status in RETRY_AFTER_STATUSES:
             retry_after = parse_retry_after(headers.get("retry-after"), now, self.policy.max_retry_after)
-        return replace(result, retry_after=retry_after, error=f"http_{status}",
+        return replace(result, retry_after=retry_after, error=http_reason(status),
                        detail=f"HTTP {status} {response.reason_phrase}".strip())
 
     async def fetch_many(
@@ -525,7 +527,7 @@ class Fetcher:
             try:
                 result = await self.fetch(job, now)
             except Exception as exc:  # a bug must not leave the consumer waiting forever
-                result = FetchResult(url=job.url, status=None, error="error", detail=repr(exc))
+                result = FetchResult(url=job.url, status=None, error=FailureReason.ERROR, detail=repr(exc))
             queue.put_nowait((job, result))
 
         tasks = [asyncio.create_task(run(job)) for job in jobs]

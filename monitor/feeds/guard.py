@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from monitor.errors import FailureReason
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
@@ -34,7 +36,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 class Refusal:
     """Why a URL or address is refused: `code` is a short error code, `detail` is for people."""
 
-    code: str  # bad_scheme, bad_url or blocked_address
+    code: FailureReason  # BAD_SCHEME, BAD_URL or BLOCKED_ADDRESS
     detail: str
 
 
@@ -97,15 +99,15 @@ def check_url(url: str) -> Refusal | None:
         parts = urlsplit(url.strip())
         port = parts.port  # raises on a non-numeric or out-of-range port
     except ValueError as exc:
-        return Refusal("bad_url", f"unparseable URL {url!r}: {exc}")
+        return Refusal(FailureReason.BAD_URL, f"unparseable URL {url!r}: {exc}")
     scheme = parts.scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
         shown = scheme or "(none)"
-        return Refusal("bad_scheme", f"scheme {shown} is not fetched, only http and https")
+        return Refusal(FailureReason.BAD_SCHEME, f"scheme {shown} is not fetched, only http and https")
     if not parts.hostname:
-        return Refusal("bad_url", f"no host in URL {url!r}")
+        return Refusal(FailureReason.BAD_URL, f"no host in URL {url!r}")
     if port == 0:
-        return Refusal("bad_url", f"port 0 in URL {url!r}")
+        return Refusal(FailureReason.BAD_URL, f"port 0 in URL {url!r}")
     return None
 
 
@@ -228,7 +230,7 @@ def check_address(
     if problem is None:
         return None
     shown = _host_key(host)
-    return Refusal("blocked_address", f"refused address {address} ({problem}) for host {shown}")
+    return Refusal(FailureReason.BLOCKED_ADDRESS, f"refused address {address} ({problem}) for host {shown}")
 
 
 def check_literal_host(

@@ -16,29 +16,28 @@ single-byte charset (iso-8859-1 always "works") and silently turns UTF-8 into mo
 feedparser only ever receives a BytesIO and response headers, never a URL or path, and
 its own HTML sanitiser is off: normalize's allow-list sanitiser is stricter (feedparser's
 keeps `javascript:` links) and feedparser's pass tripled the parse time. JSON Feed 1.x,
-which feedparser 6 does not read, is mapped here by a small reader. Plain RSS 2.0 and Atom
+which feedparser 6 does not read, goes to jsonfeed's small reader. Plain RSS 2.0 and Atom
 1.0 documents are first offered to fastfeed, which reads them as feedparser would at a
 fraction of the cost and declines (so feedparser runs) whatever it does not fully replay.
+Every reader returns a RawFeed (rawfeed.py); the entries are normalised here, alike.
 """
 from __future__ import annotations
 
 import codecs
 import hashlib
 import io
-import json
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import feedparser
 
-from monitor.errors import ParseError
+from monitor.errors import FailureReason, ParseError
 from monitor.types import EntryData, ParsedFeed
 
+from .jsonfeed import read_json_feed
 from .normalize import (
     canonical_url,
     clean_text,
@@ -48,6 +47,7 @@ from .normalize import (
     text_to_html,
     title_text,
 )
+from .rawfeed import MAX_TITLE, MAX_WARNING, RawEntry, RawFeed, parse_date
 
 try:  # fastfeed uses feedparser's internals: a release that moved them is read by feedparser alone
     from . import fastfeed
@@ -55,10 +55,8 @@ except Exception:  # pragma: no cover - depends on the installed feedparser
     fastfeed = None  # type: ignore[assignment]
 
 MAX_FIELD = 200_000  # characters of summary/content/text per entry
-MAX_TITLE = 1_000
 MAX_AUTHOR = 200
 MAX_ID = 2_048
-MAX_WARNING = 300
 FUTURE_SLACK = timedelta(days=1)  # a date further ahead than this is a publisher's mistake
 
 _XML_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # never legal in XML 1.0
@@ -216,23 +214,7 @@ def _refuse_entities(text: str) -> None:
     """
     doctype = _DOCTYPE.search(text)
     if doctype and _ENTITY.search(text, doctype.start()):
-        raise ParseError("entities", "the document declares XML entities (<!ENTITY>); refused")
-
-
-@dataclass
-class _RawEntry:
-    """One entry as read from the document, before normalisation."""
-
-    id: str | None
-    link: str | None
-    title: str
-    title_is_html: bool
-    summary_html: str
-    content_html: str
-    author: str | None
-    published: datetime | None
-    updated: datetime | None
-    base: str | None = None  # URL that relative links in the summary and content are relative to
+        raise ParseError(FailureReason.ENTITIES, "the document declares XML entities (<!ENTITY>); refused")
 
 
 def parse_feed(
@@ -256,7 +238,8 @@ def parse_feed(
     except ParseError:
         raise
     except Exception as exc:  # a bug or a parser crash must stay one feed's problem
-        raise ParseError("parser_error", one_line(f"{type(exc).__name__}: {exc}", MAX_WARNING)) from None
+        detail = one_line(f"{type(exc).__name__}: {exc}", MAX_WARNING)
+        raise ParseError(FailureReason.PARSER_ERROR, detail) from None
 
 
 def _parse(
@@ -272,12 +255,12 @@ def _parse(
     fetched_at = fetched_at.astimezone(UTC)
     headers = {str(k).lower(): str(v) for k, v in headers.items()}
     if not body or not body.strip():
-        raise ParseError("not_a_feed", "empty body")
+        raise ParseError(FailureReason.NOT_A_FEED, "empty body")
     text, warning = decode_body(body, headers)
     # Whitespace before "<?xml" is common and makes expat give up on the whole document.
     text = _XML_CONTROL.sub("", text).lstrip("\ufeff \t\r\n")
     if text.startswith(("{", "[")):
-        title, link, ttl, raws, version_warning = _read_json_feed(text)
+        title, link, ttl, raws, version_warning = read_json_feed(text)
     else:
         text = fix_char_refs(text)
         _refuse_entities(text)  # after every rewrite: the check sees what the parser gets
@@ -309,7 +292,7 @@ def _parse(
 
 def _read_with_feedparser(
     text: str, headers: Mapping[str, str], base_url: str | None, *, fast: bool = True
-) -> tuple[str | None, str | None, int | None, list[_RawEntry], str | None]:
+) -> RawFeed:
     """Read an XML feed; `fast` first tries fastfeed, which yields what feedparser would or nothing."""
     media_type = headers.get("content-type", "").split(";")[0].strip() or "application/xml"
     response_headers = {"content-type": f"{media_type}; charset=utf-8"}
@@ -342,10 +325,10 @@ def _read_with_feedparser(
         detail = f"no feed version and no entries (content-type {media_type})"
         if problem is not None:
             detail += f"; {type(problem).__name__}: {problem}"
-        raise ParseError("not_a_feed", one_line(detail, MAX_WARNING))
+        raise ParseError(FailureReason.NOT_A_FEED, one_line(detail, MAX_WARNING))
     warning = one_line(f"{type(problem).__name__}: {problem}", MAX_WARNING) if problem is not None else None
     title = _fp_title(channel) or None
-    return (
+    return RawFeed(
         title,
         canonical_url(channel.get("link")),
         _ttl(channel.get("ttl")),
@@ -363,14 +346,14 @@ def _as_html(value: str, media_type: str | None) -> str:
     return value if media_type in _HTML_TYPES else text_to_html(value)
 
 
-def _fp_entry(entry: dict[str, Any]) -> _RawEntry:  # a FeedParserDict
+def _fp_entry(entry: dict[str, Any]) -> RawEntry:  # a FeedParserDict
     summary_type = (entry.get("summary_detail") or {}).get("type", "text/html")
     contents = [c for c in entry.get("content") or [] if c.get("value")]
     html_contents = [c for c in contents if c.get("type") in _HTML_TYPES]
     chosen = max(html_contents or contents, key=lambda c: len(c["value"])) if contents else {}
     content = _as_html(chosen.get("value", ""), chosen.get("type"))
     summary_detail = entry.get("summary_detail") or {}
-    return _RawEntry(
+    return RawEntry(
         id=entry.get("id") or None,
         link=entry.get("link") or None,
         title=entry.get("title") or "",
@@ -400,29 +383,6 @@ def _fp_date(entry: dict[str, Any], name: str) -> datetime | None:
     return parse_date(raw)
 
 
-def parse_date(value: str | None) -> datetime | None:
-    """An RFC 822 or ISO 8601 date (date-only allowed) as UTC; naive times count as UTC."""
-    if not value or not isinstance(value, str):
-        return None
-    value = value.strip()
-    parsed: datetime | None = None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        try:
-            parsed = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-    if parsed is None:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
-        return None
-
-
 def _ttl(value: Any) -> int | None:
     """RSS <ttl> in minutes, if it is a sane positive integer (at most a week)."""
     try:
@@ -432,62 +392,6 @@ def _ttl(value: Any) -> int | None:
     return minutes if 0 < minutes <= 7 * 24 * 60 else None
 
 
-# --- JSON Feed -------------------------------------------------------------------------
-
-
-def _str(value: Any) -> str | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return str(value)
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _json_author(item: Mapping[str, Any]) -> str | None:
-    authors = item.get("authors")
-    candidates = authors if isinstance(authors, list) else [item.get("author")]
-    for author in candidates:
-        if isinstance(author, dict) and _str(author.get("name")):
-            return _str(author.get("name"))
-    return None
-
-
-def _read_json_feed(text: str) -> tuple[str | None, str | None, int | None, list[_RawEntry], str | None]:
-    """JSON Feed 1.0 / 1.1 (https://jsonfeed.org/version/1.1); any other JSON is not a feed."""
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise ParseError("not_a_feed", one_line(f"invalid JSON: {exc}", MAX_WARNING)) from None
-    version = doc.get("version") if isinstance(doc, dict) else None
-    items = doc.get("items") if isinstance(doc, dict) else None
-    if not (isinstance(version, str) and version.startswith("https://jsonfeed.org/version/")):
-        raise ParseError("not_a_feed", "JSON document that is not a JSON Feed")
-    if not isinstance(items, list):
-        raise ParseError("not_a_feed", "JSON Feed without an items list")
-    raws = []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
-        content = _str(item.get("content_html")) or text_to_html(_str(item.get("content_text")) or "")
-        summary = _str(item.get("summary"))
-        raws.append(
-            _RawEntry(
-                id=_str(item.get("id")),
-                link=_str(item.get("url")) or _str(item.get("external_url")),
-                title=_str(item.get("title")) or "",
-                title_is_html=False,
-                summary_html=text_to_html(summary) if summary else "",
-                content_html=content,
-                author=_json_author(item) or _json_author(doc),
-                published=parse_date(_str(item.get("date_published"))),
-                updated=parse_date(_str(item.get("date_modified"))),
-                base=_str(item.get("url")) or _str(doc.get("home_page_url")),
-            )
-        )
-    title = one_line(_str(doc.get("title")) or "", MAX_TITLE) or None
-    return title, canonical_url(_str(doc.get("home_page_url"))), None, raws, None
-
-
 # --- entries ---------------------------------------------------------------------------
 
 
@@ -495,7 +399,7 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8", errors="replace")).hexdigest()
 
 
-def _build_entry(raw: _RawEntry, fetched_at: datetime, max_field: int) -> EntryData:
+def _build_entry(raw: RawEntry, fetched_at: datetime, max_field: int) -> EntryData:
     link = canonical_url(raw.link)
     title = title_text(raw.title, raw.title_is_html, MAX_TITLE)
     content_html, text = sanitize_html_with_text(raw.content_html, max_field, raw.base)

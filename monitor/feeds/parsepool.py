@@ -31,7 +31,7 @@ from datetime import datetime
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Literal, cast
 
-from monitor.errors import ParseError
+from monitor.errors import FailureReason, ParseError
 from monitor.types import ParsedFeed
 
 from .parse import MAX_FIELD, parse_feed
@@ -283,10 +283,12 @@ class ParsePool:
                 elif worker.process.sentinel in ready:
                     code = worker.process.exitcode
                     self._replace(worker)
-                    outcome = ParseError("parser_crashed", f"parse worker exited with code {code}")
+                    outcome = ParseError(FailureReason.PARSER_CRASHED,
+                                         f"parse worker exited with code {code}")
                 elif now - worker.started >= self.parse_timeout:
                     self._replace(worker)
-                    outcome = ParseError("parse_timeout", f"parse took longer than {self.parse_timeout:g} s")
+                    outcome = ParseError(FailureReason.PARSE_TIMEOUT,
+                                         f"parse took longer than {self.parse_timeout:g} s")
                 else:
                     continue
                 finished += 1
@@ -303,7 +305,7 @@ class ParsePool:
             message = worker.conn.recv()
         except (EOFError, OSError) as exc:
             self._replace(worker)
-            return ParseError("parser_crashed", f"parse worker failed: {type(exc).__name__}")
+            return ParseError(FailureReason.PARSER_CRASHED, f"parse worker failed: {type(exc).__name__}")
         worker.task = None
         worker.done += 1
         if worker.done >= self.max_tasks_per_worker:

@@ -16,6 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from monitor.errors import FailureReason, http_reason
 from monitor.types import Feed, FetchResult
 
 JITTER = 0.10
@@ -34,7 +35,7 @@ class FeedUpdate:
     """How a feed's stored state changes after one poll."""
 
     last_status: int | None
-    last_error: str | None  # None = success
+    last_error: str | None  # a FailureReason or http_NNN; None = success
     error_count: int
     next_poll: datetime
     etag: str | None
@@ -94,15 +95,16 @@ def after_fetch(feed: Feed, result: FetchResult, now: datetime, policy: PollPoli
         return FeedUpdate(result.status, None, 0, now + timedelta(seconds=interval), etag, last_modified,
                           new_url=new_url, warning=warning, channel_title=channel_title, site_url=site_url)
     if result.status == 410:
-        return FeedUpdate(410, "gone", feed.error_count + 1, now + timedelta(seconds=policy.max_interval),
-                          feed.etag, feed.last_modified, disabled_reason="gone", counts_as_error=True)
+        return FeedUpdate(410, FailureReason.GONE, feed.error_count + 1,
+                          now + timedelta(seconds=policy.max_interval), feed.etag, feed.last_modified,
+                          disabled_reason=FailureReason.GONE, counts_as_error=True)
     if result.status in SLOW_DOWN:
         wait = result.retry_after if result.retry_after is not None else base_interval(feed, policy)
         wait = clamp(wait, 1.0, policy.max_interval)
-        return FeedUpdate(result.status, result.error or f"http_{result.status}", feed.error_count,
+        return FeedUpdate(result.status, result.error or http_reason(result.status), feed.error_count,
                           now + timedelta(seconds=wait), feed.etag, feed.last_modified)
     errors = feed.error_count + 1
-    reason = parse_error or result.error or f"http_{result.status}"
+    reason = parse_error or result.error or http_reason(result.status)
     if parse_error and result.status == 200:
         # The body was fetched but is unusable: keep the old validators so an unchanged
         # broken body is not answered with 304 and mistaken for "nothing new".
