@@ -89,7 +89,7 @@ def _cluster_json(c: ClusterSummary) -> dict[str, Any]:
 def _why_json(why: JoinReason | None) -> dict[str, Any]:
     if why is None:
         return {"reason": "first report", "score": None}
-    return {"reason": "similar", **_plain(why)}
+    return {"reason": why.reason, **_plain(why)}
 
 
 def _cluster_detail_json(d: ClusterDetail) -> dict[str, Any]:
@@ -368,17 +368,28 @@ def clusters_show(mon: Monitor, cluster_id: int, as_json: bool) -> None:
         new = f"  +{', '.join(p.new_outlets)}" if p.new_outlets else ""
         click.echo(f"  {p.period:<16} {bar:<20} {p.reports}{new}")
     click.echo("\nmembers:")
+    previous = None
     for m in detail.members:
         e, why = m.entry, m.why
         click.echo(f"  [{e.id}] {short_time(e.published)}  {e.outlet}: {e.title}")
         if e.link:
             click.echo(f"        {e.link}")
-        if why is None or why.score is None:
+        if why is not None and why.reason == "follow-up":
+            # A report fetched late can be older than the incident it names: then it comes first.
+            days = (e.published - previous).days if previous is not None else None
+            when = (f"{days} day{'s' if days != 1 else ''} after the previous report" if days is not None
+                    else "published before the reports it names")
+            click.echo(f"        follow-up, {when}; shared names: {', '.join(why.shared_terms[:8])}"
+                       f" (with [{why.matched_entry_id}])")
+            if why.also_matched:
+                click.echo("        also named cluster " + ", ".join(str(i) for i in why.also_matched))
+        elif why is None or why.score is None:
             click.echo("        first report")
         else:
             terms = ", ".join(why.shared_terms[:8])
             click.echo(f"        joined: score {why.score:.2f} with [{why.matched_entry_id}], "
                        f"{why.time_gap_hours}h apart; shared: {terms}")
+        previous = e.published
 
 
 @cli.command()

@@ -72,6 +72,7 @@ class PollingSettings:
 @dataclass(frozen=True)
 class ClusteringSettings:
     window: float = _duration(7 * 86400)  # how far back a new entry looks for its event
+    follow_up_window: float = _duration(365 * 86400)  # how far back a follow-up finds its incident by names
 
 
 @dataclass(frozen=True)
@@ -358,6 +359,7 @@ EXAMPLE_CONFIG = """\
 
 [clustering]
 # window = "7d"                    # how far back a new entry looks for its event
+# follow_up_window = "365d"        # how far back a later report finds its incident by shared names
 
 [smtp]
 # host = ""                        # example: "smtp.example.org"; empty = write digests to [digest] outbox

@@ -191,15 +191,19 @@ class Monitor:
     # -- clustering -----------------------------------------------------------------------
 
     def cluster_config(self) -> ClusterConfig:
-        return ClusterConfig(window=timedelta(seconds=self.settings.clustering.window))
+        c = self.settings.clustering
+        return ClusterConfig(window=timedelta(seconds=c.window),
+                             follow_up_window=timedelta(seconds=c.follow_up_window))
 
     def _clusterer_for(self, docs: list) -> Clusterer:
         """The in-memory clusterer, rebuilt from stored assignments when another process changed them."""
         if self._clusterer is not None and self._clusterer_mark == clusters.assignments_mark(self.store):
             return self._clusterer
         clusterer = Clusterer(self.cluster_config(), next_cluster_id=clusters.next_cluster_id(self.store))
-        start = min(d.published for d in docs) - clusterer.warm_span
-        history = list(clusters.clustered_since(self.store, start))
+        first = min(d.published for d in docs)
+        start = clusters.warm_start(self.store, first, clusterer)
+        clusters.recall_follow_ups(self.store, clusterer, start)
+        history = list(clusters.clustered_since(self.store, start or datetime.min.replace(tzinfo=UTC)))
         with collection_paused():
             clusters.warm(clusterer, history)
         self._clusterer = clusterer

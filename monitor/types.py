@@ -158,6 +158,8 @@ class JoinReason:
     matched_title: str | None  # None when that entry is no longer a member
     shared_terms: tuple[str, ...]  # names and terms the two have in common
     time_gap_hours: float | None  # between the two reports, to a tenth of an hour
+    reason: str = "similar"  # similar | syndicated | follow-up (shared names, past the window)
+    also_matched: tuple[int, ...] = ()  # follow-up: other clusters it named (it joined one)
 
 
 @dataclass(frozen=True)

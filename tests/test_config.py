@@ -52,6 +52,10 @@ def test_every_documented_key_is_accepted():
     ({"polling": {"allow_private_addresses": "yes"}}, "polling.allow_private_addresses: expected true or false"),
     ({"polling": {"allow_hosts": "localhost"}}, "polling.allow_hosts: expected a list"),
     ({"polling": {"allow_hosts": ["http://x/"]}}, "polling.allow_hosts"),
+    ({"clustering": {"follow_up_window": "a year"}}, "clustering.follow_up_window: bad duration 'a year'"),
+    ({"clustering": {"follow_up_window": "0d"}}, "clustering.follow_up_window: duration must be positive"),
+    ({"clustering": {"follow_up_window": True}}, "clustering.follow_up_window: expected a duration"),
+    ({"clustering": {"follow_up": "365d"}}, "clustering.follow_up: unknown key"),
     ({"smtp": {"security": "ssl"}}, "smtp.security: 'ssl'"),
     ({"smtp": {"port": 70000}}, "smtp.port"),
     ({"smtp": {"sender": "a@b"}}, "smtp.sender: unknown key"),
@@ -70,6 +74,15 @@ def test_bad_values_name_the_key(doc, needle):
         settings_from_dict(doc)
     assert needle in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_follow_up_window_is_a_duration_with_a_year_by_default():
+    """README: `clustering.follow_up_window`, default `365d`, takes durations like every duration key."""
+    assert settings_from_dict({}).clustering.follow_up_window == 365 * 86400
+    for value, seconds in (("30d", 30 * 86400), ("36h", 36 * 3600), (600, 600)):
+        settings = settings_from_dict({"clustering": {"follow_up_window": value}})
+        assert settings.clustering.follow_up_window == seconds
+        assert settings.clustering.window == 7 * 86400  # the other clustering key keeps its default
 
 
 def test_topic_schedules_accepted():

@@ -25,13 +25,14 @@ import gc
 import heapq
 import math
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from monitor.types import ClusterDoc
 
 from . import similarity as sim
+from .followups import FollowUps
 from .reading import Reading
 from .weighing import Weigher
 
@@ -45,6 +46,10 @@ MIN_SHARED_TERMS = 3
 # words; a follow-up story that only names the same people is much closer to its own event.
 MERGE_RELATIVE = 0.75
 MERGE_AGREEMENT = 0.5
+# Below this score two reports must also name someone or somewhere in common: what
+# similar incidents share without it is the vocabulary of their kind ("central bank",
+# "shot", "hate speech"), which makes up a low score on its own.
+CONFIDENT_JOIN = 0.3
 # A report whose title and lead name only days two or more days away from every day the
 # cluster's members name is about another occurrence (another quake in the same region,
 # another price move, another insider sale). One day apart is the same story told across
@@ -72,8 +77,9 @@ class ClusterConfig:
     """Clustering settings; defaults measured on the labelled dev corpus (see README)."""
 
     window: timedelta = timedelta(days=7)  # nothing older than this is compared or kept
-    time_scale: timedelta = timedelta(hours=72)  # similarity x exp(-gap^2 / 2 scale^2)
-    join: float = 0.3  # decayed similarity to a member needed to join its cluster
+    time_scale: timedelta = timedelta(hours=96)  # similarity x exp(-gap^2 / 2 scale^2)
+    join: float = 0.15  # decayed similarity to a member needed to join its cluster
+    follow_up_window: timedelta = timedelta(days=365)  # name pairs kept for follow-ups (0: none)
 
 
 @dataclass(frozen=True)
@@ -88,7 +94,9 @@ class Assignment:
     shared_terms: tuple[str, ...]  # terms (names included) it shares with matched_entry_id
     time_gap: timedelta | None  # published-time distance to matched_entry_id
     merged: tuple[int, ...] = ()  # cluster ids absorbed into cluster_id by this entry
-    reason: str = "new"  # "new", "similar" or "syndicated"
+    reason: str = "new"  # "new", "similar", "syndicated" or "follow-up"
+    also: tuple[int, ...] = ()  # follow-up: other clusters it names as well (it joins one only)
+    name_keys: tuple[str, ...] = ()  # the entry's name pairs, kept for later follow-ups
 
 
 @dataclass
@@ -130,6 +138,7 @@ class Clusterer:
         self._clusters: dict[int, _Cluster] = {}
         self._alias: dict[int, int] = {}  # absorbed cluster id -> surviving id
         self.weigher = Weigher(self._window)  # the stream's statistics, over the same window
+        self.followups = FollowUps(self.config.follow_up_window.total_seconds())
         self._now = -math.inf
 
     # --- public API -------------------------------------------------------------------
@@ -161,7 +170,16 @@ class Clusterer:
         self._advance(feats.ts)
         decision = self._decide(feats)
         self._insert(feats, decision.cluster_id)
-        return decision
+        return replace(decision, name_keys=feats.name_keys) if feats.name_keys else decision
+
+    def recall(self, entry_id: int, cluster_id: int, published: float, name_keys: Iterable[str]) -> None:
+        """Remember a stored entry older than `warm_span` for follow-ups: its name pairs only."""
+        self.next_cluster_id = max(self.next_cluster_id, cluster_id + 1)
+        self.followups.add(cluster_id, entry_id, published, name_keys)
+
+    def merged(self, absorbed: int, into: int) -> None:
+        """A merge stored earlier (after a restart): follow-ups of `absorbed` go to `into`."""
+        self.followups.merge((absorbed,), into)
 
     def resolve(self, cluster_id: int) -> int:
         """The id a cluster is known by now (after merges seen in the window)."""
@@ -187,6 +205,12 @@ class Clusterer:
     def warm_span(self) -> timedelta:
         """How much stored history `warm` needs for a restart that changes nothing."""
         return 2 * self.config.window
+
+    @property
+    def warm_entries(self) -> int:
+        """At least this many stored entries before the first new one rebuild the word statistics
+        (which keep entries past the window in a quiet stream, see weighing)."""
+        return 2 * self.weigher.min_entries
 
     @property
     def window_entries(self) -> int:
@@ -219,6 +243,8 @@ class Clusterer:
         for d in feats.days:
             c.days[d] = c.days.get(d, 0) + 1
         c.norm2 += _add_to_centroid(c.centroid, feats.vec, +1)
+        if feats.name_keys:
+            self.followups.add(cid, eid, feats.ts, feats.name_keys)
 
     def _evict(self, eid: int) -> None:
         feats, cid = self._docs.pop(eid)
@@ -341,6 +367,13 @@ class Clusterer:
             copy_of, cid = min(copies)
             return self._joined(q, cid, copy_of, 1.0, "syndicated")
         eligible = [m for m in ranked if m.score >= self.config.join and self._admits(q, m)]
+        if not eligible and q.name_keys:
+            found = self.followups.find(q.name_keys, q.ts)
+            if found:
+                f = found[0]
+                return Assignment(q.entry_id, f.cluster_id, False, f.entry_id, 0.0, f.keys,
+                                  timedelta(seconds=max(0.0, q.ts - f.ts)), (), "follow-up",
+                                  tuple(x.cluster_id for x in found[1:]))
         if not eligible:
             cid = self.next_cluster_id
             self.next_cluster_id += 1
@@ -359,6 +392,8 @@ class Clusterer:
         and some resemblance to the cluster as a whole, not only to its nearest member."""
         other = self._docs[m.member][0]
         if len(q.vec.keys() & other.vec.keys()) < MIN_SHARED_TERMS:
+            return False
+        if m.score < CONFIDENT_JOIN and q.specific.isdisjoint(other.specific):
             return False
         c = self._clusters[m.cluster_id]
         if q.days and c.days and min(abs(d - e) for d in q.days for e in c.days) >= DAY_CONFLICT_DAYS:
@@ -406,6 +441,7 @@ class Clusterer:
             survivor.absorbed += [c.id, *c.absorbed]
             for a in [c.id, *c.absorbed]:
                 self._alias[a] = survivor.id
+            self.followups.merge((c.id,), survivor.id)
             del self._clusters[c.id]
         return survivor.id
 

@@ -54,6 +54,8 @@ class Sentence(NamedTuple):
     compounds: tuple[str, ...]  # stems of hyphen/particle compound names
     # (key, words, low, terms), lower-cased text
     tail: tuple[int | None, int, str, tuple[str, ...]] | None = None
+    pairs: tuple[str, ...] = ()  # name pairs: "t1 t2" for two adjacent capitalised words (see name_pairs)
+    lower: tuple[str, ...] = ()  # terms of the tokens written in lower case
 
 
 class Reading(NamedTuple):
@@ -64,6 +66,7 @@ class Reading(NamedTuple):
     title_terms: tuple[str, ...]  # index terms of the title
     title_day_words: tuple[str, ...]
     title_names: tuple[str, ...]  # name terms of the title (none for a headline in title case)
+    title_pairs: tuple[str, ...]  # name pairs of the title (none for a headline in title case)
     headline: frozenset[str]  # content terms of the title
     sentences: tuple[Sentence, ...]
     complete: bool  # False: the text goes on past BODY_CHARS
@@ -116,13 +119,15 @@ def read(title: str, text: str, outlet: str, whole: bool = False) -> Reading:
         sents, complete = tf.sentences(without_outlet(tf.fold(text), pattern)), True
     else:
         sents, complete = _body_sentences(text, pattern)
-    names = [] if tf.is_title_case(title) else [t.lower() for t in title_raw[1:] if t[0].isupper()]
+    title_case = tf.is_title_case(title)
+    names = [] if title_case else [t.lower() for t in title_raw[1:] if t[0].isupper()]
     return Reading(
         title=title,
         title_words=len(title_low),
         title_terms=title_terms,
         title_day_words=_day_words(title_words),
         title_names=tuple(filter(None, map(term_of, names))),
+        title_pairs=() if title_case else name_pairs(title_raw),
         headline=frozenset(title_terms),
         sentences=tuple(_sentence(s, title_words) for s in sents),
         complete=complete,
@@ -149,8 +154,34 @@ def _sentence(sent: str, title_words: frozenset[str]) -> Sentence:
         if tail_low != low:
             tail = (sentence_key(tail_low, title_words), len(tail_low), " ".join(tail_low),
                     tuple(filter(None, map(term_of, tail_low))))
+    lower = tuple(filter(None, map(term_of, compress(low, map(str.islower, map(_first, raw))))))
     return Sentence(sent, sentence_key(low, title_words), len(low), " ".join(low),
-                    tuple(filter(None, map(term_of, low))), _day_words(low), names, compounds, tail)
+                    tuple(filter(None, map(term_of, low))), _day_words(low), names, compounds, tail,
+                    name_pairs(raw), lower)
+
+
+def name_pairs(raw: list[str]) -> tuple[str, ...]:
+    """Runs of two or more adjacent words written with a capital, as "term term ...": a
+    person's first and last name, a town, a street, a business. Words in capitals (acronyms,
+    datelines) and the names of days and months end a run, and so does a word without a
+    term. Whether the words are names or ordinary words that happen to be capitalised
+    (sentence starts, "Police", "Email") the stream decides later (see weighing).
+    """
+    out: list[str] = []
+    run: list[str] = []
+    for tok in [*raw, ""]:
+        term = None
+        if tok and tok[0].isupper() and not (len(tok) > 1 and tok.isupper()):
+            low = tok.lower()
+            if low not in _DAY_OR_MONTH:
+                term = tf.term_of(low)
+        if term is not None:
+            run.append(term)
+            continue
+        if len(run) > 1:
+            out.append(" ".join(run))
+        run = []
+    return tuple(out)
 
 
 def _body_sentences(text: str, outlet: tuple[str, re.Pattern] | None) -> tuple[list[str], bool]:

@@ -50,6 +50,9 @@ FINGERPRINT_WORDS = 120  # words of the body start compared
 # Shorter names one letter apart are as often two people (Carlsen, Carlson).
 NAME_RATIO = 85.0
 NAME_MIN_LENGTH = 8
+# A term is a name when the entries that write it in lower case are at most this share of
+# those that capitalise it (a name's lower-case uses are typos, e-mail addresses, slugs).
+NAME_LOWER_SHARE = 0.1
 
 _SUBLINEAR = (0.0, *(1.0 + math.log(c) for c in range(1, 32)))  # 1 + ln(count)
 
@@ -72,6 +75,14 @@ class DocFeatures:
     vec: dict[str, float] = field(default_factory=dict)  # tf-idf of the top terms, unit length (set by index)
     lead_only: bool = False  # every term of vec is a title/lead term (short entries): lead cosine = cosine
     terms: tuple[str, ...] = ()  # every term of tf, kept for the window's document frequencies
+    # Name pairs of all the text kept ("jacob melendez", "peregrin park"), and the terms it writes
+    # with a capital (after a sentence's first word) and in lower case: the weigher keeps the
+    # pairs whose words the stream uses as names (name_keys) and counts the other two.
+    pairs: tuple[str, ...] = ()
+    capitalised: tuple[str, ...] = ()
+    lower: tuple[str, ...] = ()
+    name_keys: tuple[str, ...] = ()  # pairs of names: the evidence follow-ups are linked on
+    specific: frozenset[str] = frozenset()  # terms of vec that the entry and the stream write as names
 
     def index(self, df: DocumentFrequencies) -> None:
         """Count the entry in the document frequencies and make its vector; drop what is no longer needed."""
@@ -184,6 +195,39 @@ class DocumentFrequencies:
         return {t: -s / norm for s, t in scored}
 
 
+class WrittenCase:
+    """How the stream writes each term: the number of entries that write it with a capital
+    (after a sentence's first word) and the number that write it in lower case.
+
+    A word that the stream writes in lower case too is an ordinary word, even where a
+    headline, a sentence start or a page's furniture capitalises it ("Police", "Email
+    Print", "Health Care"); a name is (almost) only ever written with a capital. Learned
+    online over the same entries as the document frequencies, in any language that
+    capitalises names.
+    """
+
+    def __init__(self) -> None:
+        self.capitalised: Counter = Counter()
+        self.lower: Counter = Counter()
+
+    def is_name(self, term: str) -> bool:
+        """Written in lower case by at most NAME_LOWER_SHARE of the entries that capitalise it."""
+        return self.lower.get(term, 0) <= NAME_LOWER_SHARE * self.capitalised.get(term, 0)
+
+    def add(self, capitalised: Iterable[str], lower: Iterable[str]) -> None:
+        self.capitalised.update(iter(capitalised))
+        self.lower.update(iter(lower))
+
+    def remove(self, capitalised: Iterable[str], lower: Iterable[str]) -> None:
+        for counter, terms in ((self.capitalised, capitalised), (self.lower, lower)):
+            for t in terms:
+                c = counter[t] - 1
+                if c:
+                    counter[t] = c
+                else:
+                    del counter[t]
+
+
 class NameVariants:
     """Spellings of names in the window, to map a new transliteration onto a known one.
 
@@ -261,8 +305,11 @@ def features(doc: ClusterDoc, r: Reading, boilerplate: FeedBoilerplate) -> DocFe
     body_words = 0
     names = list(r.title_names)
     compounds: list[str] = []
+    pairs = list(r.title_pairs)  # name pairs, capitalised and lower-case terms of all the text kept
+    capitalised = list(r.title_names)
+    lower: list[str] = []
     words = 0
-    for text, key, n, low, terms, s_days, s_names, s_compounds, tail_form in r.sentences:
+    for text, key, n, low, terms, s_days, s_names, s_compounds, tail_form, s_pairs, s_lower in r.sentences:
         if words >= MAX_WORDS:
             break
         in_lead = words < LEAD_WORDS
@@ -274,6 +321,9 @@ def features(doc: ClusterDoc, r: Reading, boilerplate: FeedBoilerplate) -> DocFe
             keys.append(key)
             if key in seen and is_boilerplate(feed_id, key, headline):
                 continue
+        pairs += s_pairs
+        capitalised += s_names
+        lower += s_lower
         if in_lead:  # names are read from the title and lead, where a story introduces them
             lead_text.append(text)
             lead_terms.append(terms)
@@ -310,6 +360,9 @@ def features(doc: ClusterDoc, r: Reading, boilerplate: FeedBoilerplate) -> DocFe
         headline=headline,
         content_words=words,
         fingerprint=" ".join(" ".join(body).split()[:FINGERPRINT_WORDS]),
+        pairs=tuple(dict.fromkeys(pairs)),  # in the order of the text: title and lead first
+        capitalised=tuple(sorted(set(capitalised))),
+        lower=tuple(sorted(set(lower))),
     )
 
 
@@ -324,6 +377,8 @@ def respell(feats: DocFeatures, mapping: dict[str, str]) -> None:
     feats.tf = w
     feats.lead_terms = frozenset(mapping.get(t, t) for t in feats.lead_terms)
     feats.name_terms = frozenset(mapping.get(t, t) for t in feats.name_terms)
+    feats.pairs = tuple(dict.fromkeys(" ".join(mapping.get(t, t) for t in p.split(" ")) for p in feats.pairs))
+    feats.capitalised = tuple(sorted({mapping.get(t, t) for t in feats.capitalised}))
 
 
 def vectorize(weights: dict[str, float], idf: Callable[[str], float],

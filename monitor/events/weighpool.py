@@ -50,14 +50,15 @@ def _to_wire(f: DocFeatures) -> tuple:
     terms = tuple(f.vec)
     lead = () if f.lead_only else tuple(i for i, t in enumerate(terms) if t in f.lead_terms)
     return (f.entry_id, f.feed_id, f.ts, terms, tuple(f.vec.values()), lead, tuple(f.days), f.content_words,
-            f.fingerprint, f.lead_only)
+            f.fingerprint, f.lead_only, f.name_keys, tuple(f.specific))
 
 
 def _from_wire(x: tuple) -> DocFeatures:
-    entry_id, feed_id, ts, terms, weights, lead, days, words, fingerprint, lead_only = x
+    entry_id, feed_id, ts, terms, weights, lead, days, words, fingerprint, lead_only, name_keys, specific = x
     lead_terms = frozenset(terms) if lead_only else frozenset(map(terms.__getitem__, lead))
     return DocFeatures(entry_id, feed_id, ts, {}, lead_terms, _EMPTY, frozenset(days), (), _EMPTY, words,
-                       fingerprint, dict(zip(terms, weights, strict=True)), lead_only)
+                       fingerprint, dict(zip(terms, weights, strict=True)), lead_only, name_keys=name_keys,
+                       specific=frozenset(specific))
 
 
 def _fields(doc: ClusterDoc) -> tuple:

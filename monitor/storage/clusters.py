@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from monitor.digests.topics import fts_query
@@ -48,6 +49,11 @@ def unclustered(store: Store, since: datetime | None = None) -> list[ClusterDoc]
     return [_doc(r) for r in rows]
 
 
+def clustered_before(store: Store, before: datetime) -> Iterator[tuple[ClusterDoc, int]]:
+    """Every clustered entry published before `before`, in published order, with its cluster."""
+    return clustered_since(store, datetime.min.replace(tzinfo=before.tzinfo), before)
+
+
 def clustered_since(store: Store, since: datetime, before: datetime | None = None,
                     ) -> Iterator[tuple[ClusterDoc, int]]:
     """Clustered entries published in [since, before), in published order, with their cluster."""
@@ -57,6 +63,34 @@ def clustered_since(store: Store, since: datetime, before: datetime | None = Non
     params = [iso(since)] + ([iso(before)] if before else [])
     for row in store.db.execute(sql, params).fetchall():
         yield _doc(row[:6]), row[6]
+
+
+def warm_start(store: Store, first: datetime, clusterer: Clusterer) -> datetime | None:
+    """Where the history that rebuilds `clusterer`'s state before `first` begins: `warm_span`
+    before it, or earlier when that holds fewer than `warm_entries` entries (None: all)."""
+    start = first - clusterer.warm_span
+    row = store.db.execute("SELECT published FROM entries WHERE published < ? ORDER BY published DESC"
+                           " LIMIT 1 OFFSET ?", [iso(first), clusterer.warm_entries - 1]).fetchone()
+    if row is None:
+        return None
+    return min(start, parse_stamp(row[0]))
+
+
+def recall_follow_ups(store: Store, clusterer: Clusterer, before: datetime | None) -> int:
+    """Give the clusterer the name pairs of members published within `follow_up_window` before
+    `before` (the start of the warm history), under the ids their clusters have now."""
+    if before is None:
+        return 0
+    since = before - clusterer.config.follow_up_window
+    rows = store.db.execute(
+        "SELECT m.entry_id, m.cluster_id, e.published, m.name_keys FROM memberships m"
+        " JOIN entries e ON e.id = m.entry_id WHERE e.published >= ? AND e.published < ?"
+        " AND m.name_keys != '[]' ORDER BY e.published, e.id", [iso(since), iso(before)]).fetchall()
+    alive = survivors(store, {r[1] for r in rows})
+    for entry_id, cluster_id, published, keys in rows:
+        clusterer.recall(entry_id, alive.get(cluster_id, cluster_id), parse_stamp(published).timestamp(),
+                         json.loads(keys))
+    return len(rows)
 
 
 def warm(clusterer: Clusterer, history: list[tuple[ClusterDoc, int]]) -> set[int]:
@@ -109,10 +143,11 @@ def _add_member(store: Store, a: Assignment, cluster_id: int, stamp: str) -> Non
     """One membership row, with why the entry joined (score, matched entry, shared terms, gap)."""
     store.db.execute(
         "INSERT INTO memberships (entry_id, cluster_id, matched_entry_id, score, shared_terms,"
-        " time_gap_seconds, joined) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        " time_gap_seconds, joined, reason, name_keys, also) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [a.entry_id, cluster_id, a.matched_entry_id, round(a.score, 4),
          json.dumps(list(a.shared_terms), ensure_ascii=False),
-         a.time_gap.total_seconds() if a.time_gap is not None else None, stamp])
+         a.time_gap.total_seconds() if a.time_gap is not None else None, stamp, a.reason,
+         json.dumps(list(a.name_keys), ensure_ascii=False), json.dumps(list(a.also))])
 
 
 def _move_topic_matches(store: Store, absorbed: int, into: int) -> None:
@@ -228,7 +263,8 @@ def _topics_of(store: Store, ids: list[int]) -> dict[int, list[str]]:
 
 _MEMBER_SQL = """
     SELECT m.cluster_id, e.id, e.guid, e.link, e.title, coalesce(f.title, f.channel_title, f.url) AS outlet,
-           f.url AS feed_url, e.published, m.matched_entry_id, m.score, m.shared_terms, m.time_gap_seconds, e.feed_id
+           f.url AS feed_url, e.published, m.matched_entry_id, m.score, m.shared_terms, m.time_gap_seconds, e.feed_id,
+           m.reason, m.also
     FROM memberships m JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"""  # noqa: E501 (one SELECT list)
 
 
@@ -280,7 +316,10 @@ def show_cluster(store: Store, cluster_id: int) -> ClusterDetail | None:
         summary = _summary(c, _topics_of(store, [survivor]).get(survivor, []),
                            _outlets_of(store, [survivor]).get(survivor, []), None)
         titles = {m["id"]: m["title"] for m in rows}
-        members = tuple(ClusterMember(entry=_entry(m), why=_why(m, titles)) for m in rows)
+        # The other clusters a follow-up named, under the ids they have now: one merged since
+        # is shown as the cluster it went into, and not at all if that is this one.
+        named = survivors(store, {c for m in rows for c in json.loads(m["also"] or "[]")})
+        members = tuple(ClusterMember(entry=_entry(m), why=_why(m, titles, named, survivor)) for m in rows)
         merged_from = tuple(r["absorbed_id"] for r in store.query(
             "SELECT absorbed_id FROM cluster_merges WHERE into_id = ? ORDER BY id", [survivor]))
         matches = tuple(
@@ -295,14 +334,17 @@ def show_cluster(store: Store, cluster_id: int) -> ClusterDetail | None:
         requested_id=cluster_id if survivor != cluster_id else None)
 
 
-def _why(m: dict, titles: dict[int, str]) -> JoinReason | None:
-    """Why a member joined; None for the report that started the cluster (or whose match is gone)."""
+def _why(m: dict, titles: dict[int, str], named: dict[int, int], cluster_id: int) -> JoinReason | None:
+    """Why a member joined; None for the report that started the cluster (or whose match is gone).
+    `named` maps the clusters follow-ups named to their survivors (`survivors`)."""
     if m["matched_entry_id"] is None:
         return None
+    also = dict.fromkeys(named.get(c, c) for c in json.loads(m["also"] or "[]"))
     return JoinReason(matched_entry_id=m["matched_entry_id"], matched_title=titles.get(m["matched_entry_id"]),
                       score=m["score"], shared_terms=tuple(json.loads(m["shared_terms"] or "[]")),
                       time_gap_hours=(round(m["time_gap_seconds"] / 3600, 1)
-                                      if m["time_gap_seconds"] is not None else None))
+                                      if m["time_gap_seconds"] is not None else None),
+                      reason=m["reason"] or "similar", also_matched=tuple(c for c in also if c != cluster_id))
 
 
 def timeline(times: list[datetime], outlets: list[str]) -> list[TimelinePoint]:
@@ -361,32 +403,44 @@ def rebuild(store: Store, make_clusterer: Callable[[int], Clusterer], since: dat
     cutoff = iso(since) if since else ""
     with store.write():
         db = store.db
-        old = dict(db.execute("SELECT m.entry_id, m.cluster_id FROM memberships m"
-                              " JOIN entries e ON e.id = m.entry_id WHERE e.published >= ?",
-                              [cutoff]).fetchall())
+        rows = db.execute("SELECT m.entry_id, m.cluster_id, m.joined FROM memberships m"
+                          " JOIN entries e ON e.id = m.entry_id WHERE e.published >= ?", [cutoff]).fetchall()
+        old = {entry_id: cid for entry_id, cid, _ in rows}
+        joined = {entry_id: when for entry_id, _, when in rows}
         db.execute("DELETE FROM memberships WHERE entry_id IN (SELECT id FROM entries WHERE published >= ?)",
                    [cutoff])
         first_new = next_cluster_id(store)
         clusterer = make_clusterer(first_new)
         warm_ids: set[int] = set()
         if since:
-            warmed = clustered_since(store, since - clusterer.warm_span, before=since)
+            start = warm_start(store, since, clusterer)
+            recall_follow_ups(store, clusterer, start)
+            warmed = clustered_since(store, start, before=since) if start else clustered_before(store, since)
             warm_ids = warm(clusterer, list(warmed))
         decisions = decide(clusterer, unclustered(store, since))
         final = {a.entry_id: clusterer.resolve(a.cluster_id) for a, _ in decisions}
         mapping = _stable_ids(final, old, first_new)
         stamp = iso(now)
         touched: set[int] = set()
+
+        def stored_id(clusterer_id: int) -> int:
+            """The id a cluster of this rebuild is stored under (stable ids, merges followed)."""
+            live = clusterer.resolve(clusterer_id)
+            return mapping.get(live, live)
+
         for a, doc in decisions:
             cid = mapping.get(final[a.entry_id], final[a.entry_id])
             if db.execute("SELECT 1 FROM clusters WHERE id = ?", [cid]).fetchone():
                 db.execute("UPDATE clusters SET merged_into = NULL WHERE id = ?", [cid])
             else:
                 _new_cluster(store, cid, doc, stamp)
-            _add_member(store, a, cid, stamp)
+            # a follow-up's other clusters too: their ids in this rebuild are not the stored ones
+            # an entry that stays in its cluster keeps when it joined: digests tell news by it
+            _add_member(store, replace(a, also=tuple(stored_id(x) for x in a.also)), cid,
+                        joined[a.entry_id] if old.get(a.entry_id) == cid else stamp)
             touched.add(cid)
         for w in warm_ids:  # clusters from before `since` that the rebuild merged into others
-            survivor = mapping.get(clusterer.resolve(w), clusterer.resolve(w))
+            survivor = stored_id(w)
             if survivor != w:
                 _absorb(store, w, survivor, None, stamp)
                 touched.add(survivor)

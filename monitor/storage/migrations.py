@@ -261,4 +261,17 @@ def m009_fts_pending(db: Database) -> None:
         END""")  # noqa: E501 (applied migrations are not rewritten)
 
 
+
+@migration
+def m010_follow_ups(db: Database) -> None:
+    # Follow-ups link a report to its incident up to a year later through the name pairs
+    # of the cluster's members. They are kept with each membership, so that a restart
+    # rebuilds the follow-up index from a column instead of reading a year of text again.
+    # `reason` says how the entry joined (NULL: written before it was kept), `also` the
+    # other clusters a follow-up named.
+    db.execute("ALTER TABLE memberships ADD COLUMN reason TEXT")
+    db.execute("ALTER TABLE memberships ADD COLUMN name_keys TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE memberships ADD COLUMN also TEXT NOT NULL DEFAULT '[]'")
+
+
 SCHEMA_VERSION = len(KNOWN)

@@ -84,13 +84,23 @@ def test_filters_and_table(polled):
 
 
 def test_show_explains_membership_and_timeline(polled):
+    """Every member says why it joined (README): the first report; `syndicated`, the wire story that
+    two outlets ran word for word, with the report it copies; `similar`, the rewritten ones."""
     clusters = polled.json("clusters", "list", "--since", "all")
     arrests = next(c for c in clusters if c["size"] == 10)
     shown = polled.json("clusters", "show", str(arrests["id"]))
     whys = [e["why"] for e in shown["entries"]]
     assert whys[0]["reason"] == "first report"
-    joined = [w for w in whys if w["reason"] == "similar"]
-    assert len(joined) == 9 and all(w["score"] > 0 and w["shared_terms"] and w["matched_entry_id"] for w in joined)
+    text_of = {a["id"]: (a["title"], a["summary"]) for a in CORPUS}
+    first = shown["entries"][0]
+    same_text = [text_of[e["guid"]] == text_of[first["guid"]] for e in shown["entries"]]
+    assert sum(same_text) == 3  # the wire story and two outlets' copies of it
+    expected = ["first report"] + ["syndicated" if copy else "similar" for copy in same_text[1:]]
+    assert [w["reason"] for w in whys] == expected
+    joined = whys[1:]
+    assert all(w["score"] > 0 and w["shared_terms"] and w["matched_entry_id"] and w["also_matched"] == []
+               for w in joined)
+    assert all(w["matched_entry_id"] == first["id"] for w in whys if w["reason"] == "syndicated")
     assert sum(b["reports"] for b in shown["timeline"]) == 10
     assert sum(len(b["new_outlets"]) for b in shown["timeline"]) == 9
     text = polled("clusters", "show", str(arrests["id"])).stdout
@@ -130,20 +140,24 @@ def test_search_shows_clusters(polled):
     assert bad.exit_code == 1 and "bad search query" in bad.stderr
 
 
-# Two reports of one eruption that each add different detail, and a report of the core that
-# bridges them (the clusterer's own merge case, tests/events/test_clusterer.py), here through real feeds.
+# Two reports of one eruption that each add different detail, long enough that what they share (the
+# core sentence) is too small a part of either to join them, and a report of the core that bridges them
+# (the clusterer's own merge case, tests/events/test_clusterer.py), here through real feeds.
 ERUPTION = datetime(2024, 3, 1, 8, tzinfo=UTC)
 CORE = "Volcano Kelmora erupted on Varsa island and Portelli harbour was evacuated."
 BRIDGED = {
     "/ash.xml": ("North Wire", {"guid": "ash-1", "title": "Ash falls on northern farms", "published": ERUPTION,
                                 "summary": CORE + " Ash clouds drifted over northern farms, fishermen reported boiling"
                                 " water near the reef, geologists measured fresh cracks along the crater rim, and"
-                                " tourists abandoned hotels on the eastern coast."}),
+                                " tourists abandoned hotels on the eastern coast. Farmers covered wells and"
+                                " herded goats into barns while vineyards lost their grapes under grey"
+                                " dust."}),
     "/ferries.xml": ("South Post", {"guid": "ferries-1", "title": "Ferries and flights halted",
                                     "published": ERUPTION + timedelta(minutes=30),
                                     "summary": CORE + " Emergency crews opened shelters in schools, the ferry company"
                                     " suspended crossings to the mainland, hospitals cancelled operations, and the"
-                                    " airport grounded every flight until Friday."}),
+                                    " airport grounded every flight. Pharmacies ran short of masks and"
+                                    " bakeries handed out bread to families waiting at the docks."}),
     "/core.xml": ("East Daily", {"guid": "core-1", "title": "Kelmora volcano erupts on Varsa, Portelli harbour evacuated",
                                  "published": ERUPTION + timedelta(hours=1), "summary": CORE}),
 }
@@ -272,10 +286,11 @@ def test_recluster_ids_that_disappear_resolve_to_the_cluster_that_took_their_ent
 
 
 def test_recluster_with_a_tiny_window_splits_and_every_old_id_keeps_a_piece(polled):
-    """Split the other way (window 1s: every report alone), no id disappears: each old id stays on
-    one of its own reports, and the reports it lost are each in a cluster of their own."""
+    """Split the other way (window and follow-up window 1s: every report alone), no id disappears: each
+    old id stays on one of its own reports, and the reports it lost are each in a cluster of their own."""
     before = guids_by_id(polled.json("clusters", "list", "--since", "all"))
-    polled.config.write_text(polled.config.read_text() + '\n[clustering]\nwindow = "1s"\n')
+    polled.config.write_text(polled.config.read_text()
+                             + '\n[clustering]\nwindow = "1s"\nfollow_up_window = "1s"\n')
     polled("recluster")
     after = guids_by_id(polled.json("clusters", "list", "--since", "all"))
     assert sorted(len(g) for g in after.values()) == [1] * len(CORPUS)

@@ -1,4 +1,5 @@
-"""Pure text features and pairwise scoring for event clustering (monitor.events: textfeatures, similarity)."""
+"""Pure text features, pairwise scoring and name keys for event clustering (monitor.events: textfeatures,
+similarity, weighing)."""
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
@@ -7,6 +8,7 @@ import pytest
 
 from monitor.events import similarity as sim
 from monitor.events import textfeatures as tf
+from monitor.events import weighing
 from monitor.types import ClusterDoc
 
 
@@ -198,3 +200,43 @@ def test_shared_terms_are_ordered_by_contribution():
     assert sim.shared_terms(a, b) == ("hacker", "telegram", "iran")
     assert sim.vectorize({"b": 1.0, "a": 1.0, "c": 1.0}, lambda t: 1.0, k=2) == pytest.approx(
         {"a": 2 ** -0.5, "b": 2 ** -0.5})
+
+
+def test_written_case_tells_names_from_capitalised_words():
+    """A term the stream writes in lower case too is an ordinary word, however often a sentence
+    start, a headline or page furniture capitalises it; a name is only ever capitalised."""
+    case = sim.WrittenCase()
+    for _ in range(20):  # "Police Chief Mara Quell", "Email Print" above every story
+        case.add(["polic", "chief", "mara", "quell", "email", "print"], [])
+    assert all(case.is_name(t) for t in ("polic", "email", "mara"))  # nothing says otherwise yet
+    lower = [["polic", "chief"], ["email"], ["print", "polic"], ["chief", "email", "print"]] * 5
+    for terms in lower:  # "the police chief said", "by email", "the print edition"
+        case.add([], terms)
+    assert not any(case.is_name(t) for t in ("polic", "chief", "email", "print"))
+    assert case.is_name("mara") and case.is_name("quell")
+    for terms in lower:  # those entries leave the statistics: what they taught goes with them
+        case.remove([], terms)
+    assert case.is_name("polic") and case.is_name("email")
+
+
+def test_name_keys_are_runs_of_names():
+    """The names in a run of capitalised words: the parts of two or more names."""
+    ordinary = {"harris", "county", "sheriff", "email", "print"}.__contains__
+    runs = ["harris county sheriff adrian garcia", "email print", "dario venn", "venn"]
+    assert list(weighing.name_keys(runs, lambda t: not ordinary(t))) == ["adrian garcia", "dario venn"]
+
+
+def test_weighed_entries_carry_name_keys_the_stream_teaches():
+    """Page furniture in capitals ("Email Print", "Police Chief") is a name pair until the
+    stream writes its words in lower case; the person's name stays one."""
+    w = weighing.Weigher(7 * 86400)
+    furniture = "Email Print\nPolice Chief Mara Quell said the Lantern Rooms in Kestrow Vale will close."
+    first = w.weigh(doc(1, "Bar to close", furniture))
+    assert first.name_keys == ("email print", "polic chief mara quell", "lantern room", "kestrow vale")
+    assert {"chief", "print", "mara"} <= first.specific
+    for i in range(2, 8):
+        w.weigh(doc(i, f"Council notes {i}", "The police chief said by email that the print edition "
+                    "of the council notes would stop; the chief of police agreed.", feed_id=i))
+    later = w.weigh(doc(9, "Bar to close", furniture, feed_id=9))
+    assert later.name_keys == ("mara quell", "lantern room", "kestrow vale")
+    assert {"mara", "quell", "kestrow"} <= later.specific and not {"chief", "print"} & later.specific

@@ -28,8 +28,20 @@ EXTRA = [
             text="İSTANBUL — Kılıçdaroğlu met Erdoğan on Monday. Ankara Wire reports. Встреча в Анкаре. " * 3),
     replace(DOCS[1], entry_id=10_002, text=("Police said the fire began at 3 a.m. on March 4. " * 120)),
 ]
-# A short window, so that entries leave the statistics during the run too.
+# A short window and a small sample of the stream kept past it, so that entries leave the
+# statistics during the run too (by default they keep thousands of entries, see weighing).
 WINDOW = timedelta(days=2)
+SAMPLE = 10
+
+
+def weigher() -> Weigher:
+    return Weigher(WINDOW.total_seconds(), min_entries=SAMPLE)
+
+
+def clusterer(config: ClusterConfig) -> Clusterer:
+    cl = Clusterer(config)
+    cl.weigher.min_entries = SAMPLE
+    return cl
 
 
 def docs() -> list:
@@ -37,14 +49,15 @@ def docs() -> list:
 
 
 def decided_on(f) -> tuple:
-    """Everything of weighed features that a decision reads (the vector in its order)."""
+    """Everything of weighed features that a decision reads (the vector in its order), the name
+    pairs that follow-ups are linked on and the names that let a weak match join included."""
     return (f.entry_id, f.feed_id, f.ts, list(f.vec.items()), f.lead_terms, f.lead_only, f.days,
-            f.content_words, f.fingerprint)
+            f.content_words, f.fingerprint, f.name_keys, f.specific)
 
 
 def state(w: Weigher) -> tuple:
     return (dict(w.df.df), w.df.n, {f: dict(k) for f, k in w.boilerplate._seen.items()}, w.names._buckets,
-            w._kept, sorted(w._expiry), w._now)
+            dict(w.case.capitalised), dict(w.case.lower), w._kept, sorted(w._expiry), w._now)
 
 
 @pytest.fixture
@@ -65,23 +78,24 @@ def test_sentence_key_is_the_same_in_every_process():
 
 def test_features_from_the_worker_equal_features_made_here_in_order(pooled):
     items = docs()
-    here = Weigher(WINDOW.total_seconds())
+    here = weigher()
     expected = [decided_on(here.weigh(d)) for d in items]
-    there = Weigher(WINDOW.total_seconds())
+    there = weigher()
     got = list(weighpool.weigh_ahead(there, items, len(items), workers=1))
     assert [doc.entry_id for doc, _ in got] == [d.entry_id for d in items]
     assert [decided_on(f) for _, f in got] == expected
     assert state(there) == state(here)  # the worker's statistics came back
     assert here.entries < len(items)  # entries left the window during the run
     assert any(not f.lead_only for _, f in got) and any(f.days for _, f in got)
+    assert any(f.name_keys for _, f in got) and any(f.specific for _, f in got)
 
 
 def test_clustering_with_features_from_the_worker_decides_as_without(pooled):
     items = docs()
     config = ClusterConfig(window=WINDOW)
-    inline = Clusterer(config)
+    inline = clusterer(config)
     expected = [inline.assign(d) for d in items]
-    mixed = Clusterer(config)
+    mixed = clusterer(config)
     half = len(items) // 2
     got = [mixed.place(f) for _, f in weighpool.weigh_ahead(mixed.weigher, items[:half], half, workers=1)]
     got += [mixed.assign(d) for d in items[half:]]  # and on here, with the statistics handed back
@@ -93,7 +107,7 @@ def test_warming_with_features_from_the_worker_is_warming_here(pooled):
     items = docs()
     config = ClusterConfig(window=WINDOW)
     rows = [(d, i % 5 + 1) for i, d in enumerate(items)]
-    here, there = Clusterer(config), Clusterer(config)
+    here, there = clusterer(config), clusterer(config)
     for doc, cid in rows:
         here.warm(doc, cid)
     for (doc, cid), f in weighpool.weigh_ahead(there.weigher, rows, len(rows), lambda row: row[0], workers=1):
@@ -108,7 +122,7 @@ def test_small_runs_are_weighed_here_without_a_worker(monkeypatch):
         raise AssertionError("a worker was started for a small run")
 
     monkeypatch.setattr(weighpool, "_Worker", no_worker)
-    w = Weigher(WINDOW.total_seconds())
+    w = weigher()
     got = list(weighpool.weigh_ahead(w, DOCS, len(DOCS)))
     assert len(got) == len(DOCS) < weighpool.MIN_PARALLEL
     assert w.entries > 0 and got[0][1].vec
@@ -129,9 +143,9 @@ def kill_after_first(monkeypatch) -> list:
 def test_a_killed_worker_costs_nothing_but_time(pooled, monkeypatch):
     workers = kill_after_first(monkeypatch)
     items = docs()
-    here = Weigher(WINDOW.total_seconds())
+    here = weigher()
     expected = [decided_on(here.weigh(d)) for d in items]
-    there = Weigher(WINDOW.total_seconds())
+    there = weigher()
     got = []
     for n, (doc, f) in enumerate(weighpool.weigh_ahead(there, items, len(items), workers=1)):
         got.append(decided_on(f))
@@ -147,7 +161,7 @@ def test_a_killed_worker_under_a_stream_is_a_clear_error(pooled, monkeypatch):
     items = docs()
     stream = (d for d in items)  # what was weighed cannot be weighed again
     with pytest.raises(WorkerLost, match=r"died after \d+ entries"):
-        weighed = weighpool.weigh_ahead(Weigher(WINDOW.total_seconds()), stream, len(items), workers=1)
+        weighed = weighpool.weigh_ahead(weigher(), stream, len(items), workers=1)
         for n, _ in enumerate(weighed):
             if n == 10:
                 os.kill(workers[0].proc.pid, signal.SIGKILL)

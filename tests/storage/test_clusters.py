@@ -1,14 +1,16 @@
 """Reading clusters back: records for listings, `clusters show`, search and `status`, from a real store."""
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 
+from monitor.events.clusterer import Clusterer
 from monitor.storage import clusters
 from monitor.storage.database import iso
-from monitor.types import ClusterHeadline
+from monitor.types import ClusterDoc, ClusterHeadline
 from tests.support.world import NOW, World
 
 
@@ -119,3 +121,91 @@ def test_the_assignments_mark_moves_when_another_process_clusters(world, tmp_pat
         assert clusters.assignments_mark(world.store) != after_new
     finally:
         other.store.close()
+
+
+def _stored_why(world: World, entry_id: int, **columns: object) -> None:
+    """Set membership columns as the clusterer's decision would have written them."""
+    with world.store.write():
+        for column, value in columns.items():
+            world.store.db.execute(f"UPDATE memberships SET {column} = ? WHERE entry_id = ?",
+                                   [value, entry_id])
+
+
+def test_a_member_says_how_it_joined_and_which_other_clusters_a_follow_up_named(world):
+    """README: `reason` is similar, syndicated or follow-up; rows written before schema 10 (NULL)
+    read as similar; `also_matched` lists the other clusters a follow-up named."""
+    cid = _event(world, ("Wire", "Quake hits the coast", timedelta(days=60)),
+                 ("Daily", "Quake hits the coast", timedelta(days=60)),
+                 ("Post", "Coast shaken by quake", timedelta(days=59)),
+                 ("Wire", "Quake survivor sues builder", timedelta(days=1)))
+    first, copy, rewrite, later = (m.entry.id for m in clusters.show_cluster(world.store, cid).members)
+    _stored_why(world, copy, matched_entry_id=first, score=1.0, reason="syndicated")
+    _stored_why(world, rewrite, matched_entry_id=first, score=0.4)  # reason NULL: before schema 10
+    _stored_why(world, later, matched_entry_id=rewrite, score=0.0, reason="follow-up", also="[7, 9]",
+                shared_terms='["ada quill", "port ellery"]')
+    whys = [m.why for m in clusters.show_cluster(world.store, cid).members]
+    assert whys[0] is None
+    assert [(w.reason, w.also_matched) for w in whys[1:]] == [("syndicated", ()), ("similar", ()),
+                                                             ("follow-up", (7, 9))]
+    assert whys[3].shared_terms == ("ada quill", "port ellery")
+    assert whys[3].matched_title == "Coast shaken by quake"
+
+
+def test_the_other_clusters_a_follow_up_named_are_shown_under_their_ids_now(world):
+    """A cluster the follow-up also named that was merged since shows as the one it went into, and
+    not at all when that is the follow-up's own cluster."""
+    cid = _event(world, ("Wire", "Ferry sinks", timedelta(days=90)),
+                 ("Post", "Ferry owner on trial", timedelta(0)))
+    went_elsewhere = _event(world, ("Daily", "Captain rescued", timedelta(days=89)))
+    survivor = _event(world, ("Gazette", "Captain Quill rescued", timedelta(days=89)))
+    went_here = _event(world, ("Herald", "Port Ellery mourns", timedelta(days=88)))
+    first, trial = (m.entry.id for m in clusters.show_cluster(world.store, cid).members)
+    _stored_why(world, trial, matched_entry_id=first, score=0.0, reason="follow-up",
+                also=json.dumps([went_elsewhere, went_here]))
+
+    def also_matched() -> tuple[int, ...]:
+        shown = clusters.show_cluster(world.store, cid).members
+        return next(m.why.also_matched for m in shown if m.entry.id == trial)
+
+    assert also_matched() == (went_elsewhere, went_here)
+    world.merge(went_elsewhere, survivor)
+    world.merge(went_here, cid)
+    assert also_matched() == (survivor,)
+
+
+def _names(title: str, text: str) -> list[str]:
+    """The name pairs the clusterer reads in a report (what a membership row stores in name_keys)."""
+    return list(Clusterer().assign(ClusterDoc(1, 1, "Wire", title, text, NOW)).name_keys)
+
+
+def test_a_restart_recalls_older_members_names_under_the_ids_their_clusters_have_now(world):
+    """Members older than the history a restart re-reads come back as their stored names only, for
+    follow-ups: those published within `follow_up_window` before that history, each under the cluster
+    its entries are in now (after merges)."""
+    start = NOW - timedelta(days=20)  # where the re-read history begins
+    sinking = "The ferry sank off Port Ellery. Captain Ada Quill kept the passengers calm until help came."
+    fire = "Fire destroyed the mill in Dunmore Vale. Owner Hattie Brisk said nobody was hurt."
+    old = _event(world, ("Wire", "Ferry sinks", timedelta(days=200)))
+    merged_away = _event(world, ("Daily", "Captain rescued", timedelta(days=199)))
+    survivor = _event(world, ("Post", "Ferry captain rescued", timedelta(days=199)))
+    too_old = _event(world, ("Wire", "Mill fire", timedelta(days=400)))
+    for cid, title, text in ((old, "Ferry sinks", sinking), (merged_away, "Captain rescued", sinking),
+                             (too_old, "Mill fire", fire)):
+        entry = clusters.show_cluster(world.store, cid).members[0].entry.id
+        keys = _names(title, text)
+        assert len(keys) >= 2, keys
+        _stored_why(world, entry, name_keys=json.dumps(keys))
+    world.merge(merged_away, survivor)
+    clusterer = Clusterer()  # the default follow-up window: 365 days
+    assert clusters.recall_follow_ups(world.store, clusterer, start) == 2  # the mill fire is too old
+
+    def later(entry_id: int, title: str, text: str) -> ClusterDoc:
+        return ClusterDoc(entry_id, 9, "Gazette", title, text, NOW)
+
+    trial = clusterer.assign(later(101, "Ferry owner on trial", "The owner of the ferry that sank off Port"
+                                   " Ellery went on trial. Captain Ada Quill said the pumps had failed."))
+    assert trial.reason == "follow-up"
+    assert {trial.cluster_id, *trial.also} == {old, survivor}  # never the merged-away id
+    mill = clusterer.assign(later(102, "Mill rebuilt", "The mill in Dunmore Vale reopened. Owner Hattie"
+                                  " Brisk thanked the volunteers who fought the fire."))
+    assert mill.is_new

@@ -3,13 +3,15 @@ rollback, and slicing parameter lists for IN (...)."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime
 
 import pytest
 from sqlite_utils import Database
 
 from monitor.errors import StorageError
-from monitor.storage.connection import chunked
+from monitor.storage import clusters
+from monitor.storage.connection import chunked, iso
 from monitor.storage.database import open_store
 from monitor.storage.migrations import KNOWN, SCHEMA_VERSION, migrations
 from monitor.types import FeedSource
@@ -43,6 +45,38 @@ def test_migrations_upgrade_an_existing_database_and_keep_data(tmp_path):
         assert store.schema_version() == SCHEMA_VERSION
         assert [f.url for f in store.feeds()] == ["https://a.example/feed"]
         assert store.db["clusters"].exists()
+
+
+def test_schema_10_gives_existing_memberships_no_reason_and_no_names(tmp_path):
+    """A version-9 database (memberships as that release wrote them) is upgraded to 10: each row keeps
+    its values and gains reason NULL (read as "similar"), name_keys '[]' and also '[]'."""
+    path = tmp_path / "v9.db"
+    stamp = iso(NOW)
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        migrations.apply(Database(db), stop_before="m010_follow_ups")
+        db.execute("INSERT INTO feeds (id, url, title, added) VALUES (1, 'https://a.example/feed', 'A', ?)",
+                   [stamp])
+        for n in (1, 2):
+            db.execute("INSERT INTO entries (id, feed_id, entry_key, guid, title, published, first_seen,"
+                       " last_changed, content_hash) VALUES (?, 1, ?, ?, 'Quake', ?, ?, ?, 'h')",
+                       [n, f"k{n}", f"g{n}", stamp, stamp, stamp])
+        db.execute("INSERT INTO clusters (id, headline, created, last_activity) VALUES (1, 'Quake', ?, ?)",
+                   [stamp, stamp])
+        v9_rows = ((1, None, 0.0, "[]", None), (2, 1, 0.61, '["quak"]', 600.0))
+        for entry, matched, score, terms, gap in v9_rows:
+            db.execute("INSERT INTO memberships (entry_id, cluster_id, matched_entry_id, score, shared_terms,"
+                       " time_gap_seconds, joined) VALUES (?, 1, ?, ?, ?, ?, ?)",  # version 9's INSERT
+                       [entry, matched, score, terms, gap, stamp])
+    with open_store(str(path)) as store:
+        assert store.schema_version() == 10
+        rows = store.db.execute("SELECT entry_id, matched_entry_id, score, shared_terms, time_gap_seconds,"
+                                " reason, name_keys, also FROM memberships ORDER BY entry_id").fetchall()
+        assert rows == [(1, None, 0.0, "[]", None, None, "[]", "[]"),
+                        (2, 1, 0.61, '["quak"]', 600.0, None, "[]", "[]")]
+        first, joined = clusters.show_cluster(store, 1).members
+    assert first.why is None
+    assert (joined.why.reason, joined.why.score, joined.why.shared_terms, joined.why.also_matched) == (
+        "similar", 0.61, ("quak",), ())
 
 
 def test_newer_database_is_refused(tmp_path):
