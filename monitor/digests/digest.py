@@ -6,9 +6,11 @@ rules here can be tested from tables.
 
 What a digest holds (design.md, "Digest semantics"): every cluster the topic matched that
 no earlier digest for the topic carried, plus clusters carried before that have gained
-outlets since ("updated", naming the new outlets). "Carried" is read from the digest
-ledger, not from timestamps, so a poll cycle that commits while a digest is being built
-or sent can neither slip between two digests nor appear in both.
+outlets since, or a follow-up ("updated", naming the new outlets and showing the latest
+follow-up's headline). "Carried" is read from the digest ledger, not from timestamps, so a
+poll cycle that commits while a digest is being built or sent can neither slip between two
+digests nor appear in both. A follow-up is new to the reader when it joined after the
+digest that last carried its cluster was made: one that digest could see is not news again.
 """
 from __future__ import annotations
 
@@ -156,6 +158,8 @@ class Report:
     link: str | None
     title: str
     published: datetime
+    follow_up: bool = False  # joined its incident later, on shared names (the suspect charged, the trial)
+    joined: datetime | None = None  # when it joined the cluster (None: not known)
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,7 @@ class PriorSend:
 
     outlets: int  # outlet count then
     outlet_names: tuple[str, ...]  # outlets then (empty for rows written before names were kept)
+    carried: datetime | None = None  # when the last digest that carried it was made (None: not known)
 
 
 @dataclass(frozen=True)
@@ -201,6 +206,14 @@ class OutletLink:
 
 
 @dataclass(frozen=True)
+class FollowUpNote:
+    """The latest follow-up the reader has not seen, shown under the cluster's headline."""
+
+    headline: str
+    days: int | None  # whole days after the report before it (None: no report before it)
+
+
+@dataclass(frozen=True)
 class DigestItem:
     cluster_id: int
     kind: str  # new | updated
@@ -212,6 +225,7 @@ class DigestItem:
     last_seen: datetime
     terms: tuple[str, ...]
     spread: Spread
+    follow_up: FollowUpNote | None = None
 
 
 @dataclass(frozen=True)
@@ -262,7 +276,29 @@ def spread(reports: Sequence[Report]) -> Spread:
     return Spread(start=start, bucket=bucket, counts=tuple(counts))
 
 
-def _item(c: Candidate, kind: str, new_outlets: Sequence[str]) -> DigestItem:
+def _fresh_follow_up(c: Candidate) -> Report | None:
+    """The latest follow-up (by publication) that the reader has not seen with this cluster.
+
+    Never carried: any follow-up. Carried before: one that joined after the digest that last
+    carried the cluster was made; a follow-up that joined in the same second counts as seen
+    (times are kept to the second), so no follow-up is shown twice. When that time is not
+    known, none is new.
+    """
+    since = c.prior.carried if c.prior is not None else None
+    if c.prior is not None and since is None:
+        return None
+    fresh = [r for r in c.reports if r.follow_up
+             and (since is None or (r.joined is not None and r.joined > since))]
+    return max(fresh, key=lambda r: (r.published, r.joined or r.published), default=None)
+
+
+def _note(reports: Sequence[Report], follow_up: Report) -> FollowUpNote:
+    before = [r.published for r in reports if r.published <= follow_up.published and r is not follow_up]
+    days = (follow_up.published - max(before)).days if before else None
+    return FollowUpNote(one_line(follow_up.title, MAX_HEADLINE) or "(no title)", days)
+
+
+def _item(c: Candidate, kind: str, new_outlets: Sequence[str], follow_up: Report | None = None) -> DigestItem:
     reports = sorted(c.reports, key=lambda r: (r.published, r.outlet))
     outlets: dict[str, str | None] = {}
     for r in reports:
@@ -275,7 +311,8 @@ def _item(c: Candidate, kind: str, new_outlets: Sequence[str]) -> DigestItem:
         outlets=tuple(OutletLink(n, link) for n, link in outlets.items()),
         new_outlets=tuple(one_line(o, MAX_OUTLET) for o in new_outlets), reports=len(reports),
         first_seen=reports[0].published, last_seen=reports[-1].published,
-        terms=tuple(one_line(t, 60) for t in c.terms if one_line(t)), spread=spread(reports))
+        terms=tuple(one_line(t, 60) for t in c.terms if one_line(t)), spread=spread(reports),
+        follow_up=_note(reports, follow_up) if follow_up is not None else None)
 
 
 def select_items(topic: TopicSettings, candidates: Iterable[Candidate], now: datetime, *,
@@ -283,7 +320,9 @@ def select_items(topic: TopicSettings, candidates: Iterable[Candidate], now: dat
     """Decide a topic's digest: new clusters, grown ones as "updated", most outlets first.
 
     A cluster carried before comes back only when it has more outlets than when it was
-    last carried; `max_age` (seconds) drops clusters whose newest report is older.
+    last carried, or a follow-up that joined after that digest was made (a station's own
+    report of the trial adds no outlet, and is the news). Each item shows its latest
+    unseen follow-up. `max_age` (seconds) drops clusters whose newest report is older.
     """
     chosen: list[DigestItem] = []
     for c in candidates:
@@ -295,13 +334,17 @@ def select_items(topic: TopicSettings, candidates: Iterable[Candidate], now: dat
         newest = max(r.published for r in c.reports)
         if max_age is not None and (now - newest).total_seconds() > max_age:
             continue
+        follow_up = _fresh_follow_up(c)
         if c.prior is None:
-            chosen.append(_item(c, "new", ()))
-        elif len(outlets) > c.prior.outlets:
+            chosen.append(_item(c, "new", (), follow_up))
+            continue
+        fresh: list[str] = []
+        if len(outlets) > c.prior.outlets:
             known = set(c.prior.outlet_names)
+            # more outlets by count but none by name is a renamed feed, not news
             fresh = [o for o in outlets if o not in known] if known else outlets[c.prior.outlets:]
-            if fresh:  # more outlets by count but none by name: a renamed feed, not news
-                chosen.append(_item(c, "updated", fresh))
+        if fresh or follow_up is not None:
+            chosen.append(_item(c, "updated", fresh, follow_up))
     chosen.sort(key=lambda i: (-len(i.outlets), -i.last_seen.timestamp(), i.cluster_id))
     limit = max(1, max_items)
     return DigestPlan(topic=topic, items=tuple(chosen[:limit]), unlisted=tuple(chosen[limit:]))
@@ -338,6 +381,15 @@ def sparkline(counts: Sequence[int]) -> str:
         return ""
     return "".join("·" if n == 0 else _LEVELS[min(len(_LEVELS) - 1, math.ceil(n / top * len(_LEVELS)) - 1)]
                    for n in counts)
+
+
+def follow_up_label(days: int | None) -> str:
+    """'Follow-up, 261 days later', as `clusters show` counts them: whole days after the report before it."""
+    if days is None:
+        return "Follow-up"
+    if days == 0:
+        return "Follow-up, the same day"
+    return f"Follow-up, {days} day{'' if days == 1 else 's'} later"
 
 
 def subject(plan: DigestPlan) -> str:
@@ -403,7 +455,7 @@ def render(plan: DigestPlan, *, sender: str, recipients: Sequence[str], message_
         "new": [i for i in plan.items if i.kind == "new"],
         "updated": [i for i in plan.items if i.kind == "updated"],
         "when": when, "zone": getattr(zone, "key", str(zone)), "generated": when(now),
-        "subject": subject(plan), "links": MAX_LINKS,
+        "subject": subject(plan), "links": MAX_LINKS, "follow_up_label": follow_up_label,
     }
     html_env, text_env = _environments()
     msg = EmailMessage(policy=policy.default)

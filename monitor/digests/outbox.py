@@ -103,7 +103,8 @@ class SendReport:
 
 def load_candidates(store: Store, topic: TopicSettings,
                     newer_than: datetime | None = None) -> list[Candidate]:
-    """The topic's matched clusters that a digest could carry now: never carried, or grown since.
+    """The topic's matched clusters that a digest could carry now: never carried, or grown since
+    (more outlets, or a follow-up that joined after the digest that last carried it).
 
     Matches and earlier sends recorded against a cluster that was later merged count for
     the cluster that absorbed it. Digests that failed for good do not count as carried,
@@ -118,17 +119,29 @@ def load_candidates(store: Store, topic: TopicSettings,
     prior: dict[int, PriorSend] = {}
     for item in outbox_db.carried_items(store, topic.name):
         cid = survivor.get(item.cluster_id, item.cluster_id)
-        before = prior.get(cid, PriorSend(0, ()))
-        known = list(before.outlet_names)
+        before = prior.get(cid)
+        known = list(before.outlet_names) if before else []
         known.extend(n for n in item.outlet_names if n not in known)
-        prior[cid] = PriorSend(max(before.outlets, item.outlets), tuple(known))
+        # clusters merged since: the latest carry of any of them, so that no follow-up one of
+        # them carried comes back
+        carried = max(before.carried or item.created, item.created) if before else item.created
+        prior[cid] = PriorSend(max(before.outlets if before else 0, item.outlets), tuple(known), carried)
     sent = [cid for cid in matched if cid in prior]
     counts = outbox_db.outlet_counts(store, sent)
-    keep = [cid for cid in matched if cid not in prior or counts.get(cid, 0) > prior[cid].outlets]
+    follow_ups = outbox_db.latest_follow_ups(store, sent)
+
+    def grown(cid: int) -> bool:
+        p = prior[cid]
+        joined = follow_ups.get(cid)
+        return counts.get(cid, 0) > p.outlets or (joined is not None and p.carried is not None
+                                                   and joined > p.carried)
+
+    keep = [cid for cid in matched if cid not in prior or grown(cid)]
     heads = outbox_db.recent_headlines(store, keep, newer_than)
     keep = [cid for cid in keep if cid in heads]
     reports = {cid: [Report(outlet=one_line(r.outlet, 120) or "?", link=r.link, title=r.title,
-                            published=r.published) for r in rows]
+                            published=r.published, follow_up=r.reason == "follow-up", joined=r.joined)
+                     for r in rows]
                for cid, rows in outbox_db.cluster_reports(store, keep).items()}
     return [Candidate(cluster_id=cid, headline=heads[cid] or "", reports=tuple(reports.get(cid, ())),
                       terms=tuple(matched[cid]), prior=prior.get(cid)) for cid in keep]

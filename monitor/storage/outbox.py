@@ -26,15 +26,17 @@ class CarriedItem(NamedTuple):
     cluster_id: int  # as stored: may have been merged away since
     outlets: int  # its outlet count then
     outlet_names: list[str]
+    created: datetime  # when that digest was made: members that joined later were not in it
 
 
 def carried_items(store: Store, topic: str) -> list[CarriedItem]:
     """Every cluster `topic`'s digests have carried, oldest digest first; digests that failed for
     good carried nothing."""
-    return [CarriedItem(cid, outlets, json.loads(names or "[]")) for cid, outlets, names in store.db.execute(
-        "SELECT di.cluster_id, di.outlets, di.outlet_names FROM digest_items di"
-        " JOIN digests d ON d.id = di.digest_id WHERE d.topic = ? AND d.status != 'failed'"
-        " ORDER BY d.created, d.id", [topic])]
+    return [CarriedItem(cid, outlets, json.loads(names or "[]"), parse_stamp(created))
+            for cid, outlets, names, created in store.db.execute(
+                "SELECT di.cluster_id, di.outlets, di.outlet_names, d.created FROM digest_items di"
+                " JOIN digests d ON d.id = di.digest_id WHERE d.topic = ? AND d.status != 'failed'"
+                " ORDER BY d.created, d.id", [topic])]
 
 
 def outlet_counts(store: Store, cluster_ids: Sequence[int]) -> dict[int, int]:
@@ -47,6 +49,20 @@ def outlet_counts(store: Store, cluster_ids: Sequence[int]) -> dict[int, int]:
             f" JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
             f" WHERE m.cluster_id IN ({marks}) GROUP BY m.cluster_id", list(part)))
     return counts
+
+
+def latest_follow_ups(store: Store, cluster_ids: Sequence[int]) -> dict[int, datetime]:
+    """Cluster id -> when its latest follow-up member joined (clusters without one are left out).
+
+    A follow-up is a member that joined on shared names past the clustering window
+    (memberships.reason 'follow-up'); `joined` is the time it was stored, to the second."""
+    latest: dict[int, datetime] = {}
+    for part in chunked(list(cluster_ids)):
+        marks = ",".join("?" * len(part))
+        latest.update((cid, parse_stamp(joined)) for cid, joined in store.db.execute(
+            f"SELECT cluster_id, max(joined) FROM memberships WHERE cluster_id IN ({marks})"
+            f" AND reason = 'follow-up' GROUP BY cluster_id", list(part)))
+    return latest
 
 
 def recent_headlines(store: Store, cluster_ids: Sequence[int], newer_than: datetime | None) -> dict[int, str]:
@@ -69,6 +85,8 @@ class ReportRow(NamedTuple):
     link: str | None
     title: str
     published: datetime
+    reason: str | None  # how it joined: new | similar | syndicated | follow-up (None: not recorded)
+    joined: datetime  # when it joined the cluster
 
 
 def cluster_reports(store: Store, cluster_ids: Sequence[int]) -> dict[int, list[ReportRow]]:
@@ -76,11 +94,12 @@ def cluster_reports(store: Store, cluster_ids: Sequence[int]) -> dict[int, list[
     reports: dict[int, list[ReportRow]] = {}
     for part in chunked(list(cluster_ids)):
         marks = ",".join("?" * len(part))
-        for cid, outlet, link, title, published in store.db.execute(
-                f"SELECT m.cluster_id, {OUTLET_SQL}, e.link, e.title, e.published FROM memberships m"
-                f" JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
+        for cid, outlet, link, title, published, reason, joined in store.db.execute(
+                f"SELECT m.cluster_id, {OUTLET_SQL}, e.link, e.title, e.published, m.reason, m.joined"
+                f" FROM memberships m JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
                 f" WHERE m.cluster_id IN ({marks}) ORDER BY e.published, e.id", list(part)):
-            reports.setdefault(cid, []).append(ReportRow(outlet, link, title, parse_stamp(published)))
+            reports.setdefault(cid, []).append(ReportRow(outlet, link, title, parse_stamp(published), reason,
+                                                         parse_stamp(joined)))
     return reports
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import email
 import os
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from email import policy
 from zoneinfo import ZoneInfo
@@ -229,6 +230,50 @@ def test_subject_is_capped_and_single_line():
     msg = parsed(render(plan, sender=SENDER, recipients=["a@example.org"], message_id="<m@example.org>", now=NOW))
     assert msg["Bcc"] is None and "Bcc" not in msg.keys()
     assert len(msg["List-Id"]) < 200
+
+
+CARRIED = T0 + timedelta(hours=3)  # when the digest that last carried the incident below was made
+TRIAL = Report("Valley News 8", "https://news.example/t", "Trial opens for Dorian Kessler in Melendez "
+               "killing", T0 + timedelta(days=261, hours=2), follow_up=True,
+               joined=T0 + timedelta(days=261, hours=3))
+CHARGED = Report("Valley News 8", "https://news.example/c", "Dorian Kessler charged in Melendez killing",
+                 T0 + timedelta(days=40), follow_up=True, joined=CARRIED - timedelta(days=1))
+
+
+def incident(*extra: Report, carried: datetime | None = CARRIED) -> Candidate:
+    """A station's report of a shooting, carried before, with its later reports."""
+    return Candidate(1, "Man shot dead outside Copper Kettle bar", (*reports("Valley News 8"), *extra),
+                     ("shot",), PriorSend(1, ("Valley News 8",), carried))
+
+
+def test_a_follow_up_that_joined_after_the_last_carry_brings_the_cluster_back_once():
+    """A same-outlet follow-up adds no outlet and is news: "updated" with its headline, until a digest
+    made after it joined has carried it."""
+    [item] = select_items(TOPIC, [incident(CHARGED, TRIAL)], NOW).items
+    assert (item.cluster_id, item.kind, item.new_outlets) == (1, "updated", ())
+    assert item.headline == "Man shot dead outside Copper Kettle bar"  # the cluster's own headline stays
+    # the latest follow-up, counted from the report before it: the charge, published on day 40
+    assert (item.follow_up.headline, item.follow_up.days) == (TRIAL.title, 221)
+
+    # once a digest made after it joined has carried it, the same follow-up does not bring the cluster back
+    after = TRIAL.joined + timedelta(seconds=1)
+    assert not select_items(TOPIC, [incident(CHARGED, TRIAL, carried=after)], NOW)
+    assert not select_items(TOPIC, [incident(CHARGED, TRIAL, carried=TRIAL.joined)], NOW)  # same second: seen
+    assert not select_items(TOPIC, [incident(CHARGED)], NOW)  # joined before the last carry
+    assert not select_items(TOPIC, [incident(replace(TRIAL, follow_up=False))], NOW)  # a same-outlet report
+    # never carried: a new item, showing its latest follow-up, 261 days after the only report before it
+    [new] = select_items(TOPIC, [replace(incident(TRIAL), prior=None)], NOW).items
+    assert new.kind == "new" and (new.follow_up.headline, new.follow_up.days) == (TRIAL.title, 261)
+
+
+def test_a_follow_up_is_shown_under_the_headline_in_both_parts():
+    text, html = parts(render(select_items(TOPIC, [incident(TRIAL)], NOW), sender=SENDER,
+                              recipients=["a@example.org"], message_id="<m@example.org>", now=NOW))
+    lines = text.splitlines()
+    assert lines[lines.index("1. Man shot dead outside Copper Kettle bar") + 1] == (
+        "   Follow-up, 261 days later: Trial opens for Dorian Kessler in Melendez killing")
+    assert "<b>Follow-up, 261 days later:</b> Trial opens for Dorian Kessler in Melendez killing" in html
+    assert "Updated: new outlets" not in text and "<b>Updated:</b>" not in html  # no outlet to name
 
 
 HOSTILE = [

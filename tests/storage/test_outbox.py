@@ -95,3 +95,36 @@ def test_the_outbox_listing_filters_by_status_limits_and_names_each_recipients_s
     assert (entry.id, entry.status, entry.attempts) == (sent, "sent", 1)
     assert entry.recipients == {"a@example.org": "accepted", "b@example.org": "refused"}
     assert [e.id for e in outbox_db.list_outbox(world.store, ("pending", "failed"), 1)] == [first]
+
+
+def test_what_a_digest_reads_about_follow_ups(world):
+    """Each report says how and when it joined, each carried cluster when its digest was made, and
+    each cluster when its latest follow-up joined (the other members do not count)."""
+    first = world.entry("Valley News 8", "Man shot dead outside Copper Kettle bar", published=NOW)
+    cid = world.cluster(first, headline="Man shot dead outside Copper Kettle bar")
+    alone = world.cluster(world.entry("Valley News 8", "Road repairs approved", published=NOW))
+    charged = world.entry("Valley News 8", "Dorian Kessler charged", published=NOW + timedelta(days=35))
+    trial = world.entry("Valley News 8", "Dorian Kessler trial opens", published=NOW + timedelta(days=261))
+    late = world.entry("Continental Wire", "Alderbrook shooting: a look back",
+                       published=NOW + timedelta(days=262))
+    world.join(cid, charged, trial, late)
+    joined = {first: NOW, charged: NOW + timedelta(days=35), trial: NOW + timedelta(days=261, hours=1),
+              late: NOW + timedelta(days=300)}
+    with world.store.write():
+        reasons = {first: "new", charged: "follow-up", trial: "follow-up", late: "similar"}
+        for entry_id, reason in reasons.items():
+            world.store.db.execute("UPDATE memberships SET reason = ?, joined = ? WHERE entry_id = ?",
+                                   [reason, iso(joined[entry_id]), entry_id])
+
+    rows = outbox_db.cluster_reports(world.store, [cid])[cid]
+    assert [(r.title, r.reason, r.joined) for r in rows] == [
+        ("Man shot dead outside Copper Kettle bar", "new", NOW),
+        ("Dorian Kessler charged", "follow-up", joined[charged]),
+        ("Dorian Kessler trial opens", "follow-up", joined[trial]),
+        ("Alderbrook shooting: a look back", "similar", joined[late])]
+    assert outbox_db.latest_follow_ups(world.store, [cid, alone]) == {cid: joined[trial]}
+
+    for kind, created in (("new", NOW + timedelta(hours=2)), ("updated", NOW + timedelta(days=36))):
+        put(world, created=created, items=(outbox_db.ItemRow(cid, kind, ["Valley News 8"], True),))
+    assert [(c.cluster_id, c.created) for c in outbox_db.carried_items(world.store, "t")] == [
+        (cid, NOW + timedelta(hours=2)), (cid, NOW + timedelta(days=36))]
