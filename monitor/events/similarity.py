@@ -96,6 +96,17 @@ class DocFeatures:
 _NONE: Mapping[int, object] = {}
 
 
+def uncount(counter: Counter, terms: Iterable[str]) -> None:
+    """Take one count of each term out of `counter`, dropping terms that reach zero (a window's
+    statistics must not keep every term ever seen)."""
+    for t in terms:
+        c = counter[t] - 1
+        if c:
+            counter[t] = c
+        else:
+            del counter[t]
+
+
 class FeedBoilerplate:
     """Per-feed record of masked sentences in the window's entries, with their headlines.
 
@@ -160,13 +171,7 @@ class DocumentFrequencies:
         self.n += 1
 
     def remove(self, terms: Iterable[str]) -> None:
-        df = self.df
-        for t in terms:
-            c = df[t] - 1
-            if c:
-                df[t] = c
-            else:
-                del df[t]
+        uncount(self.df, terms)
         self.n -= 1
 
     def idf(self, term: str) -> float:
@@ -219,13 +224,8 @@ class WrittenCase:
         self.lower.update(iter(lower))
 
     def remove(self, capitalised: Iterable[str], lower: Iterable[str]) -> None:
-        for counter, terms in ((self.capitalised, capitalised), (self.lower, lower)):
-            for t in terms:
-                c = counter[t] - 1
-                if c:
-                    counter[t] = c
-                else:
-                    del counter[t]
+        uncount(self.capitalised, capitalised)
+        uncount(self.lower, lower)
 
 
 class NameVariants:
