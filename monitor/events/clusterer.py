@@ -326,13 +326,19 @@ class Clusterer:
         promising = []
         ts, window, half_inv_scale2 = q.ts, self._window, 0.5 / (self._scale * self._scale)
         exp = math.exp
+        names = q.specific
         for eid, partial in [kv for kv in acc.items() if kv[1] >= floor]:
             upper = partial + bound
-            gap = abs(ts - docs[eid][0].ts)
+            other = docs[eid][0]
+            gap = abs(ts - other.ts)
             if gap > window:
                 continue
             decay = exp(-gap * gap * half_inv_scale2)  # = self._decay(gap)
-            if upper * decay >= join or upper >= SYNDICATED_COSINE:
+            if upper >= SYNDICATED_COSINE:
+                promising.append((upper, eid, decay))
+            elif upper * decay >= join and (upper * decay >= CONFIDENT_JOIN
+                                            or not names.isdisjoint(other.specific)):
+                # below CONFIDENT_JOIN only a member that names someone q names can be joined through
                 promising.append((upper, eid, decay))
         if len(promising) > RESCORE_CANDIDATES:
             promising.sort(key=lambda x: (-x[0], x[1]))

@@ -167,20 +167,29 @@ def name_pairs(raw: list[str]) -> tuple[str, ...]:
     term. Whether the words are names or ordinary words that happen to be capitalised
     (sentence starts, "Police", "Email") the stream decides later (see weighing).
     """
+    caps = list(compress(range(len(raw)), map(str.isupper, map(_first, raw))))  # most tokens are not
+    if len(caps) < 2:
+        return ()
+    term_of = tf.term_of
     out: list[str] = []
     run: list[str] = []
-    for tok in [*raw, ""]:
+    last = -2  # index of the run's last word
+    for i in caps:
+        tok = raw[i]
         term = None
-        if tok and tok[0].isupper() and not (len(tok) > 1 and tok.isupper()):
+        if not (len(tok) > 1 and tok.isupper()):
             low = tok.lower()
             if low not in _DAY_OR_MONTH:
-                term = tf.term_of(low)
-        if term is not None:
+                term = term_of(low)
+        if term is not None and i == last + 1:
             run.append(term)
-            continue
-        if len(run) > 1:
-            out.append(" ".join(run))
-        run = []
+        else:
+            if len(run) > 1:
+                out.append(" ".join(run))
+            run = [term] if term is not None else []
+        last = i if term is not None else -2
+    if len(run) > 1:
+        out.append(" ".join(run))
     return tuple(out)
 
 

@@ -361,7 +361,7 @@ def features(doc: ClusterDoc, r: Reading, boilerplate: FeedBoilerplate) -> DocFe
         content_words=words,
         fingerprint=" ".join(" ".join(body).split()[:FINGERPRINT_WORDS]),
         pairs=tuple(dict.fromkeys(pairs)),  # in the order of the text: title and lead first
-        capitalised=tuple(sorted(set(capitalised))),
+        capitalised=tuple(sorted(set(capitalised))),  # sorted: the same in every process
         lower=tuple(sorted(set(lower))),
     )
 
