@@ -18,7 +18,7 @@ import pytest
 
 from monitor.events.clusterer import Assignment, ClusterConfig, Clusterer
 from monitor.types import ClusterDoc
-from tests.events.replay import make_clusterer, restarted, stored_clusters
+from tests.support.replay import make_clusterer, restarted, stored_clusters
 from tests.support.corpus import DOCS, GOLD, IDS
 
 # The Telegram/Iran anchors: the mission's hard negatives, which must never share a cluster.

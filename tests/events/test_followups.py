@@ -16,7 +16,7 @@ import pytest
 
 from monitor.events.clusterer import Assignment, ClusterConfig, Clusterer
 from monitor.types import ClusterDoc
-from tests.events.replay import make_clusterer, restarted
+from tests.support.replay import make_clusterer, restarted
 
 T0 = datetime(2024, 4, 6, 22, tzinfo=timezone.utc)
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
