@@ -146,7 +146,9 @@ def _sentence(sent: str, title_words: frozenset[str]) -> Sentence:
     term_of = tf.term_of
     raw = tf.raw_tokens(sent)
     low = [t.lower() for t in raw]
-    names = tuple(filter(None, map(term_of, compress(low[1:], map(str.isupper, map(_first, raw[1:]))))))
+    terms = list(map(term_of, low))  # None for stopwords and noise
+    capital = list(map(str.isupper, map(_first, raw)))
+    names = tuple(filter(None, compress(terms[1:], capital[1:])))
     compounds = tuple(map(tf.stem, tf.compound_names(sent))) if "-" in sent else ()
     tail = None
     if not sent.isascii():  # lower-casing can change tokens only outside ASCII
@@ -154,20 +156,23 @@ def _sentence(sent: str, title_words: frozenset[str]) -> Sentence:
         if tail_low != low:
             tail = (sentence_key(tail_low, title_words), len(tail_low), " ".join(tail_low),
                     tuple(filter(None, map(term_of, tail_low))))
-    lower = tuple(filter(None, map(term_of, compress(low, map(str.islower, map(_first, raw))))))
+    lower = tuple(filter(None, compress(terms, map(str.islower, map(_first, raw)))))
     return Sentence(sent, sentence_key(low, title_words), len(low), " ".join(low),
-                    tuple(filter(None, map(term_of, low))), _day_words(low), names, compounds, tail,
-                    name_pairs(raw), lower)
+                    tuple(filter(None, terms)), _day_words(low), names, compounds, tail,
+                    name_pairs(raw, capital, terms), lower)
 
 
-def name_pairs(raw: list[str]) -> tuple[str, ...]:
+def name_pairs(raw: list[str], capital: list[bool] | None = None,
+               terms: list[str | None] | None = None) -> tuple[str, ...]:
     """Runs of two or more adjacent words written with a capital, as "term term ...": a
     person's first and last name, a town, a street, a business. Words in capitals (acronyms,
     datelines) and the names of days and months end a run, and so does a word without a
     term. Whether the words are names or ordinary words that happen to be capitalised
     (sentence starts, "Police", "Email") the stream decides later (see weighing).
     """
-    caps = list(compress(range(len(raw)), map(str.isupper, map(_first, raw))))  # most tokens are not
+    if capital is None:
+        capital = list(map(str.isupper, map(_first, raw)))
+    caps = list(compress(range(len(raw)), capital))  # most tokens are not
     if len(caps) < 2:
         return ()
     term_of = tf.term_of
@@ -180,7 +185,7 @@ def name_pairs(raw: list[str]) -> tuple[str, ...]:
         if not (len(tok) > 1 and tok.isupper()):
             low = tok.lower()
             if low not in _DAY_OR_MONTH:
-                term = term_of(low)
+                term = terms[i] if terms is not None else term_of(low)
         if term is not None and i == last + 1:
             run.append(term)
         else:
