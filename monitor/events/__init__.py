@@ -3,7 +3,8 @@
 Owns reading an entry's text (`reading`, `textfeatures`), what the stream teaches about
 its words and the weighing of each entry with it (`weighing`), document features and
 pairwise similarity (`similarity`), the incremental clusterer that decides (`clusterer`),
-and weighing entries ahead of the decisions in a worker process (`weighpool`).
+the long-lived index of names that links follow-ups months later (`followups`), and
+weighing entries ahead of the decisions in a worker process (`weighpool`).
 
 Pure logic: records in, decisions out; no database, no network, no clock. Imports point
 down: records and errors <- pure logic <- storage and I/O adapters <- core <- cli/daemon.

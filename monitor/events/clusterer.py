@@ -13,10 +13,13 @@ How an entry is placed (thresholds are explained where they are defined):
 3. Each candidate entry is scored by `pair_similarity` (tf-idf cosine, capped by the
    lead-to-whole cosines) times a Gaussian decay of the published-time gap.
 4. A cluster is joined through its best-scoring member when that score reaches `join`,
-   the two entries share at least MIN_SHARED_TERMS terms, the entry's lead does not name
-   only days far from the days the cluster names, and the entry resembles the cluster's
-   centroid too (no drift along a chain). A syndicated copy always joins.
+   the two entries share at least MIN_SHARED_TERMS terms (and a name below
+   CONFIDENT_JOIN), the entry's lead does not name only days far from the days the
+   cluster names, and the entry resembles the cluster's centroid too (no drift along a
+   chain). A syndicated copy always joins.
 5. Other clusters that the entry also reaches, through the same words, are merged in.
+6. An entry that no cluster of the window accepts joins, as a follow-up, the cluster
+   whose specific names it shares (monitor.events.followups), up to `follow_up_window` back.
 """
 from __future__ import annotations
 
@@ -145,9 +148,10 @@ class Clusterer:
     def warm(self, doc: ClusterDoc, cluster_id: int, reading: Reading | None = None) -> None:
         """Add a stored entry with its stored cluster id (after a restart), without deciding.
 
-        Feed the entries of the last `warm_span` in published order. With `window` of
-        history the state is the same except for the statistics that the oldest entries
-        were read with; with `warm_span` (two windows) it is the same, bit for bit.
+        Feed the entries of the last `warm_span` (or the last `warm_entries`, whichever
+        reaches further back) in published order, after `recall` of the older ones' name
+        keys. With `window` of history the state is the same except for the statistics
+        that the oldest entries were read with; with `warm_span` it is the same, bit for bit.
         """
         self.keep(self.weigher.weigh(doc, reading), cluster_id)
 
