@@ -200,12 +200,8 @@ class Monitor:
         if self._clusterer is not None and self._clusterer_mark == clusters.assignments_mark(self.store):
             return self._clusterer
         clusterer = Clusterer(self.cluster_config(), next_cluster_id=clusters.next_cluster_id(self.store))
-        first = min(d.published for d in docs)
-        start = clusters.warm_start(self.store, first, clusterer)
-        clusters.recall_follow_ups(self.store, clusterer, start)
-        history = list(clusters.clustered_since(self.store, start or datetime.min.replace(tzinfo=UTC)))
         with collection_paused():
-            clusters.warm(clusterer, history)
+            clusters.restore(self.store, clusterer, min(d.published for d in docs))
         self._clusterer = clusterer
         return clusterer
 

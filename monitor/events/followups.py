@@ -54,9 +54,6 @@ class FollowUps:
         self._now = -math.inf
         self._swept = -math.inf
 
-    def __len__(self) -> int:
-        return sum(len(h) for h in self._index.values())
-
     def add(self, cluster_id: int, entry_id: int, ts: float, keys: Iterable[str]) -> None:
         """Remember that a member of `cluster_id` has these name pairs."""
         if self.horizon <= 0:

@@ -49,18 +49,14 @@ def unclustered(store: Store, since: datetime | None = None) -> list[ClusterDoc]
     return [_doc(r) for r in rows]
 
 
-def clustered_before(store: Store, before: datetime) -> Iterator[tuple[ClusterDoc, int]]:
-    """Every clustered entry published before `before`, in published order, with its cluster."""
-    return clustered_since(store, datetime.min.replace(tzinfo=before.tzinfo), before)
-
-
-def clustered_since(store: Store, since: datetime, before: datetime | None = None,
+def clustered_since(store: Store, since: datetime | None, before: datetime | None = None,
                     ) -> Iterator[tuple[ClusterDoc, int]]:
-    """Clustered entries published in [since, before), in published order, with their cluster."""
+    """Clustered entries published in [since, before) (None: no bound), in published order, with
+    their cluster."""
     sql = (f"SELECT {_DOC_COLUMNS}, m.cluster_id {_DOC_FROM} JOIN memberships m ON m.entry_id = e.id"
            " WHERE e.published >= ?" + (" AND e.published < ?" if before else "")
            + " ORDER BY e.published, e.id")
-    params = [iso(since)] + ([iso(before)] if before else [])
+    params = [iso(since) if since else ""] + ([iso(before)] if before else [])
     for row in store.db.execute(sql, params).fetchall():
         yield _doc(row[:6]), row[6]
 
@@ -91,6 +87,15 @@ def recall_follow_ups(store: Store, clusterer: Clusterer, before: datetime | Non
         clusterer.recall(entry_id, alive.get(cluster_id, cluster_id), parse_stamp(published).timestamp(),
                          json.loads(keys))
     return len(rows)
+
+
+def restore(store: Store, clusterer: Clusterer, first: datetime, before: datetime | None = None) -> set[int]:
+    """Rebuild a new clusterer's memory for deciding entries from `first` on: the stored name keys
+    of the year before its history (`recall_follow_ups`), then the history itself from
+    `warm_start` (up to `before` when given). Returns the cluster ids of that history."""
+    start = warm_start(store, first, clusterer)
+    recall_follow_ups(store, clusterer, start)
+    return warm(clusterer, list(clustered_since(store, start, before)))
 
 
 def warm(clusterer: Clusterer, history: list[tuple[ClusterDoc, int]]) -> set[int]:
@@ -413,10 +418,7 @@ def rebuild(store: Store, make_clusterer: Callable[[int], Clusterer], since: dat
         clusterer = make_clusterer(first_new)
         warm_ids: set[int] = set()
         if since:
-            start = warm_start(store, since, clusterer)
-            recall_follow_ups(store, clusterer, start)
-            warmed = clustered_since(store, start, before=since) if start else clustered_before(store, since)
-            warm_ids = warm(clusterer, list(warmed))
+            warm_ids = restore(store, clusterer, since, before=since)
         decisions = decide(clusterer, unclustered(store, since))
         final = {a.entry_id: clusterer.resolve(a.cluster_id) for a, _ in decisions}
         mapping = _stable_ids(final, old, first_new)
