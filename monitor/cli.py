@@ -117,7 +117,9 @@ def _status_json(st: Status) -> dict[str, Any]:
             "entries": _plain(st.entries),
             "clusters": _plain(st.clusters),
             "outbox": _plain(st.outbox),
-            "scheduler": _plain(st.scheduler)}
+            "scheduler": _plain(st.scheduler),
+            "parser": {"feedparser": st.parser.feedparser, "fast_path": st.parser.fast_path,
+                       "verified": list(st.parser.verified)}}
 
 
 def with_monitor(create: bool = False) -> Callable:
@@ -526,11 +528,20 @@ def status(mon: Monitor, as_json: bool) -> None:
         ("clusters", f"{st.clusters.total} events, {st.clusters.active_24h} active in the last 24h"),
         ("outbox", f"{st.outbox.pending} pending, {st.outbox.failed} failed, {st.outbox.sent} sent"),
         ("database", f"{db.path} ({db.size / 1e6:.1f} MB, schema {db.schema_version})"),
+        ("parser", _parser_line(st)),
         ("scheduler", f"{sched.state}"
                       + (f", pid {sched.pid}, heartbeat {ago(sched.heartbeat, now)}"
                          if sched.heartbeat else "")),
     ]
     click.echo("\n".join(f"{k:<10} {v}" for k, v in lines))
+
+
+def _parser_line(st: Status) -> str:
+    p = st.parser
+    if p.fast_path:
+        return f"feedparser {p.feedparser}, fast path on"
+    return (f"feedparser {p.feedparser}, fast path OFF (compared with {', '.join(p.verified) or 'none'}): "
+            "polls parse several times slower; install a compared release")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from monitor.events.clusterer import ClusterConfig, Clusterer, collection_paused
 from monitor.feeds.cycle import CycleReport, FeedOutcome, run_cycle
 from monitor.feeds.guard import check_url
 from monitor.feeds.opml import OpmlImport, parse_opml, write_opml
+from monitor.feeds.parse import parser_info
 from monitor.feeds.schedule import is_due
 from monitor.storage import clusters, service
 from monitor.storage.database import Store, open_store
@@ -119,6 +120,7 @@ class Monitor:
                 clusters=clusters.cluster_counts(st, day_ago),
                 outbox=service.outbox_counts(st),
                 scheduler=service.scheduler_state(st),
+                parser=parser_info(),
             )
 
     # -- the cycle --------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from monitor.core import Monitor
+from monitor.feeds.parse import parser_info
 from monitor.logs import event, get_logger
 from monitor.storage import service
 from monitor.storage.database import iso
@@ -202,6 +203,10 @@ class Daemon:
         self.scheduler.add_listener(self._on_started, EVENT_SCHEDULER_STARTED)
         event(log, "starting", database=self.mon.settings.database, feeds=len(self.mon.feeds()),
               watchdog=ping and round(ping, 1))
+        parser = parser_info()
+        if not parser.fast_path:  # never silently: every poll parses several times slower
+            event(log, "fast_parser_off", logging.WARNING, feedparser=parser.feedparser,
+                  compared_with=",".join(parser.verified))
         self._record_state()
         self.scheduler.start()  # blocks until shutdown
         # Wait for the job that is using the database connection to finish with it: the

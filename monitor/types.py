@@ -296,6 +296,16 @@ class SchedulerState:
 
 
 @dataclass(frozen=True)
+class ParserInfo:
+    """Which feed parser the polls use: the fast reader replays feedparser's handlers as one
+    release wrote them, and turns itself off under any other release."""
+
+    feedparser: str  # the installed release
+    fast_path: bool  # the fast reader is on
+    verified: tuple[str, ...]  # the releases it was compared with
+
+
+@dataclass(frozen=True)
 class Status:
     """The operator's health view (`monitor status`)."""
 
@@ -307,6 +317,7 @@ class Status:
     clusters: ClusterCounts
     outbox: OutboxCounts
     scheduler: SchedulerState
+    parser: ParserInfo
 
     @property
     def last_poll(self) -> datetime | None:

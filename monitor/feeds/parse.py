@@ -35,7 +35,7 @@ from typing import Any
 import feedparser
 
 from monitor.errors import FailureReason, ParseError
-from monitor.types import EntryData, ParsedFeed
+from monitor.types import EntryData, ParsedFeed, ParserInfo
 
 from .jsonfeed import read_json_feed
 from .normalize import (
@@ -53,6 +53,15 @@ try:  # fastfeed uses feedparser's internals: a release that moved them is read 
     from . import fastfeed
 except Exception:  # pragma: no cover - depends on the installed feedparser
     fastfeed = None  # type: ignore[assignment]
+
+
+
+def parser_info() -> ParserInfo:
+    """The installed feedparser and whether the fast reader is on for it (`monitor status`)."""
+    if fastfeed is None:  # pragma: no cover - depends on the installed feedparser
+        return ParserInfo(feedparser.__version__, False, ())
+    return ParserInfo(feedparser.__version__, fastfeed.ENABLED, tuple(fastfeed.VERIFIED_FEEDPARSER))
+
 
 MAX_FIELD = 200_000  # characters of summary/content/text per entry
 MAX_AUTHOR = 200
