@@ -1,4 +1,4 @@
-"""A fast reader for well-formed RSS 2.0 and Atom 1.0 documents that yields what feedparser yields.
+"""A fast reader for well-formed RSS 2.0, RSS 1.0 and Atom 1.0 documents that yields what feedparser yields.
 
 feedparser's strict parser is expat driving SAX handlers written in Python, and those
 handlers are most of a poll cycle's parse time. This reader parses the same bytes with the
@@ -12,15 +12,23 @@ missing link, `xml:base` leaks to later siblings when there is no base URL, RSS 
 looks like HTML becomes HTML. Input preparation, URL joining, dates and the HTML guess
 are feedparser's own functions.
 
-Accepted: an `<rss>` root (version 2.0, 0.91 or 0.92) holding one `<channel>`, or an Atom
-1.0 `<feed>`, whose elements are replayed here (core RSS and Atom, content:encoded,
-dc:creator/date/title/description, media:title/description, itunes:author/summary/owner)
-or kept away from those fields by feedparser (category, enclosure, media:*, itunes:*,
-slash:*, wfw:*, unknown namespaces). `read` returns None, and parse.py runs feedparser, on
-anything else: a parse error, a DOCTYPE, another root (RDF, Atom 0.3) or RSS version,
-xhtml, base64 or other content types, markup inside a text element, image or textinput in
-an entry, source, geo and Creative Commons elements, prefixes that make feedparser rename
-elements, ambiguous attributes. Falling back is always safe; guessing is not.
+Accepted: an `<rss>` root (version 2.0, 0.91 or 0.92) holding one `<channel>`, an Atom 1.0
+`<feed>`, or an RSS 1.0 `<rdf:RDF>` root that declares the RSS 1.0 namespace (and before it
+neither Atom's nor RSS 0.90's: the first one declared is feedparser's version) holding at
+most one `<channel>` and, beside it, items, image, textinput and elements without handlers.
+Their elements are replayed here (core RSS and Atom, content:encoded, dc:creator/date/
+title/description, media:title/description, itunes:author/summary/owner, an item's
+rdf:about as its id) or kept away from those fields by feedparser (category, enclosure,
+media:*, itunes:*, slash:*, wfw:*, RSS 1.0's items list, unknown namespaces). RSS 1.0 has
+quirks of its own: feedparser has no handler for `rdf:RDF`, so items beside the channel are
+read outside the feed, and an image or textinput there stores nothing but still moves the
+title depth (its title can hide a later channel title, as an item's title does). `read`
+returns None, and parse.py runs feedparser, on anything else: a parse error, a DOCTYPE,
+another root (Atom 0.3, RSS 0.90) or RSS version, xhtml, base64 or other content types,
+markup inside a text element, image or textinput in an entry, source, geo and Creative
+Commons elements, prefixes that make feedparser rename elements, ambiguous attributes,
+elements with handlers beside an RSS 1.0 channel. Falling back is always safe; guessing is
+not.
 """
 from __future__ import annotations
 
@@ -39,10 +47,11 @@ from feedparser.urls import _urljoin, make_safe_absolute_uri
 from feedparser.util import FeedParserDict
 
 # The replayed handlers are feedparser 6.0.14's; another release disables this reader until
-# tests/test_fastfeed.py has compared the two again.
+# tests/feeds/test_fastfeed.py has compared the two again.
 VERIFIED_FEEDPARSER = ("6.0.14",)
 ENABLED = feedparser.__version__ in VERIFIED_FEEDPARSER
 ATOM_NS = "http://www.w3.org/2005/Atom"
+ROOTS = ("rss", "feed", "rdf_rdf")  # handler names: RSS 0.9x/2.0, Atom, RSS 1.0 (RDF)
 RSS_VERSIONS = {"2.0": "rss20", "0.91": "rss091u", "0.92": "rss092"}
 
 _MATCH = {uri.lower(): name for uri, name in _FeedParserMixin.namespaces.items()}
@@ -97,7 +106,7 @@ def read(data: bytes, response_headers: dict[str, str]) -> FastFeed | None:
             return None
         root, decls, root_decls = _tree(data)
         reader = _Reader(decls, root_decls, response_headers.get("content-location", ""))
-        if reader.name(root.tag)[0] not in ("rss", "feed"):
+        if reader.name(root.tag)[0] not in ROOTS:
             return None
         reader.element(root)
     except Exception:  # _Unsupported, ParseError, RecursionError, or an input nobody foresaw
@@ -207,6 +216,7 @@ class _Reader:
         self.depth = self.item_depth = self.has_content = 0
         self.infeed = self.inentry = self.inimage = self.intextinput = 0
         self.inauthor = 0
+        self.rdf = False  # an RSS 1.0 root: items, image and textinput may stand beside the channel
         self.title_depth = -1
         self.guidislink = False
         self.base = location
@@ -256,6 +266,12 @@ class _Reader:
         handler = _DISPATCH.get(name)
         if handler is not None:
             handler(self, el, attrs)
+        elif name == "rdf_rdf":
+            self._rdf(el)
+        elif name == "items" and self.rdf and self.infeed and not self.inentry:
+            # RSS 1.0's list of item URIs: no handler, so feedparser files it as the feed's
+            # "items", which FeedParserDict spells "entries", inside the feed dict: never read
+            self._children(el)
         elif name in _HANDLERS or name in _PROTECTED:
             raise _Unsupported(name)
         elif name == "ttl" and self.infeed and not self.inentry and not attrs:
@@ -338,6 +354,37 @@ class _Reader:
 
     # --- handlers: each is feedparser's _start_X, the children, then its _end_X
 
+    def _rdf(self, el: ET.Element) -> None:
+        """RSS 1.0's root: no handler of feedparser's, so only its namespace declarations count.
+
+        Its children are read one after the other with the state the previous ones left:
+        the channel (infeed only inside it), items (entries, inside or beside the channel),
+        image and textinput. Anything else beside the channel must hold no element with a
+        handler: outside the feed and the entries feedparser would read it in ways not
+        replayed here.
+        """
+        if self.depth != 1 or self.version != "rss10":
+            raise _Unsupported("RDF root without the RSS 1.0 namespace as the version")
+        self.rdf, self.item_depth = True, 3
+        channels = 0
+        for child in el:
+            name = self.name(child.tag)[0]
+            if name == "channel":
+                channels += 1
+                if channels > 1:
+                    raise _Unsupported("a second RSS 1.0 channel")
+            elif name not in ("item", "image", "textinput") and not self._inert(child):
+                raise _Unsupported(f"{name} beside the RSS 1.0 channel")
+            self.element(child)
+
+    def _inert(self, el: ET.Element) -> bool:
+        """Whether no element of this subtree has a handler, a replayed name or a protected key."""
+        for node in el.iter():
+            name = self.name(node.tag)[0]
+            if name in _DISPATCH or name in _HANDLERS or name in _PROTECTED or name in ROOTS or name == "ttl":
+                return False
+        return True
+
     def _root(self, el: ET.Element, attrs: dict[str, str]) -> None:
         if el.tag == "rss" and self.depth == 1:
             version = RSS_VERSIONS.get(attrs.get("version", ""))
@@ -348,7 +395,9 @@ class _Reader:
         elif el.tag == f"{{{ATOM_NS}}}feed" and self.depth == 1:
             self.version = self.version or "atom"  # the Atom namespace was declared on the root
             self.infeed, self.item_depth = 1, 2
-        elif el.tag == "channel" and (self.depth, self.item_depth) == (2, 3):
+        elif self.depth == 2 and (
+            self.name(el.tag)[0] == "channel" if self.rdf else (el.tag == "channel" and self.item_depth == 3)
+        ):
             if "lastmod" in attrs or "href" in attrs:  # feedparser reads these as dates and links
                 raise _Unsupported("channel attributes")
             self.infeed = 1
@@ -358,13 +407,18 @@ class _Reader:
         self.infeed = 0
 
     def _item(self, el: ET.Element, attrs: dict[str, str]) -> None:
-        if self.inentry or not self.infeed or self.depth != self.item_depth:
+        in_channel = self.infeed and self.depth == self.item_depth
+        beside_channel = self.rdf and self.depth == 2  # RSS 1.0's place: read with infeed 0
+        if self.inentry or not (in_channel or beside_channel):
             raise _Unsupported("entry layout")
-        if {"rdf:about", "lastmod", "href"} & set(attrs):
+        if {"lastmod", "href"} & set(attrs):  # feedparser reads these as dates and links
             raise _Unsupported("entry attributes")
         self.entries.append({})
         self.depths = {}
         self.inentry, self.guidislink, self.title_depth = 1, False, -1
+        about = attrs.get("rdf:about")
+        if about:  # the attribute as written: no depth bookkeeping, so a later guid or id replaces it
+            self.entries[-1]["id"] = about
         self._children(el)
         self.inentry = self.has_content = 0
 
@@ -441,15 +495,35 @@ class _Reader:
             self._save_author("href", value)
 
     def _image(self, el: ET.Element, attrs: dict[str, str], keep: tuple[str, ...] = _IMAGE_KEEP) -> None:
-        """image, and textinput (with its own children): both only at feed level."""
+        """image, and textinput (with its own children): at feed level, or beside an RSS 1.0 channel."""
+        kind = "image" if keep is _IMAGE_KEEP else "textinput"
+        if not self.inentry and not self.infeed and self.rdf and self.depth == 2:
+            self._outside_image(el, keep)
+            return
         if self.inentry or not self.infeed:
             raise _Unsupported(f"{el.tag} inside an entry")
-        kind = "image" if keep is _IMAGE_KEEP else "textinput"
         self._context().setdefault(kind, {})
         setattr(self, "in" + kind, 1)
         self.title_depth = -1
         self._children(el, tuple(k for k in keep if k != "href"), core_only=True)
         setattr(self, "in" + kind, 0)
+
+    def _outside_image(self, el: ET.Element, keep: tuple[str, ...]) -> None:
+        """An RSS 1.0 image or textinput beside the channel: its children expect no text.
+
+        Outside the feed and the entries feedparser stores none of their values (the url's,
+        pushed as expecting text, lands nowhere either); the title alone has an effect: a
+        non-empty one sets the title depth, which hides a later channel title at that depth
+        until an item, image or textinput resets it. Children are plain text elements of the
+        kind's own, without attributes; anything else falls back.
+        """
+        self.title_depth = -1
+        for child in el:
+            name, core = self.name(child.tag)
+            if not core or name not in keep or name == "href" or child.attrib:
+                raise _Unsupported(f"{name} inside an RSS 1.0 {el.tag}")
+            if _leaf(child).strip() and name == "title":
+                self.title_depth = self.depth + 1
 
     def _owner(self, el: ET.Element, attrs: dict[str, str]) -> None:
         """itunes:owner files its name and email as an author's: harmless at feed level only."""

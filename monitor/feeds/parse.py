@@ -16,7 +16,7 @@ single-byte charset (iso-8859-1 always "works") and silently turns UTF-8 into mo
 feedparser only ever receives a BytesIO and response headers, never a URL or path, and
 its own HTML sanitiser is off: normalize's allow-list sanitiser is stricter (feedparser's
 keeps `javascript:` links) and feedparser's pass tripled the parse time. JSON Feed 1.x,
-which feedparser 6 does not read, goes to jsonfeed's small reader. Plain RSS 2.0 and Atom
+which feedparser 6 does not read, goes to jsonfeed's small reader. Plain RSS 2.0, RSS 1.0 and Atom
 1.0 documents are first offered to fastfeed, which reads them as feedparser would at a
 fraction of the cost and declines (so feedparser runs) whatever it does not fully replay.
 Every reader returns a RawFeed (rawfeed.py); the entries are normalised here, alike.
