@@ -16,6 +16,7 @@ import heapq
 import math
 from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
+from typing import Any, Protocol
 
 from monitor.types import ClusterDoc
 
@@ -30,6 +31,14 @@ from .reading import Reading
 # name. So the statistics keep entries past the window until they hold this many.
 # (Measured on real local news: 1,000 entries give nearly all of the gain, see docs.)
 SAMPLE_ENTRIES = 5000
+# The statistics, as opposed to the settings (window, min_entries).
+_STATE = ("df", "boilerplate", "names", "case", "_now", "_expiry", "_kept")
+
+
+class Holder(Protocol):
+    """Whoever holds a weigher's statistics for now (see `Weigher.hand_over`)."""
+
+    def take_back(self) -> Weigher: ...
 
 
 class Weigher:
@@ -55,6 +64,40 @@ class Weigher:
         self._kept: dict[int, tuple[int, tuple[int, ...], frozenset[str], tuple[str, ...], tuple[str, ...],
                                     tuple[str, ...], tuple[str, ...]]]
         self._kept = {}
+        self._holder: Holder | None = None
+
+    def hand_over(self, holder: Holder) -> None:
+        """Leave the statistics with `holder` (a process that weighed further with a copy of
+        them): they are taken back the first time anything reads them, and until then the
+        holder may go on weighing with them."""
+        if self._holder is not None:
+            raise RuntimeError("the statistics are already handed over")
+        for name in _STATE:
+            del self.__dict__[name]
+        self._holder = holder
+
+    @property
+    def holder(self) -> Holder | None:
+        """Who holds the statistics now (None: this weigher)."""
+        return self._holder
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for attributes that are missing: the statistics, while they are handed over.
+        holder = self.__dict__.get("_holder")
+        if holder is None or name not in _STATE:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self._holder = None
+        self.load(holder.take_back())
+        return self.__dict__[name]
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._holder is not None:
+            self.__getattr__("df")  # take the statistics back first
+        return {k: v for k, v in self.__dict__.items() if k != "_holder"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._holder = None
 
     @property
     def entries(self) -> int:
@@ -99,7 +142,8 @@ class Weigher:
 
     def load(self, other: Weigher) -> None:
         """Take the state of `other` (the same stream, weighed further in another process)."""
-        self.__dict__.update(other.__dict__)
+        self.__dict__.update({k: v for k, v in other.__dict__.items() if k != "_holder"})
+        self._holder = None  # a holder's copy is stale now
 
     def _forget(self, eid: int) -> None:
         feed_id, keys, headline, terms, names, capitalised, lower = self._kept.pop(eid)

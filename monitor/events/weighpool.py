@@ -10,8 +10,14 @@ Features come back in the entries' order, memory stays bounded however many entr
 clustered (a recluster of the whole store), and when the run ends the worker's statistics
 are handed back, so the clusterer continues exactly as if it had weighed every entry itself.
 
+The statistics (megabytes of counts) are costly to pass: after a run they come back as
+bytes and are unpickled only when this process needs them (`Weigher.hand_over`), while
+the worker stays, holding the same statistics, for the next large run (a recluster, or a
+bench's successive first polls) to go on with and nothing passed at all.
+
 Small runs (a daemon cycle's new entries) are weighed in this process: starting a worker
-and passing the statistics both ways would cost more than it saves. A failing worker
+and passing the statistics both ways would cost more than it saves; the first one takes
+the statistics back and lets a waiting worker go. A failing worker
 never fails clustering when the entries are a sequence (as monitor passes them): the
 entries it weighed are weighed again here, and the rest too.
 """
@@ -25,7 +31,7 @@ import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from multiprocessing.connection import Connection
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast, overload
 
 from monitor.errors import WorkerLost
 from monitor.feeds.parsepool import FORKSERVER_PRELOAD, default_context, start_context
@@ -33,7 +39,7 @@ from monitor.logs import event, get_logger
 from monitor.types import ClusterDoc
 
 from .similarity import DocFeatures
-from .weighing import Weigher
+from .weighing import Holder, Weigher
 
 log = get_logger("cluster")
 
@@ -67,7 +73,7 @@ def _fields(doc: ClusterDoc) -> tuple:
 
 def _worker_main(conn: Connection) -> None:
     """Worker loop: the weigher first, then batches of entry fields in, their features out;
-    None asks for the weigher back and ends it, as does a closed pipe.
+    None asks for a copy of the weigher (the worker goes on with it); a closed pipe ends it.
 
     One pipe, holding only this end: when the parent dies (even by SIGKILL) the pipe
     closes and recv() raises, so the worker never outlives the process it serves.
@@ -80,7 +86,7 @@ def _worker_main(conn: Connection) -> None:
             batch = conn.recv()
             if batch is None:
                 conn.send(weigher)
-                return
+                continue
             conn.send([_to_wire(weigher.weigh(ClusterDoc(*fields))) for fields in batch])
     except (EOFError, OSError):
         return
@@ -96,6 +102,8 @@ class _Worker:
     only after it has received a whole batch, and it is sent the next one only after its
     answer was read, so the two ends never both block on a full pipe."""
 
+    state: bytes = b""  # the statistics as of the end of the last run, pickled
+
     def __init__(self, weigher: Weigher) -> None:
         context = start_context(default_context())
         if context.get_start_method() == "forkserver":
@@ -110,12 +118,28 @@ class _Worker:
             self.close()
             raise
 
+    def waiting(self) -> bool:
+        """Alive, with the statistics of its last run, for the next one."""
+        return bool(self.state) and self.proc.is_alive()
+
+    def take_back(self) -> Weigher:
+        """The statistics as of the end of the last run; the worker is let go."""
+        self.close()
+        weigher: Weigher = pickle.loads(self.state)
+        return weigher
+
     def close(self) -> None:
         self.conn.close()  # the worker's recv() raises and it ends
         self.proc.join(timeout=1.0)
         if self.proc.is_alive():  # still weighing a batch nobody will use
             self.proc.kill()
             self.proc.join(timeout=2.0)
+
+
+def _waiting(held: Holder | None) -> _Worker | None:
+    """The worker that holds a weigher's statistics and waits for the next run, if any."""
+    waiting = getattr(held, "waiting", None)
+    return cast(_Worker, held) if waiting is not None and waiting() else None
 
 
 @overload
@@ -142,12 +166,13 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
     worker: _Worker | None = None
     source: Iterator[Any] | None = None
     done = 0  # items yielded with features from the worker
+    kept = False
     try:
-        worker = _Worker(weigher)
+        # a worker that holds the statistics already, from the last run: nothing to pass
+        worker = _waiting(weigher.holder) or _Worker(weigher)
         source = iter(items)
         batch = list(islice(source, BATCH))
-        if batch:
-            worker.conn.send([_fields(doc_of(i)) for i in batch])
+        worker.conn.send([_fields(doc_of(i)) for i in batch] if batch else None)
         while batch:
             following = list(islice(source, BATCH))
             payload = pickle.dumps([_fields(doc_of(i)) for i in following] if following else None,
@@ -158,12 +183,16 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
                 yield item, _from_wire(wire)
                 done += 1
             batch = following
-        weigher.load(worker.conn.recv())
+        state = worker.conn.recv_bytes()  # the statistics, to be unpickled only when needed here
+        if weigher.holder is None:
+            weigher.hand_over(worker)
+        worker.state = state
+        kept = True
         return
     except (EOFError, OSError) as exc:
         error = exc
     finally:
-        if worker is not None:
+        if worker is not None and not kept:
             worker.close()
     # the worker died: weigh again here what it had weighed, then go on here
     event(log, "weigh_worker_failed", logging.WARNING, error=f"{type(error).__name__}: {error}", weighed=done)

@@ -171,3 +171,56 @@ def test_a_killed_worker_under_a_stream_is_a_clear_error(pooled, monkeypatch):
 def test_a_worker_only_beside_the_core_that_decides(monkeypatch, cores, expected):
     monkeypatch.setattr(weighpool.os, "cpu_count", lambda: cores)
     assert weighpool.workers_available() == expected
+
+
+def count_workers(monkeypatch) -> list:
+    started = []
+    real = weighpool._Worker
+
+    def counting(weigher):
+        started.append(real(weigher))
+        return started[-1]
+
+    monkeypatch.setattr(weighpool, "_Worker", counting)
+    return started
+
+
+def test_successive_runs_go_on_in_the_same_worker_without_passing_the_statistics(pooled, monkeypatch):
+    """A recluster or a bench's run of first polls: the worker that weighed one run keeps its
+    statistics for the next; this process takes them back only when it weighs itself."""
+    started = count_workers(monkeypatch)
+    items = docs()
+    here = weigher()
+    expected = [decided_on(here.weigh(d)) for d in items]
+    there = weigher()
+    thirds = [items[: len(items) // 3], items[len(items) // 3 : -3], items[-3:]]
+    got = [decided_on(f) for _, f in weighpool.weigh_ahead(there, thirds[0], len(thirds[0]), workers=1)]
+    got += [decided_on(f) for _, f in weighpool.weigh_ahead(there, thirds[1], len(thirds[1]), workers=1)]
+    assert len(started) == 1 and started[0].proc.is_alive()  # one worker for both runs, still waiting
+    monkeypatch.setattr(weighpool, "MIN_PARALLEL", 10)  # the last run is small: weighed here
+    got += [decided_on(f) for _, f in weighpool.weigh_ahead(there, thirds[2], len(thirds[2]), workers=1)]
+    assert got == expected
+    assert state(there) == state(here)
+    started[0].proc.join(timeout=20)
+    assert not started[0].proc.is_alive()  # let go once the statistics came back
+
+
+@pytest.mark.parametrize("when", ["between runs", "during the second run"])
+def test_a_worker_killed_while_it_holds_the_statistics_costs_nothing_but_time(pooled, monkeypatch, when):
+    started = count_workers(monkeypatch)
+    items = docs()
+    here = weigher()
+    expected = [decided_on(here.weigh(d)) for d in items]
+    there = weigher()
+    half = len(items) // 2
+    got = [decided_on(f) for _, f in weighpool.weigh_ahead(there, items[:half], half, workers=1)]
+    if when == "between runs":
+        os.kill(started[0].proc.pid, signal.SIGKILL)
+        started[0].proc.join(timeout=20)
+    for n, (_, f) in enumerate(weighpool.weigh_ahead(there, items[half:], len(items) - half, workers=1)):
+        got.append(decided_on(f))
+        if n == 10 and when == "during the second run":
+            os.kill(started[0].proc.pid, signal.SIGKILL)
+    assert got == expected
+    assert state(there) == state(here)
+    assert len(started) == (2 if when == "between runs" else 1)  # a dead worker is replaced, not reused
