@@ -2,6 +2,7 @@
 """Speed benchmark of event clustering on a synthetic, realistic news stream.
 
     python -m bench.cluster [--sizes 10000,100000,1000000] [--per-day 1500] [--baseline 3000]
+    python -m bench.cluster --corpus FILE [--summary-only] [--copies K]
 
 Each size runs in its own process (clean peak-memory figures). A stream of `size` entries
 is generated on the fly: events of 1-20 reports (most are single reports, as in real
@@ -14,6 +15,16 @@ The stage runs as monitor runs it: in runs of `--chunk` entries (a poll cycle's 
 default 20,000, a first poll), each weighed one batch ahead by a worker process that is
 handed the stream's statistics and hands them back (all of which is timed), while this
 process decides. Generating the stream is not timed.
+
+With `--corpus FILE`, the stream is a corpus in the evaluation schema (JSON lines with `id`,
+`outlet`, `title`, `summary`, optional `content`, `published`, and optionally `event`): real
+reporting, whose full-text entries are far longer than the generated ones. Each article
+becomes the entry monitor would store (title and text made plain by monitor's own
+normalisation, the content's text or else the summary's; `--summary-only` takes the summary
+only, as most feeds give), one feed per outlet, in published order. `--copies K` plays it K
+times, each copy shifted past the follow-up window and given new entry ids, for a longer run
+(the scores then count each copy's events apart). The corpus is one clustering run
+(`--chunk` still splits it), as a first poll of those feeds would be.
 
 Prints entries/s, per-entry latency p50/p95/p99, peak RSS, the window's size, and pairwise
 P/R/F1 against the generator's events (a sanity check, not a quality measure). The naive
@@ -41,6 +52,7 @@ from bench.scoring import score
 from monitor.events import similarity as sim
 from monitor.events.clusterer import Assignment, ClusterConfig, Clusterer, collection_paused
 from monitor.events.weighpool import weigh_ahead, workers_available
+from monitor.feeds.normalize import clean_text, html_to_text, title_text
 from monitor.types import ClusterDoc
 
 FUNCTION_WORDS = ("the of and to in a for on that with as by at from was is has said it its "
@@ -147,6 +159,44 @@ class Stream:
             yield doc, ev["id"]
 
 
+class CorpusStream:
+    """(ClusterDoc, event number) of a corpus in the evaluation schema, in published order."""
+
+    def __init__(self, path: str, summary_only: bool = False, copies: int = 1) -> None:
+        with open(path, encoding="utf-8") as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
+        rows.sort(key=lambda a: (_published(a), str(a.get("id"))))
+        feeds: dict[str, int] = {}
+        events: dict[str, int] = {}
+        self.articles = []
+        for a in rows:
+            feed = feeds.setdefault(str(a.get("outlet") or a.get("outlet_url") or ""), len(feeds) + 1)
+            event = events.setdefault(str(a.get("event", a.get("id"))), len(events))
+            html = "" if summary_only else a.get("content") or ""
+            text = clean_text(html_to_text(html) or html_to_text(a.get("summary") or ""))
+            self.articles.append((feed, str(a.get("outlet") or ""), title_text(a.get("title") or ""), text,
+                                  _published(a), event))
+        self.feeds, self.events, self.copies = len(feeds), len(events), copies
+        self.size = len(self.articles) * copies
+        span = self.articles[-1][4] - self.articles[0][4] if self.articles else timedelta(0)
+        # past the follow-up window, so that no copy links to an earlier one
+        self.shift = span + ClusterConfig().follow_up_window + timedelta(days=30)
+        self.mean_chars = sum(len(x[3]) for x in self.articles) / max(1, len(self.articles))
+
+    def __iter__(self):
+        n = len(self.articles)
+        for k in range(self.copies):
+            for i, (feed, outlet, title, text, published, event) in enumerate(self.articles):
+                doc = ClusterDoc(entry_id=k * n + i + 1, feed_id=feed, outlet=outlet, title=title, text=text,
+                                 published=published + k * self.shift)
+                yield doc, k * self.events + event
+
+
+def _published(article: dict) -> datetime:
+    when = datetime.fromisoformat(str(article["published"]).replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
 def _naive_assign(window: deque, docs_cluster: dict, q: sim.DocFeatures, config: ClusterConfig,
                   next_id: list[int], df: sim.DocumentFrequencies) -> int:
     """Baseline: score q against every window entry; join the best member's cluster."""
@@ -199,7 +249,8 @@ class _Workers:
                 continue
 
 
-def run_size(size: int, per_day: int, baseline: int, workers: int | None, chunk: int) -> dict:
+def run_size(size: int, per_day: int, baseline: int, workers: int | None, chunk: int,
+             source: CorpusStream | None = None) -> dict:
     config = ClusterConfig()
     cl = Clusterer(config)
     # per-entry bookkeeping in compact arrays, so that peak RSS is the clusterer's, not ours
@@ -209,7 +260,7 @@ def run_size(size: int, per_day: int, baseline: int, workers: int | None, chunk:
     merged_into: dict[int, int] = {}
     t_total = cpu_total = 0.0
     load_before = os.getloadavg()[0]
-    stream = iter(Stream(size, per_day))
+    stream = iter(source if source is not None else Stream(size, per_day))
     paused = collection_paused()  # as monitor clusters a batch
     paused.__enter__()
     readers = _Workers()
@@ -266,7 +317,7 @@ def run_size(size: int, per_day: int, baseline: int, workers: int | None, chunk:
            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
            "peak_rss_mb": peak_rss_mb, "window_entries": window_entries, "window_clusters": window_clusters,
            "pair_p": q["pair_p"], "pair_r": q["pair_r"], "pair_f1": q["pair_f1"]}
-    if baseline:
+    if baseline and source is None:
         n = min(baseline, size)
         window: deque = deque()
         dc: dict[int, int] = {}
@@ -300,18 +351,32 @@ def main(argv=None) -> int:
                     help="weighing workers beside the deciding process (default: as monitor picks; 0: none)")
     ap.add_argument("--chunk", type=int, default=20000,
                     help="entries per clustering run, as one cycle's new entries (default: a first poll's)")
+    ap.add_argument("--corpus", help="cluster this corpus (evaluation schema, JSON lines), not a generated stream")
+    ap.add_argument("--summary-only", action="store_true", help="with --corpus: titles and summaries only")
+    ap.add_argument("--copies", type=int, default=1, help="with --corpus: play it this many times")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    source = CorpusStream(args.corpus, args.summary_only, args.copies) if args.corpus else None
     if args.one:
-        print(json.dumps(run_size(args.one, args.per_day, args.baseline, args.workers, args.chunk)))
+        print(json.dumps(run_size(args.one, args.per_day, args.baseline, args.workers, args.chunk, source)))
         return 0
-    print(f"stream: {args.per_day} entries/day, 7-day window ~{7 * args.per_day} entries; 300 feeds")
-    sizes = [int(s) for s in args.sizes.split(",")]
+    if source is not None:
+        sizes = [source.size]
+        print(f"corpus: {args.corpus}{' (summary only)' if args.summary_only else ''}, "
+              f"{len(source.articles)} articles x {args.copies}, {source.feeds} outlets, "
+              f"mean text {source.mean_chars:.0f} characters")
+        label = "pair P/R/F1 against its events"
+    else:
+        sizes = [int(s) for s in args.sizes.split(",")]
+        print(f"stream: {args.per_day} entries/day, 7-day window ~{7 * args.per_day} entries; 300 feeds")
+        label = "synthetic pair P/R/F1"
+    corpus_args = ["--corpus", args.corpus, "--copies", str(args.copies)] if args.corpus else []
+    corpus_args += ["--summary-only"] if args.summary_only else []
     for size in sizes:
-        baseline = args.baseline if size == sizes[0] else 0
+        baseline = args.baseline if size == sizes[0] and source is None else 0
         res = subprocess.run([sys.executable, "-m", "bench.cluster", "--one", str(size),
                               "--per-day", str(args.per_day), "--baseline", str(baseline),
-                              "--chunk", str(args.chunk)]
+                              "--chunk", str(args.chunk), *corpus_args]
                              + (["--workers", str(args.workers)] if args.workers is not None else []),
                              capture_output=True, text=True, check=True)
         r = json.loads(res.stdout.strip().splitlines()[-1])
@@ -323,7 +388,7 @@ def main(argv=None) -> int:
               f"mean {r['mean_ms']:.2f} ms  peak RSS {r['peak_rss_mb']:.0f} MB "
               f"(the weighing worker {r['reader_rss_mb']:.0f} MB)  "
               f"window {r['window_entries']} entries/{r['window_clusters']} clusters  "
-              f"synthetic pair P/R/F1 {r['pair_p']:.3f}/{r['pair_r']:.3f}/{r['pair_f1']:.3f}")
+              f"{label} {r['pair_p']:.3f}/{r['pair_r']:.3f}/{r['pair_f1']:.3f}")
         if "baseline_entries" in r:
             print(f"{'':>9}  naive baseline (every window entry) on the first {r['baseline_entries']:,}: "
                   f"{r['baseline_entries_per_s']:.0f} entries/s vs indexed "

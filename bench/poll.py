@@ -2,6 +2,7 @@
 """Poll-cycle benchmark: `monitor poll --all` against lemon24's `reader` on the same feeds.
 
     python -m bench.poll [--feeds 1000] [--items 20] [--repeat 3] [--workers 8] [--hosts 1] [--json]
+    python -m bench.poll --corpus FILE [--summary-only] [--feedserver SCRIPT] [--repeat 3] ...
 
 Needs `reader` (latest 3.x) and `sgmllib3k` in the same environment, for comparison only:
 `pip install 'reader>=3,<4' sgmllib3k` (they are not dependencies of monitor).
@@ -13,6 +14,14 @@ What it does
     HTML: figures, links with tracking parameters, embeds, a tracking pixel), every fifth
     is Atom, the rest RSS 2.0 with HTML summaries. It serves them on 127.0.0.1 with ETag and
     Last-Modified, answers conditional requests with 304 and gzips when asked.
+  * `--corpus FILE` serves a corpus of articles in the evaluation schema (JSON lines: id,
+    outlet, outlet_url, title, summary, content, link, published) instead, one feed per
+    outlet: the outlets rotate through RSS 2.0, Atom 1.0 and RSS 1.0 (RDF), items carry the
+    full text (content:encoded / Atom content) unless `--summary-only`. bench/poll_server.py
+    renders the documents the evaluation harness's feed server renders; `--feedserver
+    SCRIPT` runs that script itself instead (`SCRIPT CORPUS --dir D --ready-file F`, its
+    feed URLs from D/feeds.opml, its request counts from D/requests.log). Every entry of the
+    corpus must be stored by both tools.
   * monitor: a fresh database per repetition, the feeds imported from OPML (not timed),
     then `monitor --db X --config C poll --all --json` as a subprocess, twice: the first
     poll (all 200: fetch + parse + store, and whatever else the cycle does by then) and the
@@ -39,6 +48,7 @@ databases and files are removed.
 from __future__ import annotations
 
 import argparse
+import gzip
 import http.client
 import json
 import os
@@ -54,6 +64,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+from xml.etree import ElementTree
 from xml.sax.saxutils import quoteattr
 
 HERE = Path(__file__).resolve().parent
@@ -69,18 +81,31 @@ def log(msg: str) -> None:
 
 
 class FeedServer:
-    """bench/poll_server.py in a child process; stops when closed or when this process ends."""
+    """bench/poll_server.py in a child process; stops when closed or when this process ends.
 
-    def __init__(self, feeds: int, items: int, hosts: int, max_seconds: float) -> None:
+    `urls` lists every feed, `entries` how many entries they hold in all (what a first poll
+    must store)."""
+
+    def __init__(
+        self,
+        feeds: int,
+        items: int,
+        hosts: int,
+        max_seconds: float,
+        corpus: str | None = None,
+        summary_only: bool = False,
+    ) -> None:
+        source = (
+            ["--corpus", corpus] + (["--summary-only"] if summary_only else [])
+            if corpus
+            else ["--feeds", str(feeds), "--items", str(items)]
+        )
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "bench.poll_server",
-                "--feeds",
-                str(feeds),
-                "--items",
-                str(items),
+                *source,
                 "--hosts",
                 str(hosts),
                 "--max-seconds",
@@ -99,6 +124,8 @@ class FeedServer:
             raise SystemExit(f"feed server did not start (got {line!r})")
         self.info = json.loads(line[len("READY ") :])
         self.ports: list[int] = self.info["ports"]
+        self.urls = [self.url(i) for i in range(self.info["feeds"])]
+        self.entries: int = self.info["entries"]
 
     def url(self, index: int) -> str:
         return f"http://127.0.0.1:{self.ports[index % len(self.ports)]}/feeds/{index}.xml"
@@ -130,12 +157,143 @@ class FeedServer:
         self.close()
 
 
+# Runs SCRIPT ARGS... as `python SCRIPT ARGS...` would, and ends the process when its standard
+# input closes: a server script that has no such option still never outlives the benchmark,
+# even when the benchmark is killed and has no chance to stop it.
+_RUN_UNTIL_STDIN_CLOSES = """
+import os, runpy, sys, threading
+def watch():
+    try:
+        while sys.stdin.buffer.read(1):
+            pass
+    finally:
+        os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+sys.argv = sys.argv[1:]
+sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+class ScriptFeedServer:
+    """The evaluation harness's feed server script serving a corpus, with FeedServer's interface.
+
+    The script takes `CORPUS --dir D --ready-file F [--summary-only]`, writes the feed list to
+    D/feeds.opml and appends "METHOD PATH STATUS IF-NONE-MATCH IF-MODIFIED-SINCE" to
+    D/requests.log for every request: the request counts come from that log (it says
+    nothing of gzip or connections). Sizes and formats are taken from one fetch of every feed
+    before the runs, as served.
+    """
+
+    def __init__(self, script: str, corpus: str, summary_only: bool, workdir: Path, timeout: float) -> None:
+        self.dir = workdir / "feedserver"
+        self.dir.mkdir(parents=True)
+        ready = self.dir / "ready"
+        self.log_path = self.dir / "requests.log"
+        self._offset = 0  # lines of the request log that stats() no longer counts
+        started = time.monotonic()
+        with open(self.dir / "stderr", "wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _RUN_UNTIL_STDIN_CLOSES, script, corpus, "--dir", str(self.dir),
+                 "--ready-file", str(ready), *(["--summary-only"] if summary_only else [])],
+                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                message = (self.dir / "stderr").read_text(encoding="utf-8", errors="replace")
+                raise SystemExit(f"{script} did not start: {message.strip()[-1000:]}")
+            time.sleep(0.05)
+        self.urls: list[str] = [  # in the order of the OPML the script wrote
+            o.attrib["xmlUrl"]
+            for o in ElementTree.parse(self.dir / "feeds.opml").iter("outline")
+            if "xmlUrl" in o.attrib
+        ]
+        self.ports = sorted({urlsplit(u).port or 80 for u in self.urls})
+        with open(corpus, encoding="utf-8") as fh:
+            self.entries = sum(1 for line in fh if line.strip())  # the script serves every article
+        self.info = {"feeds": len(self.urls), "entries": self.entries, "corpus": corpus,
+                     "summary_only": summary_only, **self._survey()}
+        self.info["build_seconds"] = round(time.monotonic() - started, 2)
+        self.stats(reset=True)
+
+    def _survey(self) -> dict:
+        """Sizes, formats and full-text feeds of what is served: one gzip GET of every feed."""
+        formats = {"rss": 0, "atom": 0, "rdf": 0}
+        plain = gz = full = full_bytes = 0
+        conns: dict[tuple[str, int], http.client.HTTPConnection] = {}
+        for url in self.urls:
+            parts = urlsplit(url)
+            key = (parts.hostname or "127.0.0.1", parts.port or 80)
+            conn = conns.get(key) or conns.setdefault(key, http.client.HTTPConnection(*key, timeout=60))
+            conn.request("GET", parts.path, headers={"Accept-Encoding": "gzip"})
+            resp = conn.getresponse()
+            raw = resp.read()
+            body = gzip.decompress(raw) if resp.getheader("Content-Encoding") == "gzip" else raw
+            gz, plain = gz + len(raw), plain + len(body)
+            ctype = resp.getheader("Content-Type", "")
+            formats["atom" if "atom" in ctype else "rdf" if "rdf" in ctype else "rss"] += 1
+            if b"<content:encoded>" in body or b"<content " in body:
+                full, full_bytes = full + 1, full_bytes + len(body)
+        for c in conns.values():
+            c.close()
+        return {"bytes": plain, "gzip_bytes": gz, "formats": formats, "full_text_feeds": full,
+                "atom_feeds": formats["atom"], "mean_full_text_feed_bytes": round(full_bytes / max(1, full))}
+
+    def _log_lines(self) -> list[list[str]]:
+        """The request log once it stops growing: the script logs a request after its response."""
+        lines, deadline = None, time.monotonic() + 2
+        while True:
+            with open(self.log_path, encoding="utf-8", errors="replace") as fh:
+                now = [line.split() for line in fh if line.strip()]
+            if now == lines or time.monotonic() > deadline:
+                return now
+            lines = now
+            time.sleep(0.05)
+
+    def stats(self, reset: bool = False) -> dict:
+        lines = self._log_lines()
+        counted = lines[self._offset :]
+        if reset:
+            self._offset = len(lines)
+        status: dict[str, int] = {}
+        for f in counted:
+            status[f[2]] = status.get(f[2], 0) + 1
+        return {
+            "requests": len(counted),
+            "status": status,
+            "conditional": sum(1 for f in counted if f[3:5] != ["-", "-"]),
+        }
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                if self.proc.stdin:
+                    self.proc.stdin.close()
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(timeout=10)
+            except (subprocess.TimeoutExpired, OSError):
+                self.proc.kill()
+                self.proc.wait()
+        _kill_group(self.proc.pid)
+
+    def __enter__(self) -> ScriptFeedServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _kill_group(pgid: int) -> None:
     """Kill what is left of a process group this script started (its session leader's pid)."""
     try:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+AnyServer = FeedServer | ScriptFeedServer
 
 
 # --- measuring one child process ----------------------------------------------------------------
@@ -339,15 +497,15 @@ def monitor_env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
-def prepare_monitor(workdir: Path, server: FeedServer, args: argparse.Namespace) -> tuple[list[str], Path]:
+def prepare_monitor(workdir: Path, server: AnyServer, args: argparse.Namespace) -> tuple[list[str], Path]:
     """Config allowing the loopback ports, an OPML of the feeds, a fresh database with them imported."""
     config = workdir / "monitor.toml"
     hosts = ", ".join(f'"127.0.0.1:{p}"' for p in server.ports)
     config.write_text(f"[polling]\nallow_hosts = [{hosts}]\n", encoding="utf-8")
     opml = workdir / "feeds.opml"
     outlines = "\n".join(
-        f'    <outline type="rss" text="Outlet {i}" xmlUrl={quoteattr(server.url(i))}/>'
-        for i in range(args.feeds)
+        f'    <outline type="rss" text="Outlet {i}" xmlUrl={quoteattr(url)}/>'
+        for i, url in enumerate(server.urls)
     )
     opml.write_text(
         f'<?xml version="1.0" encoding="utf-8"?>\n<opml version="2.0"><head><title>bench</title></head>'
@@ -363,13 +521,13 @@ def prepare_monitor(workdir: Path, server: FeedServer, args: argparse.Namespace)
         text=True,
         timeout=args.timeout,
     )
-    if done.returncode != 0 or f"added {args.feeds}," not in done.stdout:
+    if done.returncode != 0 or f"added {len(server.urls)}," not in done.stdout:
         raise SystemExit(f"monitor feeds import failed ({done.returncode}): {done.stdout}{done.stderr}")
     return base, config
 
 
 def measure_monitor(
-    rep: int, workdir: Path, server: FeedServer, args: argparse.Namespace
+    rep: int, workdir: Path, server: AnyServer, args: argparse.Namespace
 ) -> list[Measurement]:
     base, _ = prepare_monitor(workdir, server, args)
 
@@ -384,14 +542,14 @@ def measure_monitor(
 
 
 def measure_reader(
-    rep: int, workdir: Path, server: FeedServer, args: argparse.Namespace
+    rep: int, workdir: Path, server: AnyServer, args: argparse.Namespace
 ) -> list[Measurement]:
     urls = workdir / "urls.txt"
-    urls.write_text("\n".join(server.url(i) for i in range(args.feeds)) + "\n", encoding="utf-8")
+    urls.write_text("\n".join(server.urls) + "\n", encoding="utf-8")
     db = workdir / "reader.sqlite"
 
     def counts(report: dict, run: Run) -> dict:
-        return dict(seconds=report.get("seconds", run.wall), feeds=args.feeds,
+        return dict(seconds=report.get("seconds", run.wall), feeds=len(server.urls),
                     new_entries=report.get("new_entries", 0), ok=report.get("ok", 0),
                     not_modified=report.get("not_modified", 0), failed=report.get("error", 0))
 
@@ -402,7 +560,7 @@ def measure_reader(
         report_of=lambda out: json.loads(out.strip().splitlines()[-1]), counts=counts)
 
 
-def measure_phases(tool: str, rep: int, workdir: Path, server: FeedServer, args: argparse.Namespace, *,
+def measure_phases(tool: str, rep: int, workdir: Path, server: AnyServer, args: argparse.Namespace, *,
                    env: dict, command, report_of, counts) -> list[Measurement]:
     """The first (all 200) and second (all 304) run of one tool, each checked against the server."""
     results = []
@@ -432,18 +590,19 @@ def measure_phases(tool: str, rep: int, workdir: Path, server: FeedServer, args:
         )
         if run.returncode != 0 or not report:
             m.problems.append(f"exit {run.returncode}: {(run.stderr or run.stdout).strip()[-500:]}")
-        check(m, args)
+        check(m, len(server.urls), server.entries)
         results.append(m)
     return results
 
 
-def check(m: Measurement, args: argparse.Namespace) -> None:
-    """Both tools must have done the same work, by their own counts and by the server's."""
-    n, status = args.feeds, m.server.get("status", {})
+def check(m: Measurement, n: int, entries: int) -> None:
+    """Both tools must have done the same work, by their own counts and by the server's:
+    n feeds fetched and all their entries stored, then n answered 304."""
+    status = m.server.get("status", {})
     if m.phase == "first":
         want = {
             "ok": (m.ok, n),
-            "new entries": (m.new_entries, n * args.items),
+            "new entries": (m.new_entries, entries),
             "server 200s": (status.get("200", 0), n),
         }
     else:
@@ -462,21 +621,22 @@ def check(m: Measurement, args: argparse.Namespace) -> None:
 # --- the transport floor -------------------------------------------------------------------------
 
 
-def transport_floor(server: FeedServer, feeds: int, connections: int = 4) -> dict[str, float]:
+def transport_floor(server: AnyServer, feeds: int, connections: int = 4) -> dict[str, float]:
     """Bare http.client GETs of every feed over keep-alive connections: what the server alone costs."""
 
     def fetch(indices: list[int], conditional: dict[int, str]) -> dict[int, str]:
         conns: dict[int, http.client.HTTPConnection] = {}
         etags = {}
         for i in indices:
-            port = server.ports[i % len(server.ports)]
+            url = urlsplit(server.urls[i])
+            port = url.port or 80
             conn = conns.get(port) or conns.setdefault(
                 port, http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             )
             headers = {"Accept-Encoding": "gzip"}
             if i in conditional:
                 headers["If-None-Match"] = conditional[i]
-            conn.request("GET", f"/feeds/{i}.xml", headers=headers)
+            conn.request("GET", url.path, headers=headers)
             resp = conn.getresponse()
             resp.read()
             etags[i] = resp.getheader("ETag", "")
@@ -555,7 +715,7 @@ def summarize(measurements: list[Measurement]) -> dict:
 
 
 TARGETS = {
-    "reader_first / monitor_first": (1.5, ">= 1.5x (aim 3x)"),
+    "reader_first / monitor_first": (2.0, ">= 2x (aim 3x)"),
     "monitor_first / monitor_second": (5.0, ">= 5x"),
 }
 
@@ -569,8 +729,7 @@ def markdown(summary: dict, meta: dict) -> str:
         "reader_second": f"reader {meta['reader_version']}, second update (304s)",
     }
     lines = [
-        f"{meta['feeds']} feeds x {meta['items']} items ({meta['full_text_feeds']} with full text, "
-        f"{meta['corpus_mb']:.1f} MB, {meta['corpus_gzip_mb']:.1f} MB gzipped), loopback, "
+        f"{_served(meta)}, loopback, "
         f"{meta['cpus']} cores, Python {meta['python']}; median of {meta['repeat']} runs (min-max).",
         "",
         "| run | wall s | CPU s | feeds/s | new entries/s | peak RSS MiB | peak tree PSS MiB |",
@@ -641,11 +800,32 @@ def markdown(summary: dict, meta: dict) -> str:
     return "\n".join(lines)
 
 
+def _served(meta: dict) -> str:
+    """What the feeds were: the generated set, or a corpus with its formats and sizes."""
+    sizes = f"{meta['corpus_mb']:.1f} MB, {meta['corpus_gzip_mb']:.1f} MB gzipped"
+    if not meta.get("corpus"):
+        full = meta["full_text_feeds"]
+        return f"{meta['feeds']} feeds x {meta['items']} items ({full} with full text, {sizes})"
+    f = meta["formats"]
+    text = "summary only" if meta["summary_only"] else f"full text in {meta['full_text_feeds']} feeds"
+    return (
+        f"corpus {Path(meta['corpus']).name}: {meta['feeds']} feeds, one per outlet ({f['rss']} RSS 2.0, "
+        f"{f['atom']} Atom 1.0, {f['rdf']} RSS 1.0/RDF), {meta['entries']:,} entries, {text} ({sizes}), "
+        f"served by {meta['feedserver'] or 'bench/poll_server.py'}"
+    )
+
+
 def command_line(args: argparse.Namespace) -> str:
+    source = (
+        [f"--corpus {args.corpus}"]
+        + (["--summary-only"] if args.summary_only else [])
+        + ([f"--feedserver {args.feedserver}"] if args.feedserver else [])
+        if args.corpus
+        else [f"--feeds {args.feeds}", f"--items {args.items}"]
+    )
     parts = [
         "python -m bench.poll",
-        f"--feeds {args.feeds}",
-        f"--items {args.items}",
+        *source,
         f"--repeat {args.repeat}",
         f"--workers {args.workers}",
     ]
@@ -686,12 +866,35 @@ def _git_describe() -> str:
         return "?"
 
 
+def _server(args: argparse.Namespace, tmp: Path, runs: int) -> AnyServer:
+    """The feed server the options ask for; it lives at most as long as every run may take."""
+    if args.feedserver:
+        return ScriptFeedServer(args.feedserver, args.corpus, args.summary_only, tmp, args.timeout)
+    return FeedServer(args.feeds, args.items, args.hosts, args.timeout * runs + 600, args.corpus,
+                      args.summary_only)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--feeds", type=int, default=1000)
-    ap.add_argument("--items", type=int, default=20, help="items per feed")
+    ap.add_argument("--feeds", type=int, help="generated feeds (default 1000)")
+    ap.add_argument("--items", type=int, help="items per generated feed (default 20)")
+    ap.add_argument(
+        "--corpus",
+        metavar="FILE",
+        help="serve this corpus (JSON lines: id, outlet, outlet_url, title, summary, content, link, "
+        "published) instead of generated feeds, one feed per outlet",
+    )
+    ap.add_argument(
+        "--summary-only", action="store_true", help="with --corpus: no full text, titles and descriptions"
+    )
+    ap.add_argument(
+        "--feedserver",
+        metavar="SCRIPT",
+        help="with --corpus: serve it with this feed server script (the evaluation harness's "
+        "feedserver.py) instead of bench/poll_server.py",
+    )
     ap.add_argument("--repeat", type=int, default=3, help="repetitions (medians are reported)")
     ap.add_argument("--workers", type=int, default=8, help="reader's update_feeds(workers=...)")
     ap.add_argument(
@@ -728,6 +931,17 @@ def main() -> None:
         print()
         print(markdown(summarize(runs), meta))
         return
+    if args.corpus:
+        if args.feeds is not None or args.items is not None:
+            ap.error("--feeds and --items are for generated feeds: a corpus has its own")
+        if args.feedserver and args.hosts != 1:
+            ap.error("--hosts is for bench/poll_server.py: a --feedserver script listens on one port")
+        if not os.path.isfile(args.corpus):
+            ap.error(f"--corpus {args.corpus}: no such file")
+    elif args.summary_only or args.feedserver:
+        ap.error("--summary-only and --feedserver need --corpus")
+    args.feeds = 1000 if args.feeds is None else args.feeds
+    args.items = 20 if args.items is None else args.items
     if min(args.feeds, args.items, args.repeat, args.workers, args.hosts) < 1:
         ap.error("--feeds, --items, --repeat, --workers and --hosts must be at least 1")
     if not args.no_reader:
@@ -744,6 +958,9 @@ def main() -> None:
         "command": command_line(args),
         "feeds": args.feeds,
         "items": args.items,
+        "corpus": args.corpus,
+        "summary_only": args.summary_only,
+        "feedserver": args.feedserver,
         "repeat": args.repeat,
         "workers": args.workers,
         "hosts": args.hosts,
@@ -761,14 +978,18 @@ def main() -> None:
     meta["monitor_version"] = meta["monitor_version"][0]
     measurements: list[Measurement] = []
     started = time.monotonic()
-    log(f"generating {args.feeds} feeds x {args.items} items ...")
+    log(
+        f"serving {args.corpus}{' (summary only)' if args.summary_only else ''} ..."
+        if args.corpus
+        else f"generating {args.feeds} feeds x {args.items} items ..."
+    )
     runs = args.repeat * (2 if args.no_reader else 4) + 2
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-poll-") as tmp,
-        FeedServer(args.feeds, args.items, args.hosts, args.timeout * runs + 600) as server,
-    ):
+    with tempfile.TemporaryDirectory(prefix="bench-poll-") as tmp, _server(args, Path(tmp), runs) as server:
         info = server.info
         meta.update(
+            feeds=len(server.urls),
+            entries=server.entries,
+            formats=info.get("formats"),
             corpus_mb=info["bytes"] / 1e6,
             corpus_gzip_mb=info["gzip_bytes"] / 1e6,
             full_text_feeds=info["full_text_feeds"],
@@ -777,11 +998,12 @@ def main() -> None:
             ports=server.ports,
         )
         log(
-            f"serving on 127.0.0.1:{','.join(map(str, server.ports))} ({info['bytes'] / 1e6:.1f} MB, "
+            f"serving {len(server.urls)} feeds, {server.entries} entries on "
+            f"127.0.0.1:{','.join(map(str, server.ports))} ({info['bytes'] / 1e6:.1f} MB, "
             f"built in {info['build_seconds']} s)"
         )
         if not args.no_floor:
-            meta["transport_floor"] = transport_floor(server, args.feeds)
+            meta["transport_floor"] = transport_floor(server, len(server.urls))
             log(
                 f"transport floor: {meta['transport_floor']['200']:.2f} s (200s), "
                 f"{meta['transport_floor']['304']:.2f} s (304s)"

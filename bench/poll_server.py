@@ -1,12 +1,22 @@
 #!/usr/bin/env python3
-"""Generated news feeds served over HTTP on 127.0.0.1, for bench/poll.py.
+"""News feeds served over HTTP on 127.0.0.1, for bench/poll.py: generated, or from a corpus file.
 
     python -m bench.poll_server --feeds 1000 --items 20 [--hosts 1] [--seed 1]
+    python -m bench.poll_server --corpus FILE [--summary-only] [--hosts 1]
 
 Builds `--feeds` feed documents in memory (deterministic for a given seed), then serves
 them from `--hosts` ThreadingHTTPServers on 127.0.0.1 (one port each: the fetchers see one
 host per port, so their per-host limits behave as they do with many publishers). Prints
 one line `READY {json}` with the ports and the corpus figures on stdout once it listens.
+
+With `--corpus`, the feeds come from a file of articles in the evaluation schema (JSON
+lines: id, outlet, outlet_url, title, summary, content, link, published; content may be
+missing) instead: one feed per outlet, the outlets in sorted order rotating through RSS 2.0,
+Atom 1.0 and RSS 1.0 (RDF), items newest first, the full text as content:encoded or Atom
+content unless `--summary-only`, Last-Modified the newest item's time. The documents are
+those the evaluation harness's feed server renders, so a bench run parses the same bytes
+as an evaluation run; only the paths differ (`/feeds/N.xml`, N the outlet's place in the
+sorted order, for every mode).
 
 Like a publisher's server it answers If-None-Match (else If-Modified-Since) with 304,
 sends ETag and Last-Modified, and gzips when the request's Accept-Encoding allows it.
@@ -25,14 +35,15 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
 
 # --- the corpus ----------------------------------------------------------------------------
 #
@@ -336,6 +347,181 @@ def feed_path(index: int) -> str:
     return f"/feeds/{index}.xml"
 
 
+# --- a corpus of real articles ---------------------------------------------------------------
+#
+# One feed per outlet in the three formats news sites publish, rendered as the evaluation
+# harness's feed server renders them (same elements, same escaping, same item order), so
+# that what a bench run parses is what an evaluation run parses.
+
+FORMATS = ("rss", "atom", "rdf")
+CONTENT_TYPES = {
+    "rss": "application/rss+xml; charset=utf-8",
+    "atom": "application/atom+xml; charset=utf-8",
+    "rdf": "application/rdf+xml; charset=utf-8",
+}
+OLDEST = datetime(2000, 1, 1, tzinfo=UTC)  # Last-Modified of a feed with no items
+
+
+def load_articles(path: str) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def parse_time(value: str) -> datetime:
+    """ISO 8601 with an offset, `Z`, or none (taken as UTC), or a date alone (midnight UTC)."""
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "outlet"
+
+
+def _render_rss(outlet: str, home: str, items: list[dict]) -> str:
+    out = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        '<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/">',
+        "<channel>",
+        f"<title>{escape(outlet)}</title>",
+        f"<link>{escape(home)}</link>",
+        f"<description>{escape(outlet)} news</description>",
+    ]
+    for it in items:
+        out.append("<item>")
+        out.append(f"<title>{escape(it['title'])}</title>")
+        out.append(f"<link>{escape(it['link'])}</link>")
+        out.append(f'<guid isPermaLink="false">{escape(it["id"])}</guid>')
+        out.append(f"<pubDate>{email.utils.format_datetime(parse_time(it['published']))}</pubDate>")
+        out.append(f"<description>{escape(it.get('summary') or '')}</description>")
+        if it.get("content"):
+            out.append(f"<content:encoded>{escape(it['content'])}</content:encoded>")
+        out.append("</item>")
+    out += ["</channel>", "</rss>"]
+    return "\n".join(out)
+
+
+def _render_atom(outlet: str, home: str, items: list[dict]) -> str:
+    updated = max((parse_time(i["published"]) for i in items), default=datetime.now(UTC))
+    out = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        '<feed xmlns="http://www.w3.org/2005/Atom">',
+        f"<title>{escape(outlet)}</title>",
+        f"<link href={quoteattr(home)}/>",
+        f"<id>{escape(home)}/</id>",
+        f"<updated>{updated.isoformat()}</updated>",
+    ]
+    for it in items:
+        out.append("<entry>")
+        out.append(f"<title>{escape(it['title'])}</title>")
+        out.append(f'<link rel="alternate" href={quoteattr(it["link"])}/>')
+        out.append(f"<id>{escape(it['id'])}</id>")
+        t = parse_time(it["published"]).isoformat()
+        out.append(f"<published>{t}</published><updated>{t}</updated>")
+        out.append(f'<summary type="html">{escape(it.get("summary") or "")}</summary>')
+        if it.get("content"):
+            out.append(f'<content type="html">{escape(it["content"])}</content>')
+        out.append("</entry>")
+    out.append("</feed>")
+    return "\n".join(out)
+
+
+def _render_rdf(outlet: str, home: str, items: list[dict]) -> str:
+    out = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+        'xmlns="http://purl.org/rss/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        'xmlns:content="http://purl.org/rss/1.0/modules/content/">',
+        f"<channel rdf:about={quoteattr(home)}>",
+        f"<title>{escape(outlet)}</title>",
+        f"<link>{escape(home)}</link>",
+        f"<description>{escape(outlet)} news</description>",
+        "<items><rdf:Seq>",
+    ]
+    out += [f"<rdf:li rdf:resource={quoteattr(it['id'])}/>" for it in items]
+    out += ["</rdf:Seq></items>", "</channel>"]
+    for it in items:
+        out.append(f"<item rdf:about={quoteattr(it['id'])}>")
+        out.append(f"<title>{escape(it['title'])}</title>")
+        out.append(f"<link>{escape(it['link'])}</link>")
+        out.append(f"<dc:date>{parse_time(it['published']).isoformat()}</dc:date>")
+        out.append(f"<description>{escape(it.get('summary') or '')}</description>")
+        if it.get("content"):
+            out.append(f"<content:encoded>{escape(it['content'])}</content:encoded>")
+        out.append("</item>")
+    out.append("</rdf:RDF>")
+    return "\n".join(out)
+
+
+RENDER = {"rss": _render_rss, "atom": _render_atom, "rdf": _render_rdf}
+
+
+@dataclass(frozen=True)
+class CorpusFeed:
+    outlet: str
+    format: str  # rss | atom | rdf
+    body: bytes
+    entries: int
+    full_text: bool  # at least one item carries content
+    newest: datetime
+
+
+def render_corpus(articles: list[dict], summary_only: bool = False) -> list[CorpusFeed]:
+    """One feed per outlet, outlets sorted by name and formats in turn; items newest first."""
+    by_outlet: dict[str, list[dict]] = {}
+    homes: dict[str, str] = {}
+    for art in articles:
+        homes.setdefault(art["outlet"], art.get("outlet_url") or "")
+        by_outlet.setdefault(art["outlet"], []).append(art)
+    feeds, used = [], set()
+    for n, outlet in enumerate(sorted(by_outlet)):
+        fmt = FORMATS[n % len(FORMATS)]
+        name, base, k = _slug(outlet), _slug(outlet), 2
+        while name in used:  # the placeholder home page of an outlet without one stays unique
+            name, k = f"{base}-{k}", k + 1
+        used.add(name)
+        items = sorted(by_outlet[outlet], key=lambda a: parse_time(a["published"]), reverse=True)
+        if summary_only:
+            items = [{k: v for k, v in a.items() if k != "content"} for a in items]
+        body = RENDER[fmt](outlet, homes[outlet] or f"https://{name}.example", items).encode("utf-8")
+        feeds.append(
+            CorpusFeed(
+                outlet=outlet,
+                format=fmt,
+                body=body,
+                entries=len(items),
+                full_text=any(a.get("content") for a in items),
+                newest=max((parse_time(a["published"]) for a in items), default=OLDEST),
+            )
+        )
+    return feeds
+
+
+def build_corpus_docs(path: str, summary_only: bool = False) -> tuple[dict[str, Doc], dict]:
+    """The documents of a corpus file by path, and its figures for the READY line."""
+    feeds = render_corpus(load_articles(path), summary_only)
+    docs = {}
+    for i, f in enumerate(feeds):
+        docs[feed_path(i)] = Doc(
+            body=f.body,
+            gz=gzip.compress(f.body, compresslevel=6, mtime=0),
+            etag='"' + hashlib.sha1(f.body).hexdigest()[:16] + '"',
+            last_modified=email.utils.format_datetime(f.newest.astimezone(UTC), usegmt=True),
+            modified=f.newest,
+            ctype=CONTENT_TYPES[f.format],
+        )
+    full = [f for f in feeds if f.full_text]
+    info = {
+        "corpus": path,
+        "summary_only": summary_only,
+        "entries": sum(f.entries for f in feeds),
+        "formats": {fmt: sum(1 for f in feeds if f.format == fmt) for fmt in FORMATS},
+        "full_text_feeds": len(full),
+        "atom_feeds": sum(1 for f in feeds if f.format == "atom"),
+        "mean_full_text_feed_bytes": round(sum(len(f.body) for f in full) / max(1, len(full))),
+    }
+    return docs, info
+
+
 # --- the server ----------------------------------------------------------------------------
 
 
@@ -454,9 +640,29 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 256  # 20+ clients connecting at once must not hit a full backlog
 
 
-def serve(feeds: int, items: int, hosts: int, seed: int, max_seconds: float, watch_stdin: bool) -> None:
+def serve(
+    feeds: int,
+    items: int,
+    hosts: int,
+    seed: int,
+    max_seconds: float,
+    watch_stdin: bool,
+    corpus: str | None = None,
+    summary_only: bool = False,
+) -> None:
     started = time.monotonic()
-    docs = build_corpus(feeds, items, seed)
+    if corpus:
+        docs, figures = build_corpus_docs(corpus, summary_only)
+        feeds, items = len(docs), 0  # items per feed vary: see "entries"
+    else:
+        docs = build_corpus(feeds, items, seed)
+        full = [d for i, d in enumerate(docs.values()) if i % 3 == 0]
+        figures = {
+            "entries": feeds * items,
+            "full_text_feeds": len(full),
+            "atom_feeds": sum(1 for i in range(feeds) if i % 5 == 4),
+            "mean_full_text_feed_bytes": round(sum(len(d.body) for d in full) / max(1, len(full))),
+        }
     stats = Stats()
     handler = make_handler(docs, stats)
     servers = [Server(("127.0.0.1", 0), handler) for _ in range(max(1, hosts))]
@@ -480,19 +686,15 @@ def serve(feeds: int, items: int, hosts: int, seed: int, max_seconds: float, wat
         threading.Thread(target=watch, daemon=True).start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    body_bytes = sum(len(d.body) for d in docs.values())
-    full = [d for i, d in enumerate(docs.values()) if i % 3 == 0]
     info = {
         "ports": ports,
         "pid": os.getpid(),
         "feeds": feeds,
         "items": items,
         "seed": seed,
-        "bytes": body_bytes,
+        "bytes": sum(len(d.body) for d in docs.values()),
         "gzip_bytes": sum(len(d.gz) for d in docs.values()),
-        "full_text_feeds": len(full),
-        "atom_feeds": sum(1 for i in range(feeds) if i % 5 == 4),
-        "mean_full_text_feed_bytes": round(sum(len(d.body) for d in full) / max(1, len(full))),
+        **figures,
         "build_seconds": round(time.monotonic() - started, 2),
     }
     print("READY " + json.dumps(info), flush=True)
@@ -512,8 +714,27 @@ def main() -> None:
     ap.add_argument(
         "--watch-stdin", action="store_true", help="stop when standard input closes (the parent ended)"
     )
+    ap.add_argument(
+        "--corpus",
+        metavar="FILE",
+        help="serve this corpus (JSON lines, evaluation schema): one feed per outlet",
+    )
+    ap.add_argument(
+        "--summary-only", action="store_true", help="with --corpus: titles and descriptions, no full text"
+    )
     args = ap.parse_args()
-    serve(args.feeds, args.items, args.hosts, args.seed, args.max_seconds, args.watch_stdin)
+    if args.summary_only and not args.corpus:
+        ap.error("--summary-only needs --corpus")
+    serve(
+        args.feeds,
+        args.items,
+        args.hosts,
+        args.seed,
+        args.max_seconds,
+        args.watch_stdin,
+        corpus=args.corpus,
+        summary_only=args.summary_only,
+    )
 
 
 if __name__ == "__main__":
