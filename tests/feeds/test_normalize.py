@@ -5,13 +5,13 @@ import gc
 import re
 import time
 from collections.abc import Callable
+from html import unescape
 from html.parser import HTMLParser
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.feeds import normalize
 from monitor.feeds.normalize import (
     canonical_url,
     clean_headline,
@@ -102,6 +102,7 @@ def test_safe_url(url: str, expected: str | None) -> None:
         ("nul\x00byte", "nulbyte"),
         ("plain text, no tags", "plain text, no tags"),
         ("<iframe src='http://x'>inside</iframe>after", "after"),
+        ("zero&#8203;width&#x81; &#13; refs", "zerowidth\nrefs"),  # references decode to what is cleaned
         ("", ""),
     ],
 )
@@ -170,6 +171,8 @@ def test_clean_headline(title: str, outlet: str | None, expected: str) -> None:
         ("<div>unclosed <em>tags", "<div>unclosed <em>tags</em></div>"),
         ("stray </p></div> closers", "stray  closers"),
         ("1 &lt; 2 &amp; 3 &gt; 0", "1 &lt; 2 &amp; 3 &gt; 0"),
+        ("plain > text", "plain &gt; text"),
+        ("x&#13;y&#x81;z", "x\nyz"),  # a reference to CR or a C1 control is cleaned like the literal
         ("<p style=\"color:red\" class=\"x\" id=\"y\">s</p>", "<p>s</p>"),
         ("<td colspan=\"2\" rowspan=\"x\">c</td>", "<td colspan=\"2\">c</td>"),
         ("<!-- <script>alert(1)</script> -->ok", "ok"),
@@ -323,7 +326,28 @@ def test_property_sanitizer_output_is_safe(markup: str, max_len: int | None) -> 
     assert sanitize_html(out) == out  # stable: sanitising twice changes nothing
 
 
-@given(st.text(alphabet=st.sampled_from(" \t\n\r\x0b\x0c\x1c\x85\xa0\u2003\u2028\u3000\u200bab."), max_size=30))
-def test_inline_space_runs_collapse_as_the_plain_expression_would(text):
-    # the faster expression skips lone spaces; the result must be exactly the plain one's
-    assert normalize._INLINE_SPACE.sub(" ", text) == re.sub(r"[^\S\n]+", " ", text)
+PLAIN = st.lists(st.sampled_from([
+    " ", "\t", "\n", "\r", "\x0b", "\x0c", "\x1c", "\x85", "\xa0", "\u2003", "\u2028", "\u3000",
+    "\u200b", "\ufeff", "\x00", "\ud800", "a", "b.",
+    "&amp;", "&#13;", "&#10", "&#x81;", "&#8203;", "&#x2028;", "&", "&#",
+]), max_size=30).map("".join)
+
+
+def plain_text_reference(text: str) -> str:
+    """html_to_text of markup-free text, step by step as the docstrings describe it, in plain regexes."""
+    def clean(value: str) -> str:
+        value = re.sub("[\ud800-\udfff]", "\ufffd", value).replace("\r\n", "\n").replace("\r", "\n")
+        return re.sub("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]", "", value)
+    value = clean(unescape(clean(text)))
+    value = re.sub("[\u200b-\u200d\u2060\ufeff]", "", value)
+    value = re.sub(r"[^\S\n]+", " ", value)
+    return re.sub(r" ?\n\s*", "\n", value).strip()
+
+
+@settings(max_examples=300)
+@given(PLAIN)
+def test_text_without_markup_is_cleaned_and_collapsed_as_the_plain_expressions_would(text: str) -> None:
+    """White space, zero-width characters and references that decode to controls, with no tag around."""
+    out, extracted = sanitize_html_with_text(text)
+    assert extracted == plain_text_reference(text) == html_to_text(text)
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]", out)
