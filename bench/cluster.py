@@ -26,6 +26,10 @@ times, each copy shifted past the follow-up window and given new entry ids, for 
 (the scores then count each copy's events apart). The corpus is one clustering run
 (`--chunk` still splits it), as a first poll of those feeds would be.
 
+`--decisions FILE` writes each entry's cluster (merges applied) and `--against FILE`
+compares a run with such a file entry by entry: a speed change must not change a
+decision (run it before the change with `--decisions`, after it with `--against`).
+
 Prints entries/s, per-entry latency p50/p95/p99, peak RSS, the window's size, and pairwise
 P/R/F1 against the generator's events (a sanity check, not a quality measure). The naive
 baseline (score the entry against every entry in the window, same decision rule) runs on
@@ -250,7 +254,8 @@ class _Workers:
 
 
 def run_size(size: int, per_day: int, baseline: int, workers: int | None, chunk: int,
-             source: CorpusStream | None = None) -> dict:
+             source: CorpusStream | None = None, decisions: str | None = None,
+             against: str | None = None) -> dict:
     config = ClusterConfig()
     cl = Clusterer(config)
     # per-entry bookkeeping in compact arrays, so that peak RSS is the clusterer's, not ours
@@ -305,6 +310,19 @@ def run_size(size: int, per_day: int, baseline: int, workers: int | None, chunk:
             c = merged_into[c]
         return c
 
+    checked = {}
+    if decisions or against:  # each entry's cluster, merges applied, to compare runs entry by entry
+        final_ids = [final(p) for p in pred]
+        if decisions:
+            with open(decisions, "w", encoding="utf-8") as fh:
+                fh.writelines(json.dumps({"entry": i + 1, "cluster": c}) + "\n" for i, c in enumerate(final_ids))
+        if against:
+            with open(against, encoding="utf-8") as fh:
+                before = {r["entry"]: r["cluster"] for r in map(json.loads, fh)}
+            differ = [i + 1 for i, c in enumerate(final_ids) if before.get(i + 1) != c]
+            checked = {"against": against, "compared": len(final_ids), "differ": len(differ),
+                       "missing": len(before.keys() - set(range(1, len(final_ids) + 1))),
+                       "first_differing": differ[0] if differ else None}
     lat = sorted(lat)
     pct = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1e3  # noqa: E731
     q = score({str(i): str(g) for i, g in enumerate(gold)},
@@ -316,7 +334,7 @@ def run_size(size: int, per_day: int, baseline: int, workers: int | None, chunk:
            "load": max(load_before, os.getloadavg()[0]),
            "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
            "peak_rss_mb": peak_rss_mb, "window_entries": window_entries, "window_clusters": window_clusters,
-           "pair_p": q["pair_p"], "pair_r": q["pair_r"], "pair_f1": q["pair_f1"]}
+           "pair_p": q["pair_p"], "pair_r": q["pair_r"], "pair_f1": q["pair_f1"], "checked": checked}
     if baseline and source is None:
         n = min(baseline, size)
         window: deque = deque()
@@ -354,11 +372,14 @@ def main(argv=None) -> int:
     ap.add_argument("--corpus", help="cluster this corpus (evaluation schema, JSON lines), not a generated stream")
     ap.add_argument("--summary-only", action="store_true", help="with --corpus: titles and summaries only")
     ap.add_argument("--copies", type=int, default=1, help="with --corpus: play it this many times")
+    ap.add_argument("--decisions", help="write each entry's cluster (merges applied) to this file, JSON lines")
+    ap.add_argument("--against", help="compare each entry's cluster with a --decisions file of an earlier run")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     source = CorpusStream(args.corpus, args.summary_only, args.copies) if args.corpus else None
     if args.one:
-        print(json.dumps(run_size(args.one, args.per_day, args.baseline, args.workers, args.chunk, source)))
+        print(json.dumps(run_size(args.one, args.per_day, args.baseline, args.workers, args.chunk, source,
+                                  args.decisions, args.against)))
         return 0
     if source is not None:
         sizes = [source.size]
@@ -372,6 +393,10 @@ def main(argv=None) -> int:
         label = "synthetic pair P/R/F1"
     corpus_args = ["--corpus", args.corpus, "--copies", str(args.copies)] if args.corpus else []
     corpus_args += ["--summary-only"] if args.summary_only else []
+    if (args.decisions or args.against) and len(sizes) > 1:
+        ap.error("--decisions and --against take one size (or a corpus)")
+    corpus_args += ["--decisions", args.decisions] if args.decisions else []
+    corpus_args += ["--against", args.against] if args.against else []
     for size in sizes:
         baseline = args.baseline if size == sizes[0] and source is None else 0
         res = subprocess.run([sys.executable, "-m", "bench.cluster", "--one", str(size),
@@ -389,6 +414,12 @@ def main(argv=None) -> int:
               f"(the weighing worker {r['reader_rss_mb']:.0f} MB)  "
               f"window {r['window_entries']} entries/{r['window_clusters']} clusters  "
               f"{label} {r['pair_p']:.3f}/{r['pair_r']:.3f}/{r['pair_f1']:.3f}")
+        c = r["checked"]
+        if c:
+            print(f"{'':>9}  decisions against {c['against']}: "
+                  + ("identical, entry by entry" if not c["differ"] and not c["missing"] else
+                     f"{c['differ']} of {c['compared']} entries in another cluster (first: entry "
+                     f"{c['first_differing']}), {c['missing']} entries of that run missing here"))
         if "baseline_entries" in r:
             print(f"{'':>9}  naive baseline (every window entry) on the first {r['baseline_entries']:,}: "
                   f"{r['baseline_entries_per_s']:.0f} entries/s vs indexed "

@@ -47,7 +47,8 @@ def test_cluster() -> None:
 
 
 def test_cluster_corpus(tmp_path: Path) -> None:
-    """bench.cluster --corpus clusters a corpus in the evaluation schema, each copy one entry an article."""
+    """bench.cluster --corpus clusters a corpus in the evaluation schema, each copy one entry an
+    article; --decisions and --against compare two runs' clusters entry by entry."""
     corpus = tmp_path / "tiny.jsonl"
     corpus.write_text("".join(json.dumps({**a, "event": a["id"][0]}) + "\n" for a in TINY_CORPUS), encoding="utf-8")
     for extra in ((), ("--summary-only",)):
@@ -55,6 +56,16 @@ def test_cluster_corpus(tmp_path: Path) -> None:
         assert_labels(out, f"corpus: {corpus}{' (summary only)' if extra else ''}, 5 articles x 2, 3 outlets",
                       "       10 entries:", "entries/s", "weighing worker", "per entry p50", "peak RSS",
                       "pair P/R/F1 against its events")
+    decisions = tmp_path / "decisions.jsonl"
+    bench("cluster", "--corpus", str(corpus), "--copies", "2", "--decisions", str(decisions))
+    rows = [json.loads(line) for line in decisions.read_text().splitlines()]
+    assert [r["entry"] for r in rows] == list(range(1, 11))
+    out = bench("cluster", "--corpus", str(corpus), "--copies", "2", "--against", str(decisions)).stdout
+    assert_labels(out, f"decisions against {decisions}: identical, entry by entry")
+    rows[3]["cluster"] += 1000  # another run that put the fourth entry elsewhere
+    decisions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = bench("cluster", "--corpus", str(corpus), "--copies", "2", "--against", str(decisions)).stdout
+    assert_labels(out, "1 of 10 entries in another cluster (first: entry 4), 0 entries of that run missing here")
 
 
 def test_cluster_dev() -> None:
