@@ -10,6 +10,12 @@ Features come back in the entries' order, memory stays bounded however many entr
 clustered (a recluster of the whole store), and when the run ends the worker's statistics
 are handed back, so the clusterer continues exactly as if it had weighed every entry itself.
 
+Reading an entry (its sentences, tokens, terms) is pure and most of the weighing of a long
+page, which then costs several times the decision: this process would wait for the
+worker. So when it waits, it reads part of each next batch itself, more the longer it
+waits, and passes the readings on with the entries (the worker weighs them as if it had
+read them); when the worker waits instead, it reads less.
+
 The statistics (megabytes of counts) are costly to pass: after a run they come back as
 bytes and are unpickled only when this process needs them (`Weigher.hand_over`), while
 the worker stays, holding the same statistics, for the next large run (a recluster, or a
@@ -28,6 +34,7 @@ import logging
 import os
 import pickle
 import signal
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from multiprocessing.connection import Connection
@@ -38,6 +45,7 @@ from monitor.feeds.parsepool import FORKSERVER_PRELOAD, default_context, start_c
 from monitor.logs import event, get_logger
 from monitor.types import ClusterDoc
 
+from .reading import read
 from .similarity import DocFeatures
 from .weighing import Holder, Weigher
 
@@ -45,6 +53,12 @@ log = get_logger("cluster")
 
 MIN_PARALLEL = 2000  # entries: below this, weighing here is faster than starting a worker
 BATCH = 250  # entries per message: large enough that passing them costs little per entry
+# This process reads part of each batch itself when it waits for the worker more than WAIT
+# seconds a batch: SHARE_STEP more for the next batch, up to MAX_SHARE (a reading costs
+# about a sixth of its making to pass on, so it pays for long texts only).
+WAIT = 0.002
+SHARE_STEP = 0.1
+MAX_SHARE = 0.8
 
 T = TypeVar("T")
 _EMPTY: frozenset[str] = frozenset()
@@ -71,6 +85,23 @@ def _fields(doc: ClusterDoc) -> tuple:
     return doc.entry_id, doc.feed_id, doc.outlet, doc.title, doc.text, doc.published
 
 
+def _payload(docs: list[ClusterDoc], share: float) -> bytes | None:
+    """A batch for the worker, the first `share` of its entries read here (see weigh_ahead)."""
+    if not docs:
+        return None
+    here = round(share * len(docs))
+    items = [(*_fields(d), read(d.title, d.text, d.outlet)) for d in docs[:here]]
+    items += [_fields(d) for d in docs[here:]]
+    return pickle.dumps(items, pickle.HIGHEST_PROTOCOL)
+
+
+def _weigh(weigher: Weigher, item: tuple) -> DocFeatures:
+    """Weigh one item of a batch: an entry's fields, with its reading when it was read ahead."""
+    if len(item) == 7:
+        return weigher.weigh(ClusterDoc(*item[:6]), item[6])
+    return weigher.weigh(ClusterDoc(*item))
+
+
 def _worker_main(conn: Connection) -> None:
     """Worker loop: the weigher first, then batches of entry fields in, their features out;
     None asks for a copy of the weigher (the worker goes on with it); a closed pipe ends it.
@@ -87,7 +118,7 @@ def _worker_main(conn: Connection) -> None:
             if batch is None:
                 conn.send(weigher)
                 continue
-            conn.send([_to_wire(weigher.weigh(ClusterDoc(*fields))) for fields in batch])
+            conn.send([_to_wire(_weigh(weigher, item)) for item in batch])
     except (EOFError, OSError):
         return
 
@@ -172,13 +203,19 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
         worker = _waiting(weigher.holder) or _Worker(weigher)
         source = iter(items)
         batch = list(islice(source, BATCH))
-        worker.conn.send([_fields(doc_of(i)) for i in batch] if batch else None)
+        worker.conn.send_bytes(_payload([doc_of(i) for i in batch], 0.0) or pickle.dumps(None))
+        share = 0.0  # of each batch read here, ahead of the worker
         while batch:
             following = list(islice(source, BATCH))
-            payload = pickle.dumps([_fields(doc_of(i)) for i in following] if following else None,
-                                   pickle.HIGHEST_PROTOCOL)  # ready before the answer arrives
+            # ready before the answer arrives; reading is pure, so where it happens changes nothing
+            payload = _payload([doc_of(i) for i in following], share)
+            waiting = time.perf_counter()
             answer = worker.conn.recv_bytes()
-            worker.conn.send_bytes(payload)  # the next batch is weighed while this one is decided on
+            waiting = time.perf_counter() - waiting
+            worker.conn.send_bytes(payload or pickle.dumps(None))  # weighed while this one is decided on
+            # Long pages make weighing several times the deciding: this process then waits for
+            # the worker, so it reads more of each batch itself (and less when the worker waits).
+            share = min(MAX_SHARE, share + SHARE_STEP) if waiting > WAIT else max(0.0, share - SHARE_STEP)
             for item, wire in zip(batch, pickle.loads(answer), strict=True):
                 yield item, _from_wire(wire)
                 done += 1

@@ -224,3 +224,20 @@ def test_a_worker_killed_while_it_holds_the_statistics_costs_nothing_but_time(po
     assert got == expected
     assert state(there) == state(here)
     assert len(started) == (2 if when == "between runs" else 1)  # a dead worker is replaced, not reused
+
+
+def test_entries_read_here_ahead_of_the_worker_weigh_the_same(pooled, monkeypatch):
+    """When this process waits for the worker (long pages), it reads part of each batch itself
+    and passes the readings on: reading is pure, so features and statistics are the same."""
+    monkeypatch.setattr(weighpool, "WAIT", -1.0)  # every batch counts as waited for: the share climbs
+    read_here = []
+    real_read = weighpool.read
+    monkeypatch.setattr(weighpool, "read", lambda *args: read_here.append(args[0]) or real_read(*args))
+    items = docs()
+    here = weigher()
+    expected = [decided_on(here.weigh(d)) for d in items]
+    there = weigher()
+    got = [decided_on(f) for _, f in weighpool.weigh_ahead(there, items, len(items), workers=1)]
+    assert got == expected
+    assert state(there) == state(here)
+    assert len(read_here) > len(items) // 3  # a good part of them was read here
