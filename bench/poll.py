@@ -64,6 +64,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import quoteattr
@@ -80,7 +81,31 @@ def log(msg: str) -> None:
 # --- the feed server -------------------------------------------------------------------------
 
 
-class FeedServer:
+class _ServerProcess:
+    """A feed server in a child process (`self.proc`, its own process group): stopped on close."""
+
+    proc: subprocess.Popen
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                if self.proc.stdin:
+                    self.proc.stdin.close()  # the server's watchdog sees EOF and stops
+                self.proc.send_signal(signal.SIGTERM)
+                self.proc.wait(timeout=10)
+            except (subprocess.TimeoutExpired, OSError):
+                self.proc.kill()
+                self.proc.wait()
+        _kill_group(self.proc.pid)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FeedServer(_ServerProcess):
     """bench/poll_server.py in a child process; stops when closed or when this process ends.
 
     `urls` lists every feed, `entries` how many entries they hold in all (what a first poll
@@ -138,23 +163,6 @@ class FeedServer:
         finally:
             conn.close()
 
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                if self.proc.stdin:
-                    self.proc.stdin.close()  # the server's watchdog sees EOF and stops
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout=10)
-            except (subprocess.TimeoutExpired, OSError):
-                self.proc.kill()
-                self.proc.wait()
-        _kill_group(self.proc.pid)
-
-    def __enter__(self) -> FeedServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # Runs SCRIPT ARGS... as `python SCRIPT ARGS...` would, and ends the process when its standard
@@ -175,7 +183,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-class ScriptFeedServer:
+class ScriptFeedServer(_ServerProcess):
     """The evaluation harness's feed server script serving a corpus, with FeedServer's interface.
 
     The script takes `CORPUS --dir D --ready-file F [--summary-only]`, writes the feed list to
@@ -266,23 +274,6 @@ class ScriptFeedServer:
             "conditional": sum(1 for f in counted if f[3:5] != ["-", "-"]),
         }
 
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                if self.proc.stdin:
-                    self.proc.stdin.close()
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(timeout=10)
-            except (subprocess.TimeoutExpired, OSError):
-                self.proc.kill()
-                self.proc.wait()
-        _kill_group(self.proc.pid)
-
-    def __enter__(self) -> ScriptFeedServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _kill_group(pgid: int) -> None:

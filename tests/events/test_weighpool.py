@@ -128,7 +128,8 @@ def test_small_runs_are_weighed_here_without_a_worker(monkeypatch):
     assert w.entries > 0 and got[0][1].vec
 
 
-def kill_after_first(monkeypatch) -> list:
+def started_workers(monkeypatch) -> list:
+    """The weighing workers started from now on, in order."""
     workers = []
     real = weighpool._Worker
 
@@ -141,7 +142,7 @@ def kill_after_first(monkeypatch) -> list:
 
 
 def test_a_killed_worker_costs_nothing_but_time(pooled, monkeypatch):
-    workers = kill_after_first(monkeypatch)
+    workers = started_workers(monkeypatch)
     items = docs()
     here = weigher()
     expected = [decided_on(here.weigh(d)) for d in items]
@@ -157,7 +158,7 @@ def test_a_killed_worker_costs_nothing_but_time(pooled, monkeypatch):
 
 
 def test_a_killed_worker_under_a_stream_is_a_clear_error(pooled, monkeypatch):
-    workers = kill_after_first(monkeypatch)
+    workers = started_workers(monkeypatch)
     items = docs()
     stream = (d for d in items)  # what was weighed cannot be weighed again
     with pytest.raises(WorkerLost, match=r"died after \d+ entries"):
@@ -173,22 +174,10 @@ def test_a_worker_only_beside_the_core_that_decides(monkeypatch, cores, expected
     assert weighpool.workers_available() == expected
 
 
-def count_workers(monkeypatch) -> list:
-    started = []
-    real = weighpool._Worker
-
-    def counting(weigher):
-        started.append(real(weigher))
-        return started[-1]
-
-    monkeypatch.setattr(weighpool, "_Worker", counting)
-    return started
-
-
 def test_successive_runs_go_on_in_the_same_worker_without_passing_the_statistics(pooled, monkeypatch):
     """A recluster or a bench's run of first polls: the worker that weighed one run keeps its
     statistics for the next; this process takes them back only when it weighs itself."""
-    started = count_workers(monkeypatch)
+    started = started_workers(monkeypatch)
     items = docs()
     here = weigher()
     expected = [decided_on(here.weigh(d)) for d in items]
@@ -207,7 +196,7 @@ def test_successive_runs_go_on_in_the_same_worker_without_passing_the_statistics
 
 @pytest.mark.parametrize("when", ["between runs", "during the second run"])
 def test_a_worker_killed_while_it_holds_the_statistics_costs_nothing_but_time(pooled, monkeypatch, when):
-    started = count_workers(monkeypatch)
+    started = started_workers(monkeypatch)
     items = docs()
     here = weigher()
     expected = [decided_on(here.weigh(d)) for d in items]
