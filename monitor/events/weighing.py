@@ -81,18 +81,20 @@ class Weigher:
         """Who holds the statistics now (None: this weigher)."""
         return self._holder
 
+    def _take_back(self) -> None:
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            self.load(holder.take_back())
+
     def __getattr__(self, name: str) -> Any:
         # Only for attributes that are missing: the statistics, while they are handed over.
-        holder = self.__dict__.get("_holder")
-        if holder is None or name not in _STATE:
+        if self.__dict__.get("_holder") is None or name not in _STATE:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        self._holder = None
-        self.load(holder.take_back())
+        self._take_back()
         return self.__dict__[name]
 
     def __getstate__(self) -> dict[str, Any]:
-        if self._holder is not None:
-            self.__getattr__("df")  # take the statistics back first
+        self._take_back()  # the statistics travel, not their holder
         return {k: v for k, v in self.__dict__.items() if k != "_holder"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -55,7 +55,7 @@ MIN_PARALLEL = 2000  # entries: below this, weighing here is faster than startin
 BATCH = 250  # entries per message: large enough that passing them costs little per entry
 # This process reads part of each batch itself when it waits for the worker more than WAIT
 # seconds a batch: SHARE_STEP more for the next batch, up to MAX_SHARE (a reading costs
-# about a sixth of its making to pass on, so it pays for long texts only).
+# about a third of its making to pass on, so it pays for long texts only).
 WAIT = 0.002
 SHARE_STEP = 0.1
 MAX_SHARE = 0.8
@@ -85,21 +85,17 @@ def _fields(doc: ClusterDoc) -> tuple:
     return doc.entry_id, doc.feed_id, doc.outlet, doc.title, doc.text, doc.published
 
 
-def _payload(docs: list[ClusterDoc], share: float) -> bytes | None:
-    """A batch for the worker, the first `share` of its entries read here (see weigh_ahead)."""
-    if not docs:
-        return None
+def _payload(docs: list[ClusterDoc], share: float) -> bytes:
+    """A batch for the worker: each entry's fields and its reading, made here for the first
+    `share` of them (None for the rest: the worker reads those); an empty batch is None."""
     here = round(share * len(docs))
-    items = [(*_fields(d), read(d.title, d.text, d.outlet)) for d in docs[:here]]
-    items += [_fields(d) for d in docs[here:]]
-    return pickle.dumps(items, pickle.HIGHEST_PROTOCOL)
+    items = [(*_fields(d), read(d.title, d.text, d.outlet) if i < here else None) for i, d in enumerate(docs)]
+    return pickle.dumps(items or None, pickle.HIGHEST_PROTOCOL)
 
 
 def _weigh(weigher: Weigher, item: tuple) -> DocFeatures:
-    """Weigh one item of a batch: an entry's fields, with its reading when it was read ahead."""
-    if len(item) == 7:
-        return weigher.weigh(ClusterDoc(*item[:6]), item[6])
-    return weigher.weigh(ClusterDoc(*item))
+    """Weigh one item of a batch (see _payload)."""
+    return weigher.weigh(ClusterDoc(*item[:6]), item[6])
 
 
 def _worker_main(conn: Connection) -> None:
@@ -203,7 +199,7 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
         worker = _waiting(weigher.holder) or _Worker(weigher)
         source = iter(items)
         batch = list(islice(source, BATCH))
-        worker.conn.send_bytes(_payload([doc_of(i) for i in batch], 0.0) or pickle.dumps(None))
+        worker.conn.send_bytes(_payload([doc_of(i) for i in batch], 0.0))
         share = 0.0  # of each batch read here, ahead of the worker
         while batch:
             following = list(islice(source, BATCH))
@@ -212,7 +208,7 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
             waiting = time.perf_counter()
             answer = worker.conn.recv_bytes()
             waiting = time.perf_counter() - waiting
-            worker.conn.send_bytes(payload or pickle.dumps(None))  # weighed while this one is decided on
+            worker.conn.send_bytes(payload)  # weighed while this one is decided on
             # Long pages make weighing several times the deciding: this process then waits for
             # the worker, so it reads more of each batch itself (and less when the worker waits).
             share = min(MAX_SHARE, share + SHARE_STEP) if waiting > WAIT else max(0.0, share - SHARE_STEP)

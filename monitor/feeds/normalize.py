@@ -15,11 +15,13 @@ from urllib.parse import quote, unquote_plus, urljoin, urlsplit
 
 # C0 controls except \t and \n, DEL, C1 controls, and the two non-characters that break
 # XML and some JSON consumers. \r is handled separately (CRLF -> LF first).
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL_CHARS = "\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff"
+_SURROGATE_CHARS = "\ud800-\udfff"
+_CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
+_SURROGATE = re.compile(f"[{_SURROGATE_CHARS}]")
 # Any character clean_text changes (CR is inside _CONTROL): most text has none, and one scan
 # for them costs a third of the two substitutions and two replaces that would change nothing.
-_UNCLEAN_CHARS = "\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff"
+_UNCLEAN_CHARS = _CONTROL_CHARS + _SURROGATE_CHARS
 _ZERO_WIDTH_CHARS = "\u200b-\u200d\u2060\ufeff"
 _UNCLEAN = re.compile(f"[{_UNCLEAN_CHARS}]")
 _ZERO_WIDTH = re.compile(f"[{_ZERO_WIDTH_CHARS}]")

@@ -55,7 +55,6 @@ except Exception:  # pragma: no cover - depends on the installed feedparser
     fastfeed = None  # type: ignore[assignment]
 
 
-
 def parser_info() -> ParserInfo:
     """The installed feedparser and whether the fast reader is on for it (`monitor status`)."""
     if fastfeed is None:  # pragma: no cover - depends on the installed feedparser
