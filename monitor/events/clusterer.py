@@ -135,6 +135,7 @@ class Clusterer:
         self._window = self.config.window.total_seconds()
         self._scale = self.config.time_scale.total_seconds()
         self._docs: dict[int, tuple[sim.DocFeatures, int]] = {}  # entry id -> (features, cluster id)
+        self._stamps: dict[int, float] = {}  # entry id -> published ts, compact for the candidate scan
         self._expiry: list[tuple[float, int]] = []  # heap of (published ts, entry id)
         self._postings: dict[str, dict[int, float]] = {}  # term -> entry id -> weight
         self._maxw: dict[str, float] = {}  # term -> its highest weight in the postings
@@ -234,6 +235,7 @@ class Clusterer:
     def _insert(self, feats: sim.DocFeatures, cid: int) -> None:
         eid = feats.entry_id
         self._docs[eid] = (feats, cid)
+        self._stamps[eid] = feats.ts
         heapq.heappush(self._expiry, (feats.ts, eid))
         maxw = self._maxw
         for t, w in feats.vec.items():
@@ -252,6 +254,7 @@ class Clusterer:
 
     def _evict(self, eid: int) -> None:
         feats, cid = self._docs.pop(eid)
+        del self._stamps[eid]
         maxw = self._maxw
         for t, w in feats.vec.items():
             p = self._postings[t]
@@ -326,22 +329,23 @@ class Clusterer:
             elif opened:
                 for eid in p.keys() & opened:
                     acc[eid] += w * p[eid]
-        docs = self._docs
+        docs, stamps = self._docs, self._stamps
         promising = []
         ts, window, half_inv_scale2 = q.ts, self._window, 0.5 / (self._scale * self._scale)
         exp = math.exp
         names = q.specific
-        for eid, partial in [kv for kv in acc.items() if kv[1] >= floor]:
+        for eid, partial in acc.items():
+            if partial < floor:
+                continue
             upper = partial + bound
-            other = docs[eid][0]
-            gap = abs(ts - other.ts)
+            gap = abs(ts - stamps[eid])
             if gap > window:
                 continue
             decay = exp(-gap * gap * half_inv_scale2)  # = self._decay(gap)
             if upper >= SYNDICATED_COSINE:
                 promising.append((upper, eid, decay))
             elif upper * decay >= join and (upper * decay >= CONFIDENT_JOIN
-                                            or not names.isdisjoint(other.specific)):
+                                            or not names.isdisjoint(docs[eid][0].specific)):
                 # below CONFIDENT_JOIN only a member that names someone q names can be joined through
                 promising.append((upper, eid, decay))
         if len(promising) > RESCORE_CANDIDATES:
