@@ -18,9 +18,9 @@ import click
 
 from monitor import __version__
 from monitor.config import DEFAULT_CONFIG, load_settings
-from monitor.core import Monitor, open_monitor, write_example_config
+from monitor.core import Monitor, datasette_metadata_path, open_monitor, write_example_config
 from monitor.digests import outbox
-from monitor.display import ago, short_time, table
+from monitor.display import Painted, Stages, ago, feed_state, paint, short_time, table
 from monitor.errors import ConfigError, MonitorError, StorageError
 from monitor.logs import setup_logging
 from monitor.storage.database import iso, parse_iso
@@ -46,12 +46,18 @@ class MonitorGroup(click.Group):
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"monitor: error: {message}", err=True)
+    click.echo(f"{paint('monitor: error:', 'error')} {message}", err=True)
     sys.exit(code)
 
 
 def json_option(fn: Callable) -> Callable:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(fn)
+
+
+def json_report(fn: Callable) -> Callable:
+    """`--json` for commands that report what they did: one object, its keys documented in the README."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print the result as one JSON object instead of text.")(fn)
 
 
 def emit_json(data: Any) -> None:
@@ -150,8 +156,9 @@ def cli(ctx: click.Context, db: str | None, config: str | None) -> None:
 
 
 @cli.command()
+@json_report
 @click.pass_context
-def init(ctx: click.Context) -> None:
+def init(ctx: click.Context, as_json: bool) -> None:
     """Create the database and a commented example monitor.toml (never overwritten)."""
     opts = ctx.obj
     path = opts["config"] or os.environ.get("MONITOR_CONFIG") or DEFAULT_CONFIG
@@ -159,6 +166,10 @@ def init(ctx: click.Context) -> None:
     settings = load_settings(path, opts["db"])
     with open_monitor(path, opts["db"], create=True) as mon:
         version = mon.store.schema_version()
+    if as_json:
+        emit_json({"config": {"path": path, "created": wrote},
+                   "database": {"path": settings.database, "schema_version": version}})
+        return
     click.echo(f"{'wrote' if wrote else 'kept existing'} {path}")
     click.echo(f"database {settings.database} ready (schema version {version})")
 
@@ -173,15 +184,22 @@ def feeds() -> None:
 
 @feeds.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
+@json_report
 @with_monitor(create=True)
-def feeds_import(mon: Monitor, file: str) -> None:
+def feeds_import(mon: Monitor, file: str, as_json: bool) -> None:
     """Add or update the feeds of an OPML file (idempotent; nested outlines become categories)."""
     counts, parsed = mon.import_opml_file(file)
+    if as_json:  # the rejected outlines are in the object, not on stderr
+        emit_json({"file": file, "added": counts["added"], "updated": counts["updated"],
+                   "unchanged": counts["unchanged"], "rejected": len(parsed.rejected),
+                   "rejections": [{"url": r.url, "title": r.title, "reason": r.reason}
+                                  for r in parsed.rejected]})
+        return
     click.echo(f"added {counts['added']}, updated {counts['updated']}, unchanged {counts['unchanged']}, "
                f"rejected {len(parsed.rejected)}")
     for r in parsed.rejected:
         label = f" ({r.title})" if r.title else ""
-        click.echo(f"rejected {r.url or '-'}{label}: {r.reason}", err=True)
+        click.echo(f"{paint('rejected', 'warning')} {r.url or '-'}{label}: {r.reason}", err=True)
 
 
 @feeds.command("list")
@@ -196,7 +214,7 @@ def feeds_list(mon: Monitor, as_json: bool) -> None:
     now = mon.clock()
     rows = []
     for r in records:
-        state = "disabled" if r.disabled else (r.last_error or ("ok" if r.last_status else "new"))
+        state = feed_state(r.disabled, r.last_error, r.last_status)
         rows.append([r.title or "-", r.category or "-", state, r.error_count, ago(r.last_polled, now),
                      ago(r.next_poll, now) if not r.disabled else "-", r.entries, r.url])
     click.echo(table(["outlet", "category", "state", "errors", "polled", "next", "entries", "url"], rows,
@@ -221,19 +239,28 @@ def feeds_export(mon: Monitor, output: str | None) -> None:
 @click.argument("url")
 @click.option("--title", help="Outlet name.")
 @click.option("--category", help="Category path, e.g. 'World/Middle East'.")
+@json_report
 @with_monitor(create=True)
-def feeds_add(mon: Monitor, url: str, title: str | None, category: str | None) -> None:
+def feeds_add(mon: Monitor, url: str, title: str | None, category: str | None, as_json: bool) -> None:
     """Add a feed, or re-enable a disabled one."""
-    click.echo(f"{mon.add_feed(url, title, category)} {url.strip()}")
+    result = mon.add_feed(url, title, category)
+    if as_json:
+        emit_json({"url": url.strip(), "result": result})
+        return
+    click.echo(f"{result} {url.strip()}")
 
 
 @feeds.command("remove")
 @click.argument("url")
+@json_report
 @with_monitor(create=True)
-def feeds_remove(mon: Monitor, url: str) -> None:
+def feeds_remove(mon: Monitor, url: str, as_json: bool) -> None:
     """Stop polling a feed (its stored entries are kept)."""
     if not mon.remove_feed(url):
         raise MonitorError(f"no active feed with URL {url}")
+    if as_json:
+        emit_json({"url": url.strip(), "removed": True})
+        return
     click.echo(f"removed {url.strip()}")
 
 
@@ -250,20 +277,12 @@ def poll(mon: Monitor, all_feeds: bool, as_json: bool) -> None:
     Exits 0 when the cycle ran, even if some feeds failed (they are listed).
     """
     setup_logging(mon.settings.log.level)
-    bar: Any = None
-    show_bar = sys.stderr.isatty() and not as_json
-
-    def on_start(total: int) -> None:
-        nonlocal bar
-        if show_bar and total:
-            bar = click.progressbar(length=total, label="polling", file=sys.stderr)
-            bar.__enter__()
-
-    try:
-        report = mon.poll(all_feeds=all_feeds, on_start=on_start, progress=lambda _o: bar and bar.update(1))
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+    with Stages(Stages.wanted(as_json)) as stages:
+        report = mon.poll(all_feeds=all_feeds,
+                          on_start=lambda feeds: stages.start("polling", feeds),
+                          progress=lambda _outcome: stages.advance(),
+                          on_cluster_start=lambda n: stages.start(f"clustering {n} entries", n),
+                          on_clustered=stages.reach)
     failures = [o for o in report.outcomes if o.error]
     if as_json:
         emit_json({**report.counts(), "feeds": report.feeds, "seconds": round(report.seconds, 3),
@@ -274,7 +293,8 @@ def poll(mon: Monitor, all_feeds: bool, as_json: bool) -> None:
                f"{report.failed} failed; {report.new} new and {report.updated} updated entries "
                f"in {report.seconds:.1f}s")
     for o in failures:
-        click.echo(f"failed {o.feed.url}: {o.error}" + (f" ({o.detail})" if o.detail else ""))
+        detail = f" ({o.detail})" if o.detail else ""
+        click.echo(f"{paint('failed', 'failing')} {o.feed.url}: {o.error}{detail}")
 
 
 @cli.command()
@@ -299,14 +319,24 @@ def run(mon: Monitor) -> None:
 @cli.command()
 @click.option("--since", default="all", show_default=True,
               help="Rebuild entries published since (e.g. 30d, all).")
+@json_report
 @with_monitor(create=True)
-def recluster(mon: Monitor, since: str) -> None:
+def recluster(mon: Monitor, since: str, as_json: bool) -> None:
     """Rebuild cluster assignments (after a configuration change).
 
     Cluster ids stay stable where events do; ids that disappear resolve to the cluster
     that took their entries. Stop the daemon first or let it wait: this takes the write lock.
     """
-    counts = mon.recluster(since)
+    with Stages(Stages.wanted(as_json)) as stages:
+
+        def on_start(entries: int | None) -> None:
+            stages.start(f"reclustering {'' if entries is None else f'{entries} '}entries", entries)
+
+        counts = mon.recluster(since, on_start=on_start, progress=stages.reach)
+    if as_json:
+        emit_json({"since": since, "entries": counts["entries"], "clusters": counts["clusters"],
+                   "absorbed": counts["emptied"]})
+        return
     click.echo(f"reclustered {counts['entries']} entries into {counts['clusters']} clusters "
                f"({counts['emptied']} old clusters absorbed)")
 
@@ -320,7 +350,9 @@ def clusters() -> None:
 
 
 @clusters.command("list")
-@click.option("--since", default="7d", show_default=True, help="Last activity within (24h, 7d, all).")
+@click.option("--since", default="7d", show_default=True,
+              help="Last activity within (24h, 7d, all): when the cluster last gained a report, "
+                   "not when its event began.")
 @click.option("--topic", help="Only clusters matching this topic.")
 @click.option("--min-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="At least N entries.")
@@ -331,15 +363,18 @@ def clusters() -> None:
 @with_monitor()
 def clusters_list(mon: Monitor, since: str, topic: str | None, min_size: int, min_outlets: int,
                   limit: int | None, as_json: bool) -> None:
-    """List event clusters, newest activity first."""
+    """List event clusters, newest activity first.
+
+    `first` is when the event was first reported (its earliest report's publication time),
+    `active` when the cluster last gained a report."""
     records = mon.clusters(since=since, topic=topic, min_size=min_size, min_outlets=min_outlets, limit=limit)
     if as_json:
         emit_json([_cluster_json(c) for c in records])
         return
     now = mon.clock()
-    rows = [[c.id, len(c.outlets), c.size, ago(c.last_activity, now), ",".join(c.topics), c.title]
-            for c in records]
-    click.echo(table(["id", "outlets", "size", "active", "topics", "headline"], rows, flex=5))
+    rows = [[c.id, len(c.outlets), c.size, ago(c.first_published, now), ago(c.last_activity, now),
+             Painted(",".join(c.topics), "topic"), c.title] for c in records]
+    click.echo(table(["id", "outlets", "size", "first", "active", "topics", "headline"], rows, flex=6))
     click.echo(f"{len(records)} clusters")
 
 
@@ -360,7 +395,8 @@ def clusters_show(mon: Monitor, cluster_id: int, as_json: bool) -> None:
     click.echo(f"{c.size} reports from {len(c.outlets)} outlets, "
                f"first {short_time(c.first_published)}, last {short_time(c.last_published)}")
     if c.topics:
-        click.echo("topics: " + ", ".join(f"{t.topic} ({', '.join(t.terms)})" for t in detail.topic_matches))
+        click.echo("topics: " + ", ".join(f"{paint(t.topic, 'topic')} ({', '.join(t.terms)})"
+                                          for t in detail.topic_matches))
     if detail.merged_from:
         click.echo("merged from: " + ", ".join(str(i) for i in detail.merged_from))
     click.echo("\ntimeline:")
@@ -381,7 +417,8 @@ def clusters_show(mon: Monitor, cluster_id: int, as_json: bool) -> None:
             days = (e.published - previous).days if previous is not None else None
             when = (f"{days} day{'s' if days != 1 else ''} after the previous report" if days is not None
                     else "published before the reports it names")
-            click.echo(f"        follow-up, {when}; shared names: {', '.join(why.shared_terms[:8])}"
+            click.echo(f"        {paint('follow-up', 'follow_up')}, {when}; "
+                       f"shared names: {', '.join(why.shared_terms[:8])}"
                        f" (with [{why.matched_entry_id}])")
             if why.also_matched:
                 click.echo("        also named cluster " + ", ".join(str(i) for i in why.also_matched))
@@ -476,6 +513,8 @@ def digest_preview(mon: Monitor, topic: str | None, as_json: bool) -> None:
     queued = [q for q in outbox.outbox_entries(mon.store) if not topic or q.topic == topic]
     if as_json:
         emit_json({"drafts": [{"topic": d.topic.name, "subject": d.subject, "recipients": list(d.recipients),
+                               "items": [{"cluster_id": i.cluster_id, "kind": i.kind, "headline": i.headline,
+                                          "lead": i.lead} for i in d.plan.items],
                                "text": d.message.get_body(("plain",)).get_content()} for d in drafts],
                    "outbox": [{"id": q.id, "topic": q.topic, "subject": q.subject, "status": q.status,
                                "attempts": q.attempts, "last_error": q.last_error,
@@ -494,18 +533,29 @@ def digest_preview(mon: Monitor, topic: str | None, as_json: bool) -> None:
 
 @digest.command("send")
 @click.option("--topic", help="Only this topic.")
+@json_report
 @with_monitor(create=True)
-def digest_send(mon: Monitor, topic: str | None) -> None:
+def digest_send(mon: Monitor, topic: str | None, as_json: bool) -> None:
     """Send what is due now (and retry what waits in the outbox)."""
     created, report = mon.send_digests(topic)
+    if as_json:
+        emit_json({"queued": len(created), "queued_ids": list(created), "sent": report.count("sent"),
+                   "deferred": report.count("pending"), "failed": report.count("failed"),
+                   "outcomes": [{"digest_id": o.digest_id, "topic": o.topic, "status": o.status,
+                                 "message_id": o.message_id, "accepted": list(o.accepted),
+                                 "refused": dict(o.refused), "error": o.error,
+                                 "next_attempt": iso(o.next_attempt)} for o in report.outcomes],
+                   "stopped": report.stopped})
+        return
     click.echo(f"queued {len(created)} digests; sent {report.count('sent')}, "
                f"deferred {report.count('pending')}, failed {report.count('failed')}")
     for o in report.outcomes:
         if o.status != "sent" or o.refused:
             detail = o.error or "; ".join(f"{r}: {e}" for r, e in o.refused.items())
-            click.echo(f"digest {o.digest_id} ({o.topic}) {o.status}: {detail}")
+            role = "failing" if o.status == "failed" else "warning"
+            click.echo(f"digest {o.digest_id} ({o.topic}) {paint(o.status, role)}: {detail}")
     if report.stopped:
-        click.echo(f"stopped: {report.stopped}")
+        click.echo(f"{paint('stopped', 'warning')}: {report.stopped}")
 
 
 @cli.command()
@@ -519,8 +569,9 @@ def status(mon: Monitor, as_json: bool) -> None:
         return
     now = mon.clock()
     f, db, sched = st.feeds, st.database, st.scheduler
+    failing = paint(f"{f.failing} failing", "failing" if f.failing else None)
     lines = [
-        ("feeds", f"{f.active} active ({f.ok} ok, {f.failing} failing, "
+        ("feeds", f"{f.active} active ({f.ok} ok, {failing}, "
                   f"{f.never_polled} never polled, {f.due_now} due now), {f.disabled} disabled"),
         ("last poll", ago(st.last_poll, now)),
         ("next poll", ago(st.next_poll, now)),
@@ -540,8 +591,21 @@ def _parser_line(st: Status) -> str:
     p = st.parser
     if p.fast_path:
         return f"feedparser {p.feedparser}, fast path on"
-    return (f"feedparser {p.feedparser}, fast path OFF (compared with {', '.join(p.verified) or 'none'}): "
-            "polls parse several times slower; install a compared release")
+    compared = ", ".join(p.verified) or "none"
+    return paint(f"feedparser {p.feedparser}, fast path OFF (compared with {compared}): "
+                 "polls parse several times slower; install a compared release", "warning")
+
+
+@cli.command("datasette-metadata")
+def datasette_metadata() -> None:
+    """Print the path of the datasette metadata file shipped with monitor.
+
+    Browse the database with labels, descriptions and facets:
+
+    \b
+        datasette monitor.db --metadata "$(monitor datasette-metadata)"
+    """
+    click.echo(datasette_metadata_path())
 
 
 def main() -> None:

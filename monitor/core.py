@@ -127,8 +127,15 @@ class Monitor:
 
     def poll(self, *, all_feeds: bool = False, stop: threading.Event | None = None,
              progress: Callable[[FeedOutcome], None] | None = None,
-             on_start: Callable[[int], None] | None = None) -> CycleReport:
-        """One cycle: fetch the due feeds (or all), parse, store. `monitor poll` and the daemon call this."""
+             on_start: Callable[[int], None] | None = None,
+             on_cluster_start: Callable[[int], None] | None = None,
+             on_clustered: Callable[[int], None] | None = None) -> CycleReport:
+        """One cycle: fetch the due feeds (or all), parse, store, cluster, match topics.
+        `monitor poll` and the daemon call this.
+
+        Progress, for a person watching: `on_start(feeds)` and `progress(outcome)` per feed
+        stored; then, when there are entries to cluster, `on_cluster_start(entries)` and
+        `on_clustered(done)` as the clusterer decides them (see cluster_pending)."""
         now = self.clock()
         feeds = self.store.due_feeds(now, all_feeds=all_feeds)
         if on_start:
@@ -145,7 +152,8 @@ class Monitor:
             # matches (a crash or a failed write in between) would never reach a digest; and
             # another writer cannot cluster the same entries meanwhile.
             with self.store.write():
-                report.touched_clusters = self.cluster_pending()
+                report.touched_clusters = self.cluster_pending(on_start=on_cluster_start,
+                                                               progress=on_clustered)
                 report.topic_matches = topics.match_clusters(self.store, self.settings.topics,
                                                              report.touched_clusters, self.clock())
         except BaseException as exc:
@@ -207,19 +215,26 @@ class Monitor:
         self._clusterer = clusterer
         return clusterer
 
-    def cluster_pending(self) -> set[int]:
+    def cluster_pending(self, *, on_start: Callable[[int], None] | None = None,
+                        progress: Callable[[int], None] | None = None) -> set[int]:
         """Cluster every entry that has no cluster yet, in published order, and add the text
-        of new entries to the full-text index. Returns touched cluster ids."""
+        of new entries to the full-text index. Returns touched cluster ids.
+
+        `on_start(n)` is called once there are n entries to cluster (not at all when there are
+        none), before the clusterer is restored from stored history, which is part of the stage;
+        `progress(done)` with how many of them are decided so far."""
         docs = clusters.unclustered(self.store)
         if not docs:
             self.store.index_pending_text()
             return set()
+        if on_start:
+            on_start(len(docs))
         clusterer = self._clusterer_for(docs)
         try:
             # The index is written on another thread while the clusterer decides (SQLite
             # releases the GIL); the connection is not used here until that thread is done.
             with collection_paused(), _alongside(self.store.index_pending_text):
-                decisions = clusters.decide(clusterer, docs)
+                decisions = clusters.decide(clusterer, docs, progress=progress)
             touched = clusters.apply(self.store, decisions, self.clock())
         except BaseException:
             self._clusterer = None  # memory may be ahead of the database: rebuild next time
@@ -238,15 +253,22 @@ class Monitor:
             self._clusterer = None
         return deleted
 
-    def recluster(self, since: str = "all") -> dict[str, int]:
-        """Rebuild cluster assignments of entries published since (after a configuration change)."""
+    def recluster(self, since: str = "all", *, on_start: Callable[[int | None], None] | None = None,
+                  progress: Callable[[int], None] | None = None) -> dict[str, int]:
+        """Rebuild cluster assignments of entries published since (after a configuration change).
+
+        `on_start(n)` is called first with how many entries will be decided (every stored entry
+        for "all"; None for a cutoff, whose count only the rebuild learns), `progress(done)` with
+        how many are decided so far."""
         cutoff = None if since == "all" else self.clock() - timedelta(seconds=self._since(since))
+        if on_start:
+            on_start(service.entry_counts(self.store, self.clock()).total if cutoff is None else None)
         self._clusterer = None
         self.store.index_pending_text()
         with collection_paused():
             return clusters.rebuild(self.store,
                                     lambda first: Clusterer(self.cluster_config(), next_cluster_id=first),
-                                    cutoff, self.clock())
+                                    cutoff, self.clock(), progress=progress)
 
     def clusters(self, *, since: str = "7d", topic: str | None = None, min_size: int = 1,
                  min_outlets: int = 1, limit: int | None = None) -> list[ClusterSummary]:
@@ -335,3 +357,16 @@ def write_example_config(path: str) -> bool:
     with open(path, "x", encoding="utf-8") as fh:
         fh.write(EXAMPLE_CONFIG)
     return True
+
+
+def datasette_metadata_path() -> str:
+    """The datasette metadata file shipped in the package (`monitor datasette-metadata`)."""
+    from importlib import resources  # here, not at start-up: only this command needs it
+
+    shipped = resources.files("monitor").joinpath("datasette", "metadata.json")
+    if not shipped.is_file():
+        raise MonitorError(f"the datasette metadata file is missing from this installation ({shipped}); "
+                           "reinstall monitor")
+    if not isinstance(shipped, os.PathLike):  # inside a zip: there is no path to hand to datasette
+        raise MonitorError(f"the datasette metadata file is not on the file system ({shipped})")
+    return os.fspath(shipped)

@@ -103,7 +103,8 @@ class Daemon:
         self.idle.clear()
         self.last_progress = time.monotonic()
         try:
-            report = self.mon.poll(stop=self.stop, progress=self._progress)
+            # The clustering of a large first poll is progress too: it must not read as a stall.
+            report = self.mon.poll(stop=self.stop, progress=self._progress, on_clustered=self._progress)
             purged = self.mon.apply_retention()
             if purged:
                 event(log, "retention", deleted_entries=purged)

@@ -11,6 +11,8 @@ follow-up's headline). "Carried" is read from the digest ledger, not from timest
 poll cycle that commits while a digest is being built or sent can neither slip between two
 digests nor appear in both. A follow-up is new to the reader when it joined after the
 digest that last carried its cluster was made: one that digest could see is not news again.
+Each listed item shows a lead under its headline: the outbox picks it (monitor.digests.lead)
+once the items are chosen, and `with_leads` puts it in the plan.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import math
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email import policy
 from email.message import EmailMessage
@@ -29,6 +31,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from monitor.config import TopicSettings
+from monitor.digests.lead import MAX_LEAD
 from monitor.feeds.normalize import one_line, safe_url
 
 # -- schedules ----------------------------------------------------------------------------
@@ -226,6 +229,7 @@ class DigestItem:
     terms: tuple[str, ...]
     spread: Spread
     follow_up: FollowUpNote | None = None
+    lead: str | None = None  # what happened, in a sentence or two of the most typical report (lead.py)
 
 
 @dataclass(frozen=True)
@@ -348,6 +352,13 @@ def select_items(topic: TopicSettings, candidates: Iterable[Candidate], now: dat
     chosen.sort(key=lambda i: (-len(i.outlets), -i.last_seen.timestamp(), i.cluster_id))
     limit = max(1, max_items)
     return DigestPlan(topic=topic, items=tuple(chosen[:limit]), unlisted=tuple(chosen[limit:]))
+
+
+def with_leads(plan: DigestPlan, leads: Mapping[int, str | None]) -> DigestPlan:
+    """The plan with each listed item's lead (cluster id -> lead, None: it has none). Items under
+    "+N more" are not shown, so they need none. A lead is one line and capped like the headline."""
+    return replace(plan, items=tuple(
+        replace(i, lead=one_line(leads.get(i.cluster_id) or "", MAX_LEAD) or None) for i in plan.items))
 
 
 # -- the message --------------------------------------------------------------------------

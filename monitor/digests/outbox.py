@@ -26,10 +26,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
+from itertools import chain
 
 from monitor.config import Settings, TopicSettings
+from monitor.digests import lead
 from monitor.digests.digest import (
     Candidate,
+    DigestItem,
     DigestPlan,
     PriorSend,
     Report,
@@ -37,11 +40,14 @@ from monitor.digests.digest import (
     make_message_id,
     render,
     select_items,
+    with_leads,
 )
 from monitor.digests.mailer import Refusal, Transport
 from monitor.errors import ConfigError, PermanentDeliveryError, TemporaryDeliveryError
+from monitor.events.headlines import Affixes
 from monitor.feeds.normalize import one_line
 from monitor.logs import event, get_logger
+from monitor.storage import clusters as clusters_db
 from monitor.storage import matches as matches_db
 from monitor.storage import outbox as outbox_db
 from monitor.storage.database import Store, iso, survivors
@@ -139,12 +145,52 @@ def load_candidates(store: Store, topic: TopicSettings,
     keep = [cid for cid in matched if cid not in prior or grown(cid)]
     heads = outbox_db.recent_headlines(store, keep, newer_than)
     keep = [cid for cid in keep if cid in heads]
-    reports = {cid: [Report(outlet=one_line(r.outlet, 120) or "?", link=r.link, title=r.title,
+    furniture: dict[int, Affixes] = {}
+
+    def title(r: outbox_db.ReportRow) -> str:
+        # a follow-up's own headline is shown under the cluster's: cleaned as cluster headlines are
+        if r.reason != "follow-up":
+            return r.title
+        learned = clusters_db.feed_furniture(store, r.feed_id, furniture)
+        return clusters_db.display_title(r.title, r.outlet, learned)
+
+    reports = {cid: [Report(outlet=one_line(r.outlet, 120) or "?", link=r.link, title=title(r),
                             published=r.published, follow_up=r.reason == "follow-up", joined=r.joined)
                      for r in rows]
                for cid, rows in outbox_db.cluster_reports(store, keep).items()}
     return [Candidate(cluster_id=cid, headline=heads[cid] or "", reports=tuple(reports.get(cid, ())),
                       terms=tuple(matched[cid]), prior=prior.get(cid)) for cid in keep]
+
+
+def load_leads(store: Store, items: Sequence[DigestItem]) -> dict[int, str | None]:
+    """Cluster id -> the lead of its item (None: no report of it says what happened in its text).
+
+    Reports are tried best first (lead.best_first: the member the others matched most often),
+    skipping those without text, at most lead.MAX_TRIES of them. A report's feed furniture is
+    learnt from the feed's latest entries outside the cluster, once per feed, and only when the
+    report has a sentence its shape does not already rule out. Only listed items are asked for."""
+    members = outbox_db.lead_members(store, [i.cluster_id for i in items])
+    leads: dict[int, str | None] = {}
+    for item in items:
+        rows = {m.entry_id: m for m in members.get(item.cluster_id, [])}
+        order = lead.best_first(list(rows), [m.matched_entry_id for m in rows.values()])
+        tries = [rows[e] for e in order if rows[e].has_text][:lead.MAX_TRIES]
+        texts = outbox_db.entry_texts(store, [m.entry_id for m in tries], lead.SOURCE_CHARS)
+        furniture: dict[int, lead.FeedFurniture] = {}
+        leads[item.cluster_id] = None
+        for m in tries:
+            sentences = lead.candidates(texts.get(m.entry_id, ""), (m.title, item.headline))
+            first = next(sentences, None)
+            if first is None:  # all furniture by its shape: the feed need not be read
+                continue
+            if m.feed_id not in furniture:
+                furniture[m.feed_id] = lead.FeedFurniture(outbox_db.recent_feed_texts(
+                    store, m.feed_id, item.cluster_id, lead.RECENT_ENTRIES, lead.SOURCE_CHARS))
+            found = lead.compose(chain([first], sentences), furniture[m.feed_id])
+            if found is not None:
+                leads[item.cluster_id] = found
+                break
+    return leads
 
 
 def draft(store: Store, settings: Settings, topic: TopicSettings, now: datetime,
@@ -158,6 +204,7 @@ def draft(store: Store, settings: Settings, topic: TopicSettings, now: datetime,
                         max_items=settings.digest.max_items, max_age=max_age)
     if not plan:
         return None
+    plan = with_leads(plan, load_leads(store, plan.items))
     sender = settings.smtp.sender
     message_id = make_message_id(topic.name, sender, token)
     message = render(plan, sender=sender, recipients=topic.recipients, message_id=message_id, now=now,

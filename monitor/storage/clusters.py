@@ -14,6 +14,16 @@ from datetime import datetime, timedelta
 
 from monitor.digests.topics import fts_query
 from monitor.events.clusterer import Assignment, Clusterer
+from monitor.events.headlines import (
+    RECENT_TITLES,
+    Affixes,
+    choose_headline,
+    is_incomplete,
+    learn_affixes,
+    shared_words,
+    shown_headline,
+    strip_affixes,
+)
 from monitor.events.weighpool import weigh_ahead
 from monitor.feeds.normalize import clean_headline
 from monitor.storage.database import Store, chunked, iso, parse_iso, parse_stamp, survivors
@@ -108,10 +118,29 @@ def warm(clusterer: Clusterer, history: list[tuple[ClusterDoc, int]]) -> set[int
     return ids
 
 
-def decide(clusterer: Clusterer, docs: list[ClusterDoc]) -> list[tuple[Assignment, ClusterDoc]]:
+PROGRESS_EVERY = 500  # entries between two calls of decide's `progress`
+
+
+def decide(clusterer: Clusterer, docs: list[ClusterDoc], *, progress: Callable[[int], None] | None = None,
+           ) -> list[tuple[Assignment, ClusterDoc]]:
     """The clusterer's decision for each entry (`unclustered`), in order; large runs are
-    weighed ahead in a worker (weighpool)."""
-    return [(clusterer.place(feats), doc) for doc, feats in weigh_ahead(clusterer.weigher, docs, len(docs))]
+    weighed ahead in a worker (weighpool).
+
+    `progress(done)` is called with the number of entries decided so far, every
+    PROGRESS_EVERY entries and once at the end (a caller's progress bar; nothing is shown here)."""
+    place = clusterer.place
+    if progress is None:
+        return [(place(feats), doc) for doc, feats in weigh_ahead(clusterer.weigher, docs, len(docs))]
+    out: list[tuple[Assignment, ClusterDoc]] = []
+    reported = -1
+    for doc, feats in weigh_ahead(clusterer.weigher, docs, len(docs)):
+        out.append((place(feats), doc))
+        if len(out) % PROGRESS_EVERY == 0:
+            reported = len(out)
+            progress(reported)
+    if reported != len(out):
+        progress(len(out))
+    return out
 
 
 def next_cluster_id(store: Store) -> int:
@@ -134,8 +163,9 @@ def apply(store: Store, decisions: Iterable[tuple[Assignment, ClusterDoc]], now:
                 _absorb(store, absorbed, a.cluster_id, a.entry_id, stamp)
                 touched.discard(absorbed)
             touched.add(a.cluster_id)
+        furniture: dict[int, Affixes] = {}  # each feed's titles are read once per cycle
         for cid in touched:
-            refresh(store, cid, stamp)
+            refresh(store, cid, stamp, furniture)
     return touched
 
 
@@ -181,8 +211,11 @@ def _union(a: str, b: str) -> str:
     return json.dumps(items, ensure_ascii=False)
 
 
-def refresh(store: Store, cluster_id: int, stamp: str) -> None:
-    """Recompute a cluster's size, outlets, time span and headline from its members."""
+def refresh(store: Store, cluster_id: int, stamp: str, furniture: dict[int, Affixes] | None = None) -> None:
+    """Recompute a cluster's size, outlets, time span and headline from its members.
+
+    `furniture` caches each feed's learned title furniture (`feed_furniture`) across the
+    clusters of one apply or rebuild."""
     rows = store.db.execute(
         "SELECT e.id, e.title, e.published, e.feed_id, coalesce(f.title, f.channel_title, f.url),"
         " m.matched_entry_id FROM memberships m JOIN entries e ON e.id = m.entry_id"
@@ -190,15 +223,90 @@ def refresh(store: Store, cluster_id: int, stamp: str) -> None:
         " WHERE m.cluster_id = ? ORDER BY e.published, e.id", [cluster_id]).fetchall()
     if not rows:
         return
+    furniture = {} if furniture is None else furniture
     hub = Counter(r[5] for r in rows if r[5] is not None)
-    # The headline: the member others matched most often (the event's most typical report),
-    # else the first report; outlet suffixes and wire prefixes removed.
-    best = max(rows, key=lambda r: (hub.get(r[0], 0), -rows.index(r)))
-    headline = clean_headline(best[1], best[4]) or best[1]
+    # The headline, shown without wire slugs and outlet furniture: a complete title (not cut
+    # by its feed), then the member others matched most often (the event's most typical
+    # report), then the first report. The titles stay stored as published.
+    # Made as they are needed: most clusters are decided by their best member's own text.
+    titles: dict[int, str] = {}
+    texts: dict[int, str] = {}
+    everyone: list[str] = []
+
+    def title(i: int) -> str:
+        if i not in titles:
+            r = rows[i]
+            titles[i] = display_title(r[1], r[4], feed_furniture(store, r[3], furniture))
+        return titles[i]
+
+    def context(i: int) -> Iterator[str]:
+        """What tells a cut word in member i's title: its own text, then the members' titles."""
+        if i not in texts:
+            texts[i] = _text_start(store, rows[i][0])
+        yield texts[i]
+        if not everyone:
+            everyone.append("\n".join(title(j) for j in range(len(rows))))
+        yield everyone[0]
+
+    cut: dict[int, bool] = {}
+
+    def complete(i: int) -> bool:
+        cut[i] = is_incomplete(title(i), context(i))
+        return not cut[i]
+
+    best = choose_headline([hub.get(r[0], 0) for r in rows], complete)
+    headline = shown_headline(title(best), context(best)) if cut[best] else title(best)
     store.db.execute(
         "UPDATE clusters SET size = ?, outlets = ?, first_published = ?, last_published = ?, headline = ?,"
         " last_activity = ? WHERE id = ?",
         [len(rows), len({r[3] for r in rows}), rows[0][2], rows[-1][2], headline, stamp, cluster_id])
+
+
+# Characters of an entry's text read to tell a cut headline word, or the words behind its terms:
+# the clusterer's terms come from a text's first few hundred words.
+TEXT_START = 8000
+
+
+def _text_start(store: Store, entry_id: int) -> str:
+    return store.scalar("SELECT substr(text, 1, ?) FROM entries WHERE id = ?", [TEXT_START, entry_id]) or ""
+
+
+def feed_furniture(store: Store, feed_id: int, cache: dict[int, Affixes]) -> Affixes:
+    """A feed's title furniture (headlines.learn_affixes), learned from its latest titles
+    (bounded) after `clean_headline`, and its names; once per feed in `cache`."""
+    if feed_id not in cache:
+        feed = store.db.execute("SELECT title, channel_title, site_url, url FROM feeds WHERE id = ?",
+                                [feed_id]).fetchone()
+        if feed is None:
+            cache[feed_id] = Affixes()
+            return cache[feed_id]
+        outlet = feed[0] or feed[1] or feed[3]
+        # the latest by id (stored order): the unique (feed_id, entry_key) index gives a feed's
+        # ids without reading its rows, so only RECENT_TITLES rows are read
+        titles = [r[0] for r in store.db.execute(
+            "SELECT title FROM entries WHERE id IN"
+            " (SELECT id FROM entries WHERE feed_id = ? ORDER BY id DESC LIMIT ?)",
+            [feed_id, RECENT_TITLES])]
+        cache[feed_id] = learn_affixes([clean_headline(t, outlet) for t in titles], names=feed[:3])
+    return cache[feed_id]
+
+
+def _texts_of(store: Store, ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    """Entry id -> (title, start of text: TEXT_START) as stored."""
+    out: dict[int, tuple[str, str]] = {}
+    for chunk in chunked(sorted(ids)):
+        marks = ",".join("?" * len(chunk))
+        for eid, title, text in store.db.execute(
+                f"SELECT id, title, substr(text, 1, ?) FROM entries WHERE id IN ({marks})",
+                [TEXT_START, *chunk]):
+            out[eid] = (title, text or "")
+    return out
+
+
+def display_title(title: str, outlet: str, furniture: Affixes) -> str:
+    """A stored title as shown: wire slugs and generic outlet suffixes off (`clean_headline`),
+    then the feed's learned furniture (`feed_furniture`)."""
+    return strip_affixes(clean_headline(title, outlet) or title, furniture)
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -320,11 +428,19 @@ def show_cluster(store: Store, cluster_id: int) -> ClusterDetail | None:
         rows = _members_of(store, [survivor]).get(survivor, [])
         summary = _summary(c, _topics_of(store, [survivor]).get(survivor, []),
                            _outlets_of(store, [survivor]).get(survivor, []), None)
-        titles = {m["id"]: m["title"] for m in rows}
+        # Titles as shown (display_title, a cut word marked); each join's terms as the words
+        # its texts write
+        furniture: dict[int, Affixes] = {}
+        texts = _texts_of(store, {m["id"] for m in rows} | {m["matched_entry_id"] for m in rows} - {None})
+        cleaned = {m["id"]: display_title(m["title"], m["outlet"],
+                                          feed_furniture(store, m["feed_id"], furniture)) for m in rows}
+        all_titles = "\n".join(cleaned.values())
+        titles = {i: shown_headline(t, [texts.get(i, ("", ""))[1], all_titles]) for i, t in cleaned.items()}
         # The other clusters a follow-up named, under the ids they have now: one merged since
         # is shown as the cluster it went into, and not at all if that is this one.
         named = survivors(store, {c for m in rows for c in json.loads(m["also"] or "[]")})
-        members = tuple(ClusterMember(entry=_entry(m), why=_why(m, titles, named, survivor)) for m in rows)
+        members = tuple(ClusterMember(entry=replace(_entry(m), title=titles[m["id"]]),
+                                      why=_why(m, titles, named, survivor, texts)) for m in rows)
         merged_from = tuple(r["absorbed_id"] for r in store.query(
             "SELECT absorbed_id FROM cluster_merges WHERE into_id = ? ORDER BY id", [survivor]))
         matches = tuple(
@@ -339,14 +455,19 @@ def show_cluster(store: Store, cluster_id: int) -> ClusterDetail | None:
         requested_id=cluster_id if survivor != cluster_id else None)
 
 
-def _why(m: dict, titles: dict[int, str], named: dict[int, int], cluster_id: int) -> JoinReason | None:
+def _why(m: dict, titles: dict[int, str], named: dict[int, int], cluster_id: int,
+         texts: dict[int, tuple[str, str]]) -> JoinReason | None:
     """Why a member joined; None for the report that started the cluster (or whose match is gone).
-    `named` maps the clusters follow-ups named to their survivors (`survivors`)."""
+    `named` maps the clusters follow-ups named to their survivors (`survivors`); the stored
+    shared terms are shown as the words of the member's, else the matched member's, title and
+    text (`texts`, from `_texts_of`)."""
     if m["matched_entry_id"] is None:
         return None
     also = dict.fromkeys(named.get(c, c) for c in json.loads(m["also"] or "[]"))
+    words = shared_words(json.loads(m["shared_terms"] or "[]"),
+                         [*texts.get(m["id"], ()), *texts.get(m["matched_entry_id"], ())])
     return JoinReason(matched_entry_id=m["matched_entry_id"], matched_title=titles.get(m["matched_entry_id"]),
-                      score=m["score"], shared_terms=tuple(json.loads(m["shared_terms"] or "[]")),
+                      score=m["score"], shared_terms=words,
                       time_gap_hours=(round(m["time_gap_seconds"] / 3600, 1)
                                       if m["time_gap_seconds"] is not None else None),
                       reason=m["reason"] or "similar", also_matched=tuple(c for c in also if c != cluster_id))
@@ -398,12 +519,13 @@ def search(store: Store, query: str, limit: int = 50) -> list[SearchHit]:
 
 
 def rebuild(store: Store, make_clusterer: Callable[[int], Clusterer], since: datetime | None,
-            now: datetime) -> dict[str, int]:
+            now: datetime, *, progress: Callable[[int], None] | None = None) -> dict[str, int]:
     """Re-decide the clusters of entries published since `since` (all when None), in one transaction.
 
     Ids stay stable where the events do: each rebuilt cluster takes the old id that most of
     its members had; an old cluster left without members points (merged_into) to the cluster
     that took most of them, so old ids, topic matches and sent digests still resolve.
+    `progress(done)`: how many entries are decided so far (see `decide`).
     """
     cutoff = iso(since) if since else ""
     with store.write():
@@ -419,7 +541,7 @@ def rebuild(store: Store, make_clusterer: Callable[[int], Clusterer], since: dat
         warm_ids: set[int] = set()
         if since:
             warm_ids = restore(store, clusterer, since, before=since)
-        decisions = decide(clusterer, unclustered(store, since))
+        decisions = decide(clusterer, unclustered(store, since), progress=progress)
         final = {a.entry_id: clusterer.resolve(a.cluster_id) for a, _ in decisions}
         mapping = _stable_ids(final, old, first_new)
         stamp = iso(now)
@@ -454,8 +576,9 @@ def rebuild(store: Store, make_clusterer: Callable[[int], Clusterer], since: dat
             db.execute("UPDATE clusters SET size = 0, outlets = 0 WHERE id = ?", [cid])
             if target is not None and target != cid:
                 _absorb(store, cid, target, None, stamp)
+        furniture: dict[int, Affixes] = {}  # each feed's titles are read once per rebuild
         for cid in touched:
-            refresh(store, cid, stamp)
+            refresh(store, cid, stamp, furniture)
     return {"entries": len(decisions), "clusters": len(touched), "emptied": len(emptied)}
 
 
@@ -500,9 +623,10 @@ def purge(store: Store, before: datetime, now: datetime) -> int:
                          " (SELECT id FROM entries WHERE published < ?)", [cutoff])
         deleted = store.db.execute("DELETE FROM entries WHERE published < ?", [cutoff]).rowcount
         stamp = iso(now)
+        furniture: dict[int, Affixes] = {}  # each feed's title furniture, learned once for the purge
         for cid in touched:
             if store.scalar("SELECT count(*) FROM memberships WHERE cluster_id = ?", [cid]):
-                refresh(store, cid, stamp)
+                refresh(store, cid, stamp, furniture)
             else:
                 store.db.execute("UPDATE clusters SET size = 0, outlets = 0 WHERE id = ?", [cid])
     return deleted

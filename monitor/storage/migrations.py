@@ -274,4 +274,39 @@ def m010_follow_ups(db: Database) -> None:
     db.execute("ALTER TABLE memberships ADD COLUMN also TEXT NOT NULL DEFAULT '[]'")
 
 
+@migration
+def m011_digest_summary(db: Database) -> None:
+    """A readable digests view, and topic matches found by cluster.
+
+    cluster_summary looks up each cluster's topics by cluster_id, which the (topic,
+    cluster_id) primary key cannot serve: every row scanned the whole of topic_matches.
+    The index holds the topic too, so the lookup reads the index alone.
+
+    digest_summary is the outbox as a person reads it in datasette: a digest's stored
+    message is a BLOB, so the view lists, one per line, each recipient's delivery status
+    and the headline of each cluster the digest carried (with its kind, "new" or
+    "updated", and whether it was only counted under "more"), in the order they were
+    stored. A headline is the cluster's headline now; the message holds the one sent.
+    """
+    db.execute("CREATE INDEX topic_matches_cluster ON topic_matches(cluster_id, topic)")
+    # ORDER BY in a subquery feeding group_concat: SQLite does not flatten an ordered
+    # subquery into an aggregate, so the lines keep that order (ORDER BY inside the
+    # aggregate itself needs SQLite 3.44).
+    db.execute("""
+        CREATE VIEW digest_summary AS
+        SELECT d.id, d.topic, d.subject, d.status, d.created, d.sent, d.attempts, d.next_attempt,
+               d.last_error,
+               (SELECT group_concat(line, char(10)) FROM (
+                    SELECT r.recipient || ': ' || r.status || coalesce(' (' || r.error || ')', '') AS line
+                    FROM digest_recipients r WHERE r.digest_id = d.id ORDER BY r.rowid)) AS recipients,
+               (SELECT count(*) FROM digest_items i WHERE i.digest_id = d.id) AS items,
+               (SELECT group_concat(line, char(10)) FROM (
+                    SELECT i.kind || CASE WHEN i.listed THEN '' ELSE ' (under more)' END || ': '
+                           || coalesce(nullif(c.headline, ''), '(no headline)')
+                           || ' [cluster ' || i.cluster_id || ']' AS line
+                    FROM digest_items i LEFT JOIN clusters c ON c.id = i.cluster_id
+                    WHERE i.digest_id = d.id ORDER BY i.rowid)) AS headlines
+        FROM digests d""")
+
+
 SCHEMA_VERSION = len(KNOWN)

@@ -87,6 +87,7 @@ class ReportRow(NamedTuple):
     published: datetime
     reason: str | None  # how it joined: new | similar | syndicated | follow-up (None: not recorded)
     joined: datetime  # when it joined the cluster
+    feed_id: int = 0  # for the feed's learned title furniture (monitor.storage.clusters.feed_furniture)
 
 
 def cluster_reports(store: Store, cluster_ids: Sequence[int]) -> dict[int, list[ReportRow]]:
@@ -94,13 +95,63 @@ def cluster_reports(store: Store, cluster_ids: Sequence[int]) -> dict[int, list[
     reports: dict[int, list[ReportRow]] = {}
     for part in chunked(list(cluster_ids)):
         marks = ",".join("?" * len(part))
-        for cid, outlet, link, title, published, reason, joined in store.db.execute(
-                f"SELECT m.cluster_id, {OUTLET_SQL}, e.link, e.title, e.published, m.reason, m.joined"
+        for cid, outlet, link, title, published, reason, joined, feed_id in store.db.execute(
+                f"SELECT m.cluster_id, {OUTLET_SQL}, e.link, e.title, e.published, m.reason, m.joined,"
+                f" e.feed_id"
                 f" FROM memberships m JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
                 f" WHERE m.cluster_id IN ({marks}) ORDER BY e.published, e.id", list(part)):
             reports.setdefault(cid, []).append(ReportRow(outlet, link, title, parse_stamp(published), reason,
-                                                         parse_stamp(joined)))
+                                                         parse_stamp(joined), feed_id))
     return reports
+
+
+# -- what a digest item's lead is taken from -----------------------------------------------------
+
+
+class LeadMember(NamedTuple):
+    """A member entry of a cluster, as the lead of its digest item is chosen from."""
+
+    entry_id: int
+    feed_id: int
+    title: str
+    matched_entry_id: int | None  # the member it matched best: the most matched member is the most typical
+    has_text: bool
+
+
+def lead_members(store: Store, cluster_ids: Sequence[int]) -> dict[int, list[LeadMember]]:
+    """Cluster id -> its members in published order (ties by id), as clusters.refresh reads them."""
+    members: dict[int, list[LeadMember]] = {}
+    for part in chunked(list(cluster_ids)):
+        marks = ",".join("?" * len(part))
+        for cid, entry_id, feed_id, title, matched, has_text in store.db.execute(
+                f"SELECT m.cluster_id, e.id, e.feed_id, e.title, m.matched_entry_id, e.text != ''"
+                f" FROM memberships m JOIN entries e ON e.id = m.entry_id"
+                f" WHERE m.cluster_id IN ({marks}) ORDER BY e.published, e.id", list(part)):
+            members.setdefault(cid, []).append(LeadMember(entry_id, feed_id, title, matched, bool(has_text)))
+    return members
+
+
+def entry_texts(store: Store, entry_ids: Sequence[int], chars: int) -> dict[int, str]:
+    """Entry id -> the first `chars` characters of its text."""
+    texts: dict[int, str] = {}
+    for part in chunked(list(entry_ids)):
+        marks = ",".join("?" * len(part))
+        texts.update(store.db.execute(f"SELECT id, substr(text, 1, ?) FROM entries WHERE id IN ({marks})",
+                                      [chars, *part]))
+    return texts
+
+
+def recent_feed_texts(store: Store, feed_id: int, outside: int, limit: int,
+                      chars: int) -> list[tuple[str, str]]:
+    """(title, first `chars` characters of text) of the feed's latest `limit` entries with text that
+    are not members of cluster `outside`: what the feed repeats around every story.
+
+    Bounded: the ids are read from the (feed_id, entry_key) index alone, then `limit` rows."""
+    return [(title, text) for title, text in store.db.execute(
+        "SELECT title, substr(text, 1, ?) FROM entries WHERE id IN ("
+        " SELECT id FROM entries WHERE feed_id = ? AND id NOT IN"
+        " (SELECT entry_id FROM memberships WHERE cluster_id = ?) ORDER BY id DESC LIMIT ?) AND text != ''",
+        [chars, feed_id, outside, limit])]
 
 
 # -- schedule runs and new digests ---------------------------------------------------------------

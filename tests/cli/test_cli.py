@@ -18,7 +18,7 @@ from tests.support.loopback import LoopbackServer, feed_route, rss, send
 REPO = Path(__file__).resolve().parents[2]
 CONTRACT = ["init", "feeds import", "feeds list", "feeds export", "feeds add", "feeds remove", "poll", "run",
             "recluster", "clusters list", "clusters show", "search", "topics list", "topics test",
-            "digest preview", "digest send", "status"]
+            "digest preview", "digest send", "status", "datasette-metadata"]
 
 
 def test_every_contract_command_has_help(run):

@@ -311,3 +311,195 @@ def test_retention_deletes_old_entries_and_keeps_clusters_consistent(polled):
     assert polled.json("clusters", "list", "--since", "all") == []
     assert polled.json("search", "telegram") == []
     assert all(f["entries"] == 0 for f in polled.json("feeds", "list"))
+
+
+def test_list_shows_when_the_event_was_first_reported_and_when_it_last_grew(run):
+    """README: `clusters list` shows `first` (the earliest report's publication) next to `active` (when the
+    cluster last gained a report), and `--since` filters on the latter, as its --help says: an event first
+    reported three days ago and polled now is listed by `--since 1d`."""
+    now = datetime.now(UTC)
+    stories = [{"guid": "old", "title": "Harbour crane collapses onto container ship", "link": "https://h.example/1",
+                "summary": "A harbour crane collapsed onto a container ship at the northern quay.",
+                "published": now - timedelta(days=3, hours=2)},
+               {"guid": "fresh", "title": "Orchestra announces winter season", "link": "https://h.example/2",
+                "summary": "The city orchestra announced a winter season of twelve concerts.",
+                "published": now - timedelta(hours=5, minutes=10)}]
+    server = LoopbackServer()
+    try:
+        server.routes["/f.xml"] = feed_route(loopback_rss(stories, title="Harbour Herald"))
+        run.config.write_text(f'[polling]\nallow_hosts = ["127.0.0.1:{server.port}"]\nparse_workers = 1\n')
+        run("feeds", "add", server.url("/f.xml"))
+        run("poll")
+    finally:
+        server.close()
+    listed = run.json("clusters", "list", "--since", "1d")
+    assert sorted(e["guid"] for c in listed for e in c["entries"]) == ["fresh", "old"]
+    for c in listed:
+        assert c["first_published"] == c["entries"][0]["published"]
+        assert datetime.fromisoformat(c["last_activity"]) >= now.replace(microsecond=0)
+    table = run("clusters", "list", "--since", "1d").stdout.splitlines()
+    assert table[0].split()[:5] == ["id", "outlets", "size", "first", "active"]
+    rows = {line.split("ago")[-1].strip(): line for line in table[1:-1]}
+    assert re.search(r"\s3d ago\s+\d+s ago\s", rows["Harbour crane collapses onto container ship"])
+    assert re.search(r"\s5h ago\s+\d+s ago\s", rows["Orchestra announces winter season"])
+    since_help = " ".join(run("clusters", "list", "--help").stdout.split())
+    assert "Last activity within (24h, 7d, all): when the cluster last gained a report" in since_help
+
+
+# A station that dresses every title in the same furniture (and cuts long titles to a length, mid-word),
+# and a paper whose one title carries its own name and a tagline: what `clusters` shows is the headline.
+STATION_FURNITURE = " - KHBR 9 - Portvale, ST News On Your Side"
+PARK = datetime(2024, 5, 4, 21, tzinfo=UTC)
+PARK_TEXT = ("Two people were hurt in a shooting at Lakeside Park in Portvale on Saturday night, and"
+             " police are searching for a gunman who fled on foot toward the marina. Officers said the"
+             " victims, a man and a woman in their twenties, were taken to Portvale General Hospital with"
+             " wounds that are not life threatening. Detectives asked anyone with video of the bandstand"
+             " area to call the tip line, and the park will stay closed on Sunday while investigators"
+             " search the lawns and the parking lot.")
+HEADLINE_FEEDS = {
+    "/station.xml": ("Harbor 9", [
+        {"guid": "park-1", "published": PARK,
+         "title": "Police seek gunman after two hurt in Lakeside Park shooti" + STATION_FURNITURE,
+         "summary": PARK_TEXT},
+        # weeks apart: the furniture the titles share would otherwise join them (it is text to the clusterer)
+        {"guid": "ferry-1", "published": PARK - timedelta(days=20),
+         "title": "Ferry timetable changes for summer" + STATION_FURNITURE,
+         "summary": "The island ferry adds an evening sailing from June."},
+        {"guid": "school-1", "published": PARK - timedelta(days=40),
+         "title": "School board names new principal" + STATION_FURNITURE,
+         "summary": "Westbrook Elementary gets a principal from Carlow County."},
+        {"guid": "road-1", "published": PARK - timedelta(days=60),
+         "title": "Coast road closed for resurfacing" + STATION_FURNITURE,
+         "summary": "Crews resurface the coast road near Dunmore Point all week."},
+        {"guid": "rescue-1", "published": PARK - timedelta(days=80),  # its only report, cut mid-word
+         "title": "Lighthouse keeper rescues stranded kayake" + STATION_FURNITURE,
+         "summary": "A lighthouse keeper rescued two stranded kayakers off Gull Rock on Tuesday."}]),
+    "/courier.xml": ("Lakeside Courier", [
+        {"guid": "park-2", "published": PARK + timedelta(hours=1),
+         "title": "Two hurt in Lakeside Park shooting; police seek gunman"
+                  " - Lakeside Courier: Local News and Sports",
+         "summary": PARK_TEXT}]),
+    "/notices.xml": ("Town Notices", [
+        {"guid": f"notice-{i}", "published": PARK - timedelta(days=10 + 3 * i), "title": "Update",
+         "summary": text} for i, text in enumerate(["Library hours extended through August.",
+                                                    "Recycling pickup moves to Thursdays.",
+                                                    "Beach parking permits go on sale in March."])]),
+}
+
+
+def test_headlines_are_shown_without_feed_furniture_and_complete_and_stored_as_published(run):
+    """README: a cluster's headline is its most typical complete report's title, without the furniture its
+    feed repeats on every title (learned from the feed's latest titles) or that names the feed; a title cut
+    in a word is not chosen while a complete one exists, and is marked "…" where it is shown (`clusters
+    show`, the headline of a report alone). Entries keep their titles as published. A feed whose every title
+    is "Update" keeps "Update"."""
+    server = LoopbackServer()
+    try:
+        for path, (outlet, items) in HEADLINE_FEEDS.items():
+            server.routes[path] = feed_route(loopback_rss(items, title=outlet))
+        run.config.write_text(f'[polling]\nallow_hosts = ["127.0.0.1:{server.port}"]\nparse_workers = 1\n')
+        for path, (outlet, _) in HEADLINE_FEEDS.items():
+            run("feeds", "add", server.url(path), "--title", outlet)
+        run("poll")
+    finally:
+        server.close()
+    listed = {tuple(sorted(e["guid"] for e in c["entries"])): c
+              for c in run.json("clusters", "list", "--since", "all", "--min-size", "1")}
+    park = listed[("park-1", "park-2")]
+    assert park["title"] == "Two hurt in Lakeside Park shooting; police seek gunman"
+    assert listed[("ferry-1",)]["title"] == "Ferry timetable changes for summer"
+    assert listed[("rescue-1",)]["title"] == "Lighthouse keeper rescues stranded kayake…"
+    assert [listed[(f"notice-{i}",)]["title"] for i in range(3)] == ["Update"] * 3
+    table = run("clusters", "list", "--since", "all", "--min-size", "2").stdout
+    assert "Two hurt in Lakeside Park shooting; police seek gunman" in table
+
+    shown = {e["guid"]: e for e in run.json("clusters", "show", str(park["id"]))["entries"]}
+    assert shown["park-1"]["title"] == "Police seek gunman after two hurt in Lakeside Park shooti…"
+    assert shown["park-2"]["title"] == "Two hurt in Lakeside Park shooting; police seek gunman"
+    joined = shown["park-2"]["why"] or shown["park-1"]["why"]
+    assert joined["matched_title"] in {shown["park-1"]["title"], shown["park-2"]["title"]}
+    text = run("clusters", "show", str(park["id"])).stdout
+    assert "cluster {}: Two hurt in Lakeside Park shooting; police seek gunman\n".format(park["id"]) in text
+    assert "KHBR 9" not in text and "Local News" not in text
+
+    with closing(sqlite3.connect(f"file:{run.db}?mode=ro", uri=True)) as db:
+        stored = dict(db.execute("SELECT guid, title FROM entries WHERE guid LIKE 'park-%'").fetchall())
+    assert stored == {"park-1": HEADLINE_FEEDS["/station.xml"][1][0]["title"],
+                      "park-2": HEADLINE_FEEDS["/courier.xml"][1][0]["title"]}
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[^\W_]+(?:[-–'’ ][^\W_]+)*", text)) | set(re.findall(r"[^\W_]+", text))
+
+
+def test_show_explains_joins_with_the_words_of_the_text_not_stems(polled):
+    """Issue #16: `clusters show` (text and --json) names what two reports share as their texts write it
+    ("active", "police"), not as stored stems ("activ", "polic"); stored memberships keep the terms."""
+    from monitor.feeds.normalize import html_to_text
+
+    text_of = {a["id"]: a["title"] + "\n" + html_to_text(a["summary"]) for a in CORPUS}
+    shown_words: list[str] = []
+    for c in polled.json("clusters", "list", "--since", "all", "--min-size", "2"):
+        members = polled.json("clusters", "show", str(c["id"]))["entries"]
+        guid_of = {e["id"]: e["guid"] for e in members}
+        for e in members:
+            why = e["why"]
+            if why["reason"] == "first report":
+                continue
+            texts = text_of[e["guid"]] + "\n" + text_of[guid_of[why["matched_entry_id"]]]
+            for word in why["shared_terms"]:
+                # each one a word (or a run of words) as one of the two reports writes it
+                assert re.search(rf"(?<!\w){re.escape(word)}(?!\w)", texts), (word, e["guid"])
+            shown_words += why["shared_terms"]
+            if why["shared_terms"]:
+                line = polled("clusters", "show", str(c["id"])).stdout
+                assert "shared: " + ", ".join(why["shared_terms"][:8]) in line or why["reason"] == "follow-up"
+    assert {"active", "police"} <= set(shown_words)
+    assert not {"activ", "polic"} & set(shown_words)
+    with closing(sqlite3.connect(f"file:{polled.db}?mode=ro", uri=True)) as db:
+        stored = {t for (terms,) in db.execute("SELECT shared_terms FROM memberships")
+                  for t in json.loads(terms)}
+    assert {"activ", "polic"} <= stored  # what the clusterer decided on, unchanged
+
+
+def _notices(n: int) -> list:
+    """n short, distinct reports an hour apart (each its own event: what is decided does not matter here)."""
+    from monitor.types import ClusterDoc
+
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    return [ClusterDoc(entry_id=i, feed_id=i % 5 + 1, outlet=f"Outlet {i % 5}",
+                       title=f"Notice {i} for berth {i}", text=f"Berth {i} opens at gate {i * 7}.",
+                       published=start + timedelta(hours=i))
+            for i in range(1, n + 1)]
+
+
+@pytest.mark.parametrize(("entries", "calls"), [(1001, [500, 1000, 1001]), (1000, [500, 1000]), (3, [3]),
+                                                (0, [0])])
+def test_deciding_reports_progress_every_500_entries_and_at_the_end(entries, calls):
+    """For a caller's progress bar: `decide(progress=)` is told how many entries are decided so far, every 500
+    entries and once at the end (never twice for one count); the decisions are the same without it."""
+    from monitor.events.clusterer import Clusterer
+    from monitor.storage import clusters
+
+    docs = _notices(entries)
+    seen: list[int] = []
+    with_progress = clusters.decide(Clusterer(), docs, progress=seen.append)
+    assert seen == calls
+    assert [(a.entry_id, a.cluster_id) for a, _ in with_progress] == [
+        (a.entry_id, a.cluster_id) for a, _ in clusters.decide(Clusterer(), docs)]
+
+
+def test_rebuild_reports_progress_too(polled):
+    from monitor.core import open_monitor
+    from monitor.events.clusterer import Clusterer
+    from monitor.storage import clusters
+
+    before = polled.json("clusters", "list", "--since", "all")
+    seen: list[int] = []
+    with open_monitor(str(polled.config), str(polled.db)) as mon:
+        out = clusters.rebuild(mon.store,
+                               lambda first: Clusterer(mon.cluster_config(), next_cluster_id=first),
+                               None, datetime.now(UTC), progress=seen.append)
+    assert seen == [len(CORPUS)] == [out["entries"]]  # fewer than 500: once, at the end
+    ids = lambda cs: {c["id"]: sorted(e["guid"] for e in c["entries"]) for c in cs}  # noqa: E731
+    assert ids(polled.json("clusters", "list", "--since", "all")) == ids(before)

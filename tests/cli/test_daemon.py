@@ -160,6 +160,29 @@ def test_watchdog_is_withheld_while_a_cycle_is_wedged(tmp_path, notify_socket, m
         assert messages(sock, time.monotonic() + 0.5) == ["WATCHDOG=1"]
 
 
+
+def test_clustering_a_cycles_entries_counts_as_progress(tmp_path):
+    """The stall clock behind the watchdog moves while a cycle clusters its new entries, not
+    only per stored feed: a large first poll's clustering must not read as a wedged cycle."""
+    server = LoopbackServer()
+    try:
+        server.routes["/f.xml"] = feed_route(rss([{"title": f"story {i} about harbour works", "guid": f"g{i}"}
+                                                  for i in range(7)]))
+        config = tmp_path / "monitor.toml"
+        config.write_text(f'[polling]\nallow_hosts = ["127.0.0.1:{server.port}"]\nparse_workers = 1\n')
+        with open_monitor(str(config), str(tmp_path / "m.db")) as mon:
+            mon.add_feed(server.url("/f.xml"))
+            daemon = Daemon(mon)
+            seen: list[object] = []
+            real = daemon._progress
+            daemon._progress = lambda x: (seen.append(x), real(x))[1]  # type: ignore[method-assign]
+            daemon._cycle()
+            assert stored_entries(tmp_path / "m.db") == 7
+            decided = [x for x in seen if isinstance(x, int)]  # feed progress passes outcomes, clustering counts
+            assert decided and decided[-1] == 7, seen
+    finally:
+        server.close()
+
 def test_notify_is_a_no_op_without_socket():
     from monitor.daemon import notify, watchdog_seconds
 

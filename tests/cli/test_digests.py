@@ -6,6 +6,7 @@ import mailbox
 from email import policy
 
 import pytest
+from markupsafe import escape
 
 from tests.support.corpus import CORPUS, outlet_feed  # the Telegram/Iran slice of the dev corpus
 from tests.support.loopback import LoopbackServer, feed_route
@@ -60,6 +61,17 @@ def test_one_item_per_event_then_only_growth(world):
     assert all(t["terms"] for t in tested)
     preview = world("digest", "preview").stdout
     assert "Subject: Platform regulation" in preview
+    [draft] = world.json("digest", "preview")["drafts"]
+    leads = {i["cluster_id"]: i["lead"] for i in draft["items"]}
+    assert set(leads) == {c["id"] for c in matched}
+    assert all(leads.values())  # every event here has a report with text
+    for item in draft["items"]:  # under its headline, in the preview's text and the --json field
+        lines = draft["text"].splitlines()
+        at = next(k for k, line in enumerate(lines) if line.endswith(f". {item['headline']}"))
+        assert lines[at + 1] == f"   {item['lead']}"
+        assert f"   {item['lead']}" in preview and len(item["lead"]) <= 300
+        for furniture in ("<", "&", "appeared first on", "Continue reading", "Via "):
+            assert furniture not in item["lead"]
     assert world.smtp.handler.messages == []  # preview sends nothing
 
     out = world("digest", "send").stdout
@@ -70,8 +82,9 @@ def test_one_item_per_event_then_only_growth(world):
     assert msg["List-Id"] and msg["Message-ID"] and msg.get_content_type() == "multipart/alternative"
     text = msg.get_body(("plain",)).get_content()
     html = msg.get_body(("html",)).get_content()
-    for c in matched:  # one item per event cluster, not one per article
-        assert text.count(c["title"]) == 1
+    for c in matched:  # one item per event cluster, not one per article, each with its lead
+        assert text.count(c["title"]) == 1 and text.count(leads[c["id"]]) == 1
+        assert html.count(str(escape(leads[c["id"]]))) == 1
     assert "<script" not in html.lower()
     assert "queued 0 digests; sent 0" in world("digest", "send").stdout  # nothing new: no mail
     assert len(world.smtp.handler.messages) == 1

@@ -26,6 +26,7 @@ from monitor.events.weighing import Weigher
 from monitor.storage import clusters as stored
 from monitor.storage.connection import iso
 from monitor.storage.database import open_store
+from monitor.storage.migrations import KNOWN
 from tests.conftest import Cli
 from tests.support.loopback import LoopbackServer, feed_route, rss
 from tests.support.reliability import monitor
@@ -213,12 +214,12 @@ def test_a_report_weeks_later_joins_its_incident_and_brings_it_back_to_the_top(n
     assert list(why) == ["reason", "score", "matched_entry_id", "matched_title", "shared_terms",
                          "time_gap_hours", "also_matched"]  # as the README shows them
     assert why["reason"] == "follow-up" and why["also_matched"] == []
-    assert {"marisol quintero", "alder creek"} <= set(why["shared_terms"])  # a full name and a place
+    assert {"Marisol Quintero", "Alder Creek"} <= set(why["shared_terms"])  # a full name and a place
     assert why["matched_entry_id"] in {shown[SHOT.guid]["id"], shown[NAMED.guid]["id"]}
     text = run("clusters", "show", str(incident)).stdout
     line = next(x for x in text.splitlines() if "follow-up" in x)
     assert f"follow-up, {FOLLOW_UP_DAYS} days after the previous report; shared names: " in line
-    assert "marisol quintero" in line and "alder creek" in line
+    assert "Marisol Quintero" in line and "Alder Creek" in line
     assert text.count("follow-up") == 1  # the same-night report is not one
 
 
@@ -255,7 +256,7 @@ def test_a_follow_up_naming_two_incidents_joins_one_and_names_the_other(newsroom
                                     marina: {"marina-1", "marina-2"}}, f"rebuilt: {rebuilt}"
         why = members(run, incident)[TRIAL.guid]["why"]
         assert why["reason"] == "follow-up" and why["also_matched"] == [marina], f"rebuilt: {rebuilt}"
-        assert {"marisol quintero", "dario veltman"} <= set(why["shared_terms"])
+        assert {"Marisol Quintero", "Dario Veltman"} <= set(why["shared_terms"])
         assert f"also named cluster {marina}" in run("clusters", "show", str(incident)).stdout
         assert set(members(run, marina)) == {"marina-1", "marina-2"}
 
@@ -320,12 +321,16 @@ def test_a_short_follow_up_window_keeps_a_later_report_apart(run):
 
 def back_to_version_9(db: Path) -> None:
     """The database as version 9 of the schema left it: memberships without the columns of
-    m010_follow_ups (reason, name_keys, also), and that migration not applied."""
+    m010_follow_ups (reason, name_keys, also), without what m011_digest_summary made (a view and an
+    index), and neither migration applied."""
     with closing(sqlite3.connect(db, isolation_level=None)) as conn:
         conn.execute("BEGIN")
         for column in ("reason", "name_keys", "also"):
             conn.execute(f"ALTER TABLE memberships DROP COLUMN {column}")
-        conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm010_follow_ups'")
+        conn.execute("DROP VIEW digest_summary")
+        conn.execute("DROP INDEX topic_matches_cluster")
+        conn.execute("DELETE FROM _sqlite_migrations"
+                     " WHERE name IN ('m010_follow_ups', 'm011_digest_summary')")
         conn.execute("COMMIT")
 
 
@@ -344,12 +349,12 @@ def test_a_version_9_database_is_upgraded_and_its_incidents_take_follow_ups(news
 
     newsroom.publish(CHARGED)
     newsroom.poll()  # a writer: upgrades the schema first
-    assert run.json("status")["database"]["schema_version"] == 10
+    assert run.json("status")["database"]["schema_version"] == len(KNOWN)
     with closing(sqlite3.connect(run.db)) as conn:
         applied = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY rowid")]
         rows = conn.execute("SELECT entry_id, cluster_id, matched_entry_id, score, reason, name_keys, also"
                             " FROM memberships ORDER BY entry_id").fetchall()
-    assert len(applied) == 10 and applied[-1] == "m010_follow_ups"
+    assert applied == KNOWN and applied[9] == "m010_follow_ups"  # 10 and those after it, in order
     upgraded = [r for r in rows if r[0] in {o[0] for o in old_rows}]
     assert [r[:4] for r in upgraded] == old_rows  # kept as they were
     assert all(r[4:] == (None, "[]", "[]") for r in upgraded)  # written before: no reason, no names

@@ -27,6 +27,7 @@ from monitor.digests.digest import (
     sparkline,
     spread,
     subject,
+    with_leads,
 )
 from tests.support import DATA
 
@@ -276,6 +277,39 @@ def test_a_follow_up_is_shown_under_the_headline_in_both_parts():
     assert "Updated: new outlets" not in text and "<b>Updated:</b>" not in html  # no outlet to name
 
 
+LEAD = ('Jacob Melendez, 27, was shot outside the Copper Kettle bar late on Sunday. Police said the suspect '
+        'fled in a "grey" pickup & has not been found.')
+
+
+def test_the_lead_is_under_the_headline_and_an_update_still_says_what_is_new():
+    """Headline, then the event's lead, then what is new (the follow-up's headline, the new outlets), in
+    both parts; an item without a lead has no line for it."""
+    wire = Report("Continental Wire", "https://news.example/w", "One dead in Alderbrook bar shooting",
+                  T0 + timedelta(hours=1))
+    plan = select_items(TOPIC, [incident(TRIAL, wire), cand(2, "Trend", "Tehran Times")], NOW)
+    assert [(i.cluster_id, i.kind) for i in plan.items] == [(1, "updated"), (2, "new")]
+    text, html = parts(render(with_leads(plan, {1: LEAD, 2: None}), sender=SENDER,
+                              recipients=["a@example.org"], message_id="<m@example.org>", now=NOW))
+    lines = text.splitlines()
+    at = lines.index("2. Man shot dead outside Copper Kettle bar")
+    assert lines[at + 1:at + 4] == [
+        f"   {LEAD}",
+        "   Follow-up, 261 days later: Trial opens for Dorian Kessler in Melendez killing",
+        "   Updated: new outlets Continental Wire"]
+    other = lines.index("1. Event 2")
+    assert lines[other + 1].startswith("   2 outlets, 2 reports")  # no lead: no line, no "None"
+    assert "None" not in text and "None" not in html
+
+    escaped = ("Jacob Melendez, 27, was shot outside the Copper Kettle bar late on Sunday. Police said the "
+               "suspect fled in a &#34;grey&#34; pickup &amp; has not been found.")
+    assert html.count(escaped) == 1 and '"grey"' not in html
+    headline = html.index("2. Man shot dead outside Copper Kettle bar</div>")
+    lead = html.index(escaped)
+    follow_up = html.index("<b>Follow-up, 261 days later:</b> Trial opens for Dorian Kessler in Melendez")
+    assert headline < lead < follow_up < html.index("<b>Updated:</b> new outlets Continental Wire")
+    assert html[headline:lead].count("<div") == 1  # the lead's own block, right under the headline
+
+
 HOSTILE = [
     Report("Evil\r\nBcc: victim@example.org", "javascript:alert(1)", "t", T0),
     Report("Tab <b>Outlet</b>", "jav\tascript:alert(2)", "t", T0 + timedelta(minutes=1)),
@@ -289,19 +323,23 @@ HOSTILE = [
 def test_feed_text_is_escaped_and_only_http_links_survive():
     c = Candidate(cluster_id=7, headline='<script>alert("x")</script><img src=x onerror=alert(1)>\r\nBcc: a@b.c',
                   reports=tuple(HOSTILE), terms=("<b>ban</b>",))
-    msg = parsed(render(select_items(TOPIC, [c], NOW), sender=SENDER, recipients=["a@example.org"],
-                        message_id="<m@example.org>", now=NOW))
+    lead = '<script>alert("lead")</script> & <b>lead</b>\r\nBcc: lead@b.c'
+    msg = parsed(render(with_leads(select_items(TOPIC, [c], NOW), {7: lead}), sender=SENDER,
+                        recipients=["a@example.org"], message_id="<m@example.org>", now=NOW))
     assert msg["Bcc"] is None
     text, html = parts(msg)
     assert "<script" not in html and "<img" not in html and "<b>ban" not in html and "<b>Outlet" not in html
     assert "&lt;b&gt;ban&lt;/b&gt;" in html and "Tab &lt;b&gt;Outlet&lt;/b&gt;" in html
     assert "&lt;script&gt;" in html and "onerror=alert(1)&gt;" in html  # shown as text, inert
+    assert "&lt;script&gt;alert(&#34;lead&#34;)&lt;/script&gt; &amp; &lt;b&gt;lead&lt;/b&gt; Bcc: lead@b.c" \
+        in html  # the lead too
     assert "javascript" not in html.lower() and "data:" not in html
     assert 'href="https://fine.example/story?a=1&amp;b=2"' in html
     assert 'href="https://ok.example/a&#34;onmouseover=&#34;alert(4)"' in html  # the quote cannot end the attribute
     hrefs = [h.split('"')[0] for h in html.split('href="')[1:]]
     assert all(h.startswith("https://") for h in hrefs) and len(hrefs) == 2
     assert "javascript" not in text.lower() and "data:text" not in text
+    assert '   <script>alert("lead")</script> & <b>lead</b> Bcc: lead@b.c\n' in text  # one line: no header
     assert "- Evil Bcc: victim@example.org\n" in text  # a title's line break becomes a space
 
 
@@ -338,7 +376,11 @@ def golden_plan():
          Report("Trend", None, "t", T0 - timedelta(days=1)),
          Report("Northern Tribune", "https://northerntribune.example/y", "t", T0)),
         ("court", "linkedin", "law"), PriorSend(1, ("Continental Wire",)))
-    return select_items(TOPIC, [iran, linkedin], NOW)
+    return with_leads(select_items(TOPIC, [iran, linkedin], NOW), {
+        1: "Police in Tehran say they held about a hundred people accused of hacking over four weeks, most of "
+           "them on Telegram. Twenty chat groups were closed as well.",
+        2: "A Moscow court has upheld a ruling that LinkedIn broke a law requiring that data on Russian users be "
+           "kept in Russia."})
 
 
 @pytest.mark.parametrize("kind", ["plain", "html"])

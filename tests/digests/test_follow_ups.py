@@ -114,6 +114,9 @@ def test_a_same_outlet_follow_up_brings_the_incident_back_once_with_its_headline
     assert len(desk.cycle(T0)) == 1
     text, _, _ = desk.mail(0)
     assert text.count(SHOOTING) == 1 and "Follow-up" not in text and "2 outlets, 2 reports" in text
+    lines = text.splitlines()
+    lead = lines[lines.index(f"1. {SHOOTING}") + 1]  # what happened, from a report of the night
+    assert lead.startswith(("   Jacob Melendez, 27, was shot", "   A man was killed in a shooting"))
 
     desk.publish([*STATION_DAY0, STATION_CHARGED], [])  # the station's feed keeps its older stories
     [second] = desk.cycle(LATER)
@@ -127,7 +130,10 @@ def test_a_same_outlet_follow_up_brings_the_incident_back_once_with_its_headline
     # 35 days after the wire's report of the night, the last report before it
     line = f"Follow-up, 35 days later: {CHARGED}"
     lines = text.splitlines()
-    assert text.count(SHOOTING) == 1 and lines[lines.index(f"1. {SHOOTING}") + 1] == f"   {line}"
+    # under the headline the event's lead, the same as in the first digest (not the charge's text),
+    # then what is new
+    assert text.count(SHOOTING) == 1 and lines[lines.index(f"1. {SHOOTING}") + 1] == lead
+    assert lines[lines.index(f"1. {SHOOTING}") + 2] == f"   {line}" and "Prosecutors" not in text
     assert "Follow-up, 35 days later:</b> " + CHARGED in html and html.count(SHOOTING) == 1
     assert "2 outlets, 3 reports" in text and "Updated: new outlets" not in text  # no outlet was added
     assert desk.monitor.store.db.execute("SELECT cluster_id, kind FROM digest_items WHERE digest_id = ?",
@@ -159,3 +165,23 @@ def test_a_recluster_does_not_bring_a_carried_follow_up_back(desk):
     assert FIRE in text
     for part in (text, html):
         assert SHOOTING not in part and CHARGED not in part
+
+
+def test_a_follow_up_headline_is_shown_without_its_feeds_title_furniture(desk):
+    """The station writes a slogan after every title; the digest shows the follow-up's headline
+    as cluster headlines are shown, without it (the stored title keeps it)."""
+    slogan = " - Valley News 8 - Alderbrook's News Leader"
+
+    def branded(story: dict) -> dict:
+        return {**story, "title": story["title"] + slogan}
+
+    station_day0 = [branded(s) for s in STATION_DAY0]
+    desk.publish(station_day0, WIRE_DAY0)
+    desk.cycle(T0)
+    desk.publish([*station_day0, branded(STATION_CHARGED)], [])
+    desk.cycle(LATER)
+    text, html, _ = desk.mail(1)
+    assert f"   Follow-up, 35 days later: {CHARGED}" in text.splitlines() and slogan not in text
+    assert "Follow-up, 35 days later:</b> " + CHARGED + "<" in html and "News Leader" not in html
+    assert desk.monitor.store.db.execute("SELECT count(*) FROM entries WHERE title = ?",
+                                         [CHARGED + slogan]).fetchone() == (1,)

@@ -485,3 +485,71 @@ def test_five_thousand_matching_clusters(world):
     assert "+4950 more events" in text_of(msg["message"])
     assert create_digests(world.store, s, NOW + timedelta(minutes=1)) == []  # none of them again
     assert json.loads(msg["recipients"]) == [DESK, CHIEF]
+
+
+STANDING = "Valley News 8 is the station the whole valley trusts for local news and weather."
+LEAD = ("Iranian authorities blocked the Telegram messaging app on Monday, cutting off millions of users. "
+        "The telecoms ministry said the block would stay until the company removed channels it called immoral.")
+CLOSED = ("Iran closed twenty Telegram channels on Tuesday, the cyber police said. Their administrators were "
+          "questioned.")
+
+
+def test_a_delivered_digest_carries_each_event_s_lead(world, smtp_server):
+    """The lead is taken from the report the other members matched most often (not the first one),
+    without its feed's furniture, and sits under the headline in both parts of the mail the server
+    received. A report whose text is all furniture passes the lead to the next best report; an event
+    whose report has no text has no lead line."""
+    server = smtp_server()
+    s = settings(world, port=server.port)
+    for n, title in enumerate(["Council approves money for road repairs", "School board delays vote",
+                               "Warehouse fire injures two firefighters"]):  # the station's other stories
+        world.entry("Valley News 8", title, f"Story {n} of the day was told on air in full. {STANDING}",
+                    published=NOW - timedelta(days=2, hours=n))
+    first = world.entry("Continental Wire", "Telegram blocked in Iran",
+                        "Iran blocked the Telegram app on Monday, officials said. Continue reading…",
+                        published=NOW - timedelta(hours=3))
+    typical = world.entry(
+        "Valley News 8", "Iran blocks Telegram - Valley News 8",
+        f"Photo: Jane Roe / Valley News 8\nShare this:\nIran blocks Telegram - Valley News 8\n{STANDING}\n"
+        f"TEHRAN —\n{LEAD}\nCopyright 2016 Valley News 8. All rights reserved.",
+        published=NOW - timedelta(hours=2))
+    silent = world.entry("Tehran Times", "Telegram goes dark in Iran", "", published=NOW - timedelta(hours=1))
+    # the station's own updates of the story repeat its lead under other titles: not furniture
+    updates = [world.entry("Valley News 8", title, f"{LEAD} Officials gave no date.",
+                           published=NOW - timedelta(minutes=m))
+               for m, title in ((50, "Telegram still blocked in Iran"), (40, "Iran keeps Telegram blocked"))]
+    blocked = world.cluster(first, typical, silent, *updates, headline="Iran blocks Telegram")
+
+    only_furniture = world.entry("Levant Post", "Telegram channels closed in Iran",
+                                 "Share this:\nPosted 3 hours ago\nPhoto: Jane Roe / Levant Post",
+                                 published=NOW - timedelta(hours=4))
+    next_best = world.entry("Caspian Wire", "Iran shuts Telegram channels", CLOSED,
+                            published=NOW - timedelta(hours=5))
+    closed = world.cluster(only_furniture, next_best, headline="Telegram channels closed in Iran")
+    fined = "Telegram fined in Iran"
+    bare = world.cluster(world.entry("Gulf Ledger", fined, ""), headline=fined)
+    with world.store.write():  # as clustering records it: each member's best match
+        world.store.db.conn.executemany(
+            "UPDATE memberships SET matched_entry_id = ? WHERE entry_id = ?",
+            [(typical, first), (typical, silent), (first, typical), *((typical, u) for u in updates),
+             (only_furniture, next_best)])
+    match_clusters(world.store, s.topics, [blocked, closed, bare], NOW)
+
+    create_digests(world.store, s, NOW)
+    [out] = send_pending(world.store, SmtpTransport(s.smtp), NOW).outcomes
+    assert out.status == "sent"
+    msg = parse(server.handler.messages[0][2])
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    lines = text.splitlines()
+    assert lines[lines.index("1. Iran blocks Telegram") + 1] == f"   {LEAD}"
+    assert lines[lines.index("2. Telegram channels closed in Iran") + 1] == f"   {CLOSED}"
+    assert lines[lines.index("3. Telegram fined in Iran") + 1].startswith("   1 outlet, 1 report")
+    assert html.index("1. Iran blocks Telegram</div>") < html.index(f">{LEAD}</div>") \
+        < html.index("2. Telegram channels closed in Iran</div>") < html.index(f">{CLOSED}</div>") \
+        < html.index("3. Telegram fined in Iran</div>")
+    for part in (text, html):
+        assert part.count(LEAD) == 1 and part.count(CLOSED) == 1 and "None" not in part
+        for furniture in (STANDING, "Photo:", "Share this", "Posted", "Copyright", "TEHRAN —",
+                          "Continue reading"):
+            assert furniture not in part

@@ -66,7 +66,7 @@ def test_a_member_that_matched_another_says_with_what(world):
     started, joined = clusters.show_cluster(world.store, cid).members
     assert started.why is None  # the first report
     assert (joined.why.matched_entry_id, joined.why.matched_title, joined.why.score, joined.why.shared_terms,
-            joined.why.time_gap_hours) == (first, "Quake hits the coast", 0.8123, ("quak", "coast"), 1.0)
+            joined.why.time_gap_hours) == (first, "Quake hits the coast", 0.8123, ("quake", "coast"), 1.0)
 
 
 def test_timeline_is_per_hour_and_per_day_for_long_events():

@@ -68,7 +68,7 @@ def test_schema_10_gives_existing_memberships_no_reason_and_no_names(tmp_path):
                        " time_gap_seconds, joined) VALUES (?, 1, ?, ?, ?, ?, ?)",  # version 9's INSERT
                        [entry, matched, score, terms, gap, stamp])
     with open_store(str(path)) as store:
-        assert store.schema_version() == 10
+        assert store.schema_version() == SCHEMA_VERSION
         rows = store.db.execute("SELECT entry_id, matched_entry_id, score, shared_terms, time_gap_seconds,"
                                 " reason, name_keys, also FROM memberships ORDER BY entry_id").fetchall()
         assert rows == [(1, None, 0.0, "[]", None, None, "[]", "[]"),
@@ -76,7 +76,55 @@ def test_schema_10_gives_existing_memberships_no_reason_and_no_names(tmp_path):
         first, joined = clusters.show_cluster(store, 1).members
     assert first.why is None
     assert (joined.why.reason, joined.why.score, joined.why.shared_terms, joined.why.also_matched) == (
-        "similar", 0.61, ("quak",), ())
+        "similar", 0.61, ("Quake",), ())
+
+
+def test_schema_11_upgrade_keeps_the_outbox_and_reads_it_in_digest_summary(tmp_path):
+    """A version-10 database with a sent digest and a cluster that matched two topics is upgraded to
+    11: its rows stay, and the new digest_summary view reads them (recipients' delivery, the
+    headlines carried in order, marked "new"/"updated" and "under more")."""
+    path = tmp_path / "v10.db"
+    stamp = iso(NOW)
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        migrations.apply(Database(db), stop_before="m011_digest_summary")
+        for cid, headline in ((1, "Quake hits the coast"), (2, "Bridge closed after crane falls")):
+            db.execute("INSERT INTO clusters (id, headline, created, last_activity) VALUES (?, ?, ?, ?)",
+                       [cid, headline, stamp, stamp])
+        for topic, cid in (("quakes", 1), ("coast", 1), ("coast", 2)):  # cluster 1 matched two topics
+            db.execute("INSERT INTO topic_matches (topic, cluster_id, first_matched, last_matched)"
+                       " VALUES (?, ?, ?, ?)", [topic, cid, stamp, stamp])
+        db.execute("INSERT INTO digests (id, topic, message_id, subject, recipients, message, created,"
+                   " status, attempts, sent, sender) VALUES (1, 'coast', '<d1@x>', 'Coast: 2 events',"
+                   " '[\"a@example.org\", \"b@example.org\"]', X'00', ?, 'sent', 1, ?, 'm@example.org')",
+                   [stamp, stamp])
+        db.execute("INSERT INTO digest_items (digest_id, cluster_id, kind, outlets, listed) VALUES"
+                   " (1, 2, 'new', 3, 1), (1, 1, 'updated', 2, 0)")
+        db.execute("INSERT INTO digest_recipients (digest_id, recipient, status, error) VALUES"
+                   " (1, 'a@example.org', 'accepted', NULL),"
+                   " (1, 'b@example.org', 'refused', '550 no such user')")
+    with open_store(str(path)) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.scalar("SELECT count(*) FROM topic_matches") == 3
+        (row,) = store.query("SELECT * FROM digest_summary")
+        topics = dict(store.db.execute("SELECT id, topics FROM cluster_summary"))
+    assert row["subject"] == "Coast: 2 events" and row["status"] == "sent" and row["sent"] == stamp
+    assert row["recipients"].splitlines() == ["a@example.org: accepted",
+                                              "b@example.org: refused (550 no such user)"]
+    assert row["items"] == 2
+    assert row["headlines"].splitlines() == ["new: Bridge closed after crane falls [cluster 2]",
+                                             "updated (under more): Quake hits the coast [cluster 1]"]
+    assert sorted(topics[1].split(",")) == ["coast", "quakes"] and topics[2] == "coast"
+
+
+def test_cluster_summary_finds_each_clusters_topics_through_an_index(tmp_path):
+    """The view's topics column looks up topic_matches by cluster id through an index (SEARCH ...
+    USING ... INDEX), instead of reading the whole table for every cluster (SCAN)."""
+    with open_store(str(tmp_path / "m.db")) as store:
+        plan = [row[3] for row in store.db.execute("EXPLAIN QUERY PLAN SELECT * FROM cluster_summary")]
+    on_matches = [step for step in plan if step.split()[1:2] == ["t"]]  # the view's alias for topic_matches
+    assert on_matches, plan
+    assert all(step.startswith("SEARCH t USING") and "INDEX" in step and "(cluster_id=?)" in step
+               for step in on_matches), plan
 
 
 def test_newer_database_is_refused(tmp_path):
