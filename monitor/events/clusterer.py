@@ -135,7 +135,10 @@ class Clusterer:
         self._window = self.config.window.total_seconds()
         self._scale = self.config.time_scale.total_seconds()
         self._docs: dict[int, tuple[sim.DocFeatures, int]] = {}  # entry id -> (features, cluster id)
-        self._stamps: dict[int, float] = {}  # entry id -> published ts, compact for the candidate scan
+        # entry id -> published ts, and -> names: compact maps for the candidate scan
+        self._stamps: dict[int, float] = {}
+        self._names: dict[int, frozenset[str]] = {}
+        self._fixed: dict[int, dict[str, int]] = {}  # entry id -> its vector in centroid units (_fixed)
         self._expiry: list[tuple[float, int]] = []  # heap of (published ts, entry id)
         self._postings: dict[str, dict[int, float]] = {}  # term -> entry id -> weight
         self._maxw: dict[str, float] = {}  # term -> its highest weight in the postings
@@ -236,31 +239,40 @@ class Clusterer:
         eid = feats.entry_id
         self._docs[eid] = (feats, cid)
         self._stamps[eid] = feats.ts
+        self._names[eid] = feats.specific
         heapq.heappush(self._expiry, (feats.ts, eid))
-        maxw = self._maxw
+        postings, maxw = self._postings, self._maxw
         for t, w in feats.vec.items():
-            self._postings.setdefault(t, {})[eid] = w
-            if w > maxw.get(t, 0.0):
+            p = postings.get(t)
+            if p is None:
+                postings[t] = {eid: w}
                 maxw[t] = w
+            else:
+                p[eid] = w
+                if w > maxw[t]:
+                    maxw[t] = w
+        fixed = self._fixed[eid] = _fixed(feats.vec)
         c = self._clusters.get(cid)
         if c is None:
             c = self._clusters[cid] = _Cluster(cid)
         c.members[eid] = None
         for d in feats.days:
             c.days[d] = c.days.get(d, 0) + 1
-        c.norm2 += _add_to_centroid(c.centroid, feats.vec, +1)
+        c.norm2 += _add_to_centroid(c.centroid, fixed, +1)
         if feats.name_keys:
             self.followups.add(cid, eid, feats.ts, feats.name_keys)
 
     def _evict(self, eid: int) -> None:
         feats, cid = self._docs.pop(eid)
         del self._stamps[eid]
-        maxw = self._maxw
+        del self._names[eid]
+        fixed = self._fixed.pop(eid)
+        postings, maxw = self._postings, self._maxw
         for t, w in feats.vec.items():
-            p = self._postings[t]
+            p = postings[t]
             del p[eid]
             if not p:
-                del self._postings[t]
+                del postings[t]
                 del maxw[t]
             elif w == maxw[t]:  # the highest weight left: a stale bound would open candidates for nothing
                 maxw[t] = max(p.values())
@@ -276,7 +288,7 @@ class Clusterer:
                 del c.days[d]
             else:
                 c.days[d] -= 1
-        c.norm2 += _add_to_centroid(c.centroid, feats.vec, -1)
+        c.norm2 += _add_to_centroid(c.centroid, fixed, -1)
 
     # --- decision ---------------------------------------------------------------------
     def _decay(self, gap: float) -> float:
@@ -324,12 +336,15 @@ class Clusterer:
         acc: defaultdict[int, float] = defaultdict(float)
         for t, w, p in active:
             if t not in minor:
+                if not acc:  # the first term: the same sums (0.0 + x is x), made in one pass
+                    acc = defaultdict(float, {eid: w * dw for eid, dw in p.items()})
+                    continue
                 for eid, dw in p.items():
                     acc[eid] += w * dw
             elif opened:
                 for eid in p.keys() & opened:
                     acc[eid] += w * p[eid]
-        docs, stamps = self._docs, self._stamps
+        stamps, specific = self._stamps, self._names
         promising = []
         ts, window, half_inv_scale2 = q.ts, self._window, 0.5 / (self._scale * self._scale)
         exp = math.exp
@@ -345,13 +360,14 @@ class Clusterer:
             if upper >= SYNDICATED_COSINE:
                 promising.append((upper, eid, decay))
             elif upper * decay >= join and (upper * decay >= CONFIDENT_JOIN
-                                            or not names.isdisjoint(docs[eid][0].specific)):
+                                            or not names.isdisjoint(specific[eid])):
                 # below CONFIDENT_JOIN only a member that names someone q names can be joined through
                 promising.append((upper, eid, decay))
         if len(promising) > RESCORE_CANDIDATES:
             promising.sort(key=lambda x: (-x[0], x[1]))
             del promising[RESCORE_CANDIDATES:]
         matches: dict[int, _Match] = {}
+        docs = self._docs
         for _, eid, decay in promising:
             other, cid = docs[eid]
             full = acc[eid]
@@ -415,7 +431,7 @@ class Clusterer:
         if len(c.members) >= CENTROID_MIN_MEMBERS:
             # the rest of the cluster: its centroid without the member that q resembles most
             cen = c.centroid
-            mine = {t: round(w * _SCALE) for t, w in other.vec.items()}
+            mine = self._fixed[m.member]
             norm2 = c.norm2 - sum(2 * cen.get(t, 0) * x - x * x for t, x in mine.items())
             dot = sum(w * (cen.get(t, 0) - mine.get(t, 0)) for t, w in q.vec.items())
             if norm2 <= 0 or dot / math.sqrt(norm2) < CENTROID_SHARE * self.config.join:
@@ -448,7 +464,7 @@ class Clusterer:
             for eid in c.members:
                 feats, _ = self._docs[eid]
                 self._docs[eid] = (feats, survivor.id)
-                survivor.norm2 += _add_to_centroid(survivor.centroid, feats.vec, +1)
+                survivor.norm2 += _add_to_centroid(survivor.centroid, self._fixed[eid], +1)
             survivor.members.update(c.members)
             for d, k in c.days.items():
                 survivor.days[d] = survivor.days.get(d, 0) + k
@@ -483,12 +499,18 @@ def collection_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _add_to_centroid(centroid: dict[str, int], vec: dict[str, float], sign: int) -> int:
-    """Add (sign +1) or take away (-1) a vector; return the change of the squared length."""
+def _fixed(vec: dict[str, float]) -> dict[str, int]:
+    """A vector in the fixed-point units of centroid sums (made once per entry, used to add and take away)."""
+    return {t: round(w * _SCALE) for t, w in vec.items()}
+
+
+def _add_to_centroid(centroid: dict[str, int], fixed: dict[str, int], sign: int) -> int:
+    """Add (sign +1) or take away (-1) a fixed-point vector; return the change of the squared length."""
     delta = 0
-    for t, w in vec.items():
-        old = centroid.get(t, 0)
-        new = old + sign * round(w * _SCALE)
+    get = centroid.get
+    for t, x in fixed.items():
+        old = get(t, 0)
+        new = old + sign * x
         delta += new * new - old * old
         if new:
             centroid[t] = new
