@@ -18,7 +18,7 @@ processes, and a key made in a worker must equal the key made here.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from hashlib import blake2b
 from itertools import compress
@@ -89,7 +89,7 @@ def without_outlet(text: str, outlet: tuple[str, re.Pattern] | None) -> str:
     return outlet[1].sub(" ", text)
 
 
-def sentence_key(tokens: list[str], title_words: frozenset[str]) -> int | None:
+def sentence_key(tokens: Sequence[str], title_words: frozenset[str]) -> int | None:
     """A stable hash of a sentence without numbers and without the entry's own title words.
 
     Dropping the title makes "The post <title> appeared first on X" one sentence in every
@@ -142,28 +142,31 @@ def _day_words(tokens: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(found)) if found else ()
 
 
+_NO_TOKENS: tuple[tuple, ...] = ((), (), (), ())
+
+
 def _sentence(sent: str, title_words: frozenset[str]) -> Sentence:
     term_of = tf.term_of
     raw = tf.raw_tokens(sent)
-    low = [t.lower() for t in raw]
-    terms = list(map(term_of, low))  # None for stopwords and noise
-    capital = list(map(str.isupper, map(_first, raw)))
+    # lower-cased tokens, their terms (None for stopwords and noise), whether they start
+    # with a capital and with a lower-case letter: one look-up per token
+    low, terms, capital, lower_case = zip(*map(tf.token_info, raw), strict=True) if raw else _NO_TOKENS
     names = tuple(filter(None, compress(terms[1:], capital[1:])))
     compounds = tuple(map(tf.stem, tf.compound_names(sent))) if "-" in sent else ()
     tail = None
     if not sent.isascii():  # lower-casing can change tokens only outside ASCII
         tail_low = tf.raw_tokens(sent.lower())
-        if tail_low != low:
+        if tuple(tail_low) != low:
             tail = (sentence_key(tail_low, title_words), len(tail_low), " ".join(tail_low),
                     tuple(filter(None, map(term_of, tail_low))))
-    lower = tuple(filter(None, compress(terms, map(str.islower, map(_first, raw)))))
+    lower = tuple(filter(None, compress(terms, lower_case)))
     return Sentence(sent, sentence_key(low, title_words), len(low), " ".join(low),
                     tuple(filter(None, terms)), _day_words(low), names, compounds, tail,
                     name_pairs(raw, capital, terms), lower)
 
 
-def name_pairs(raw: list[str], capital: list[bool] | None = None,
-               terms: list[str | None] | None = None) -> tuple[str, ...]:
+def name_pairs(raw: list[str], capital: Sequence[bool] | None = None,
+               terms: Sequence[str | None] | None = None) -> tuple[str, ...]:
     """Runs of two or more adjacent words written with a capital, as "term term ...": a
     person's first and last name, a town, a street, a business. Words in capitals (acronyms,
     datelines) and the names of days and months end a run, and so does a word without a

@@ -181,18 +181,14 @@ class DocumentFrequencies:
 
     def add_and_vectorize(self, weights: dict[str, float], k: int = VECTOR_TERMS) -> dict[str, float]:
         """`add` the entry's terms, then its tf-idf vector of the top-k terms, scaled to unit
-        length (ties broken by term: deterministic). One look-up per term does both."""
+        length (ties broken by term: deterministic)."""
         df = self.df
-        get = df.get
         self.n += 1
         total = self.n + self.prior + 0.5
         log = math.log
-        scored: list[tuple[float, str]] = []
-        append = scored.append
-        for t, w in weights.items():
-            d = get(t, 0) + 1
-            df[t] = d
-            append((-w * log(1.0 + (total - d) / (d + 0.5)), t))
+        df.update(iter(weights))  # counted in C; the counts are then read back from a table just touched
+        scored = [(-w * log(1.0 + (total - d) / (d + 0.5)), t)
+                  for t, w, d in zip(weights, weights.values(), map(df.__getitem__, weights), strict=True)]
         if len(scored) > k:
             scored.sort()
             del scored[k:]
@@ -359,11 +355,20 @@ def features(doc: ClusterDoc, r: Reading, boilerplate: FeedBoilerplate) -> DocFe
         sentence_keys=tuple(keys),
         headline=headline,
         content_words=words,
-        fingerprint=" ".join(" ".join(body).split()[:FINGERPRINT_WORDS]),
+        fingerprint=_fingerprint(body, body_words),
         pairs=tuple(dict.fromkeys(pairs)),  # in the order of the text: title and lead first
         capitalised=tuple(sorted(set(capitalised))),  # sorted: the same in every process
-        lower=tuple(sorted(set(lower))),
+        lower=tuple(dict.fromkeys(lower)),  # in the order of the text: the same in every process
     )
+
+
+def _fingerprint(body: list[str], words: int) -> str:
+    """The first FINGERPRINT_WORDS tokens of `body`: sentences of `words` tokens in all, each
+    sentence's tokens joined by single spaces. Only the last sentence can go past, so only it is split."""
+    if words <= FINGERPRINT_WORDS:
+        return " ".join(body)
+    last = body[-1].split(" ")
+    return " ".join([*body[:-1], *last[: len(last) - (words - FINGERPRINT_WORDS)]])
 
 
 def respell(feats: DocFeatures, mapping: dict[str, str]) -> None:

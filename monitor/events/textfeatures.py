@@ -12,6 +12,7 @@ import unicodedata
 from collections.abc import Iterable
 from datetime import date
 from functools import lru_cache
+from typing import NamedTuple
 
 # Generic English function words plus reporting verbs and calendar words. Calendar words
 # are left out of the term vector because time is modelled separately (published time
@@ -59,8 +60,9 @@ _QUOTES = str.maketrans({
 })
 _TOKEN = re.compile(r"\d+(?:[.,:]\d+)*|[^\W\d_]+(?:'[^\W\d_]+)*")
 _WORD = re.compile(r"[^\W\d_]+")
-_DIGIT = re.compile(r"\d")
 _PUNCTUATION = bytes.maketrans(b'!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~', b" " * 31)
+_OUTSIDE_TOKENS = bytes.maketrans(b'!"#$%&()*+-/;<=>?@[\\]^_`{|}~', b" " * 28)  # not . , : '
+_DIGITS = b"0123456789"
 _SENTENCE_END = re.compile(r"[.!?]['\")\]]*\s+|\n\s*")
 # A name in two parts joined by a hyphen or an Arabic/Persian particle:
 # "Farnaghi-Zadeh", "Montazer-Mahdi", "Montazer al-Mahdi", "al-Abadi".
@@ -189,15 +191,27 @@ def word_tokens(text: str) -> list[str]:
 def raw_tokens(text: str) -> list[str]:
     """Word and number tokens as written (case kept).
 
-    Text without digits (most sentences) is split on punctuation and spaces, which gives
-    the same tokens as the tokenising expression several times faster.
+    ASCII text without digits (most sentences) is split on punctuation and spaces, which
+    gives the same tokens as the tokenising expression several times faster. ASCII text
+    with digits is split where no token goes on (white space, punctuation other than
+    . , : and '), and only the pieces that are not plain words are tokenised: the same
+    tokens, since the expression never matches across those characters.
     """
-    if not text.isascii() or _DIGIT.search(text) is not None:
+    if not text.isascii():
         return _TOKEN.findall(text)
-    words = text.encode().translate(_PUNCTUATION).decode().split()
-    if "'" not in text:
-        return words
-    return [t for t in (w.strip("'") for w in words) if t]
+    data = text.encode()
+    if len(data.translate(None, _DIGITS)) == len(data):  # no digit (cheaper than a search)
+        words = data.translate(_PUNCTUATION).decode().split()
+        if "'" not in text:
+            return words
+        return [t for t in (w.strip("'") for w in words) if t]
+    tokens: list[str] = []
+    for piece in data.translate(_OUTSIDE_TOKENS).decode().split():
+        if piece.isalpha():
+            tokens.append(piece)
+        else:
+            tokens += _TOKEN.findall(piece)
+    return tokens
 
 
 def _term_of(token: str) -> str | None:
@@ -234,6 +248,33 @@ class _Terms(dict):
 
 TERM_CACHE = 100_000
 term_of = _Terms().__getitem__  # the index term for one lower-case token, or None for stopwords and noise
+
+
+class TokenInfo(NamedTuple):
+    """What reading needs of one token as written (see token_info)."""
+
+    low: str  # the token lower-cased
+    term: str | None  # term_of(low)
+    capital: bool  # its first character is a capital letter
+    lower: bool  # its first character is a lower-case letter
+
+
+class _Tokens(dict):
+    """token as written -> TokenInfo, filled on demand and emptied like _Terms. One look-up
+    per token of a sentence instead of lower-casing it (a new string, hashed again to find
+    its term) and testing its first character twice: most tokens are words seen before."""
+
+    def __missing__(self, token: str) -> TokenInfo:
+        if len(self) >= TERM_CACHE:
+            self.clear()
+        low = token.lower()
+        first = token[0]
+        info = TokenInfo(low, term_of(low), first.isupper(), first.islower())
+        self[token] = info
+        return info
+
+
+token_info = _Tokens().__getitem__  # TokenInfo of one token as written (raw_tokens)
 
 
 def sentences(text: str) -> list[str]:
