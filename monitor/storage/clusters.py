@@ -128,18 +128,13 @@ def decide(clusterer: Clusterer, docs: list[ClusterDoc], *, progress: Callable[[
 
     `progress(done)` is called with the number of entries decided so far, every
     PROGRESS_EVERY entries and once at the end (a caller's progress bar; nothing is shown here)."""
-    place = clusterer.place
-    if progress is None:
-        return [(place(feats), doc) for doc, feats in weigh_ahead(clusterer.weigher, docs, len(docs))]
     out: list[tuple[Assignment, ClusterDoc]] = []
-    reported = -1
     for doc, feats in weigh_ahead(clusterer.weigher, docs, len(docs)):
-        out.append((place(feats), doc))
-        if len(out) % PROGRESS_EVERY == 0:
-            reported = len(out)
-            progress(reported)
-    if reported != len(out):
-        progress(len(out))
+        out.append((clusterer.place(feats), doc))
+        if progress is not None and len(out) % PROGRESS_EVERY == 0:
+            progress(len(out))
+    if progress is not None and (not out or len(out) % PROGRESS_EVERY):
+        progress(len(out))  # the end, unless it was just reported
     return out
 
 
@@ -242,7 +237,7 @@ def refresh(store: Store, cluster_id: int, stamp: str, furniture: dict[int, Affi
     def context(i: int) -> Iterator[str]:
         """What tells a cut word in member i's title: its own text, then the members' titles."""
         if i not in texts:
-            texts[i] = _text_start(store, rows[i][0])
+            texts[i] = _texts_of(store, [rows[i][0]]).get(rows[i][0], ("", ""))[1]
         yield texts[i]
         if not everyone:
             everyone.append("\n".join(title(j) for j in range(len(rows))))
@@ -265,10 +260,6 @@ def refresh(store: Store, cluster_id: int, stamp: str, furniture: dict[int, Affi
 # Characters of an entry's text read to tell a cut headline word, or the words behind its terms:
 # the clusterer's terms come from a text's first few hundred words.
 TEXT_START = 8000
-
-
-def _text_start(store: Store, entry_id: int) -> str:
-    return store.scalar("SELECT substr(text, 1, ?) FROM entries WHERE id = ?", [TEXT_START, entry_id]) or ""
 
 
 def feed_furniture(store: Store, feed_id: int, cache: dict[int, Affixes]) -> Affixes:
