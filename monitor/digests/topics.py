@@ -5,8 +5,9 @@ boolean language (AND/OR/NOT, "phrases", prefix*, NEAR) and we write no parser. 
 matches when any of its member entries matches. Matching runs only over the clusters a
 cycle touched (`rowid IN (their members)`), which keeps it proportional to what is new.
 
-The matched terms come from FTS5's own `highlight()`, so what the digest says matched is
-exactly what the index matched (stemmed forms included: `ban` shows as "banned").
+The index matches words as written (no stemming: analysts list the forms they want, or
+write a prefix, `arrest*`). The matched terms come from FTS5's own `highlight()`, so what
+the digest says matched is exactly what the index matched (`ban*` shows as "banned").
 
 This module owns the decisions: how a query is rewritten for FTS5, which clusters match and
 through which words, when a query is refused. The queries run in monitor.storage.search
@@ -19,7 +20,6 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 
 from monitor.config import TopicSettings
 from monitor.digests.digest import parse_schedule
@@ -62,32 +62,6 @@ def _is_bareword(word: str) -> bool:
     return all(not c.isascii() or c.isalnum() or c in "_\x1a" for c in word)
 
 
-# Endings whose removal by the porter stemmer can cut into a prefix: "regulat*" must find
-# "regulation", indexed as "regul". Only stems these produce are added, never guesses.
-_SUFFIXES = ("e", "es", "ed", "ing", "ion", "ions", "ation", "ations", "or", "ors", "ory", "ive", "al",
-             "ally", "ly", "er", "ers", "ity", "ities", "ize", "ized", "ise", "ised", "ism", "ist", "ment",
-             "ments", "ness", "able", "ance", "ence", "ant", "ent", "y", "ies", "ied", "s")
-
-
-@lru_cache(maxsize=512)
-def stemmed_completions(prefix: str) -> tuple[str, ...]:
-    """Words that begin with `prefix` but whose indexed (porter) stem does not, one per stem.
-
-    FTS5 compares a prefix with the stems in the index, so with the porter tokenizer
-    `regulat*` misses "regulation", "regulate" and "regulator" (all indexed as "regul"),
-    while the plain word `regulation` finds them all. The stems are computed by SQLite's
-    own tokenizer on a throwaway in-memory table, so they are exactly what the index holds.
-    """
-    prefix = prefix.lower()
-    if len(prefix) < 3 or not prefix.isascii() or not prefix.isalpha():
-        return ()
-    stems: dict[str, str] = {}
-    for word, term in search_db.index_stems([prefix + suffix for suffix in _SUFFIXES]):
-        if not term.startswith(prefix):
-            stems.setdefault(term, word)
-    return tuple(stems.values())
-
-
 def fts_query(query: str) -> str:
     """The topic query as given, with the words FTS5 would refuse or mis-read turned into what a reader means.
 
@@ -96,8 +70,6 @@ def fts_query(query: str) -> str:
       quoted phrase (`"al-Mahdi"` matches "al-Mahdi" and "al Mahdi", which the tokenizer
       splits alike), and a trailing possessive is dropped (`Telegram's` matches
       "Telegram", "Telegram's" and "Telegram’s").
-    - A prefix that stemming cuts into also matches the words it stands for:
-      `regulat*` becomes `(regulat* OR regulate)`, see stemmed_completions().
     - `a AND NOT b` becomes FTS5's `a NOT b` (its NOT is binary and refuses the AND).
     Everything else, operators, phrases, NEAR groups and column filters, is left byte for
     byte, so the documented syntax keeps its meaning and real errors still surface.
@@ -105,30 +77,15 @@ def fts_query(query: str) -> str:
     tokens = [(m.lastgroup, m.group()) for m in _QUERY_TOKEN.finditer(query)]
     solid = [(i, t) for i, (k, t) in enumerate(tokens) if k != "space"]
     after = {i: solid[n + 1][1] if n + 1 < len(solid) else "" for n, (i, _) in enumerate(solid)}
-    before = {i: solid[n - 1][1] if n else "" for n, (i, _) in enumerate(solid)}
     out: list[str] = []
-    depth, near_depth = 0, None  # inside NEAR(...) OR groups are not allowed
     for i, (kind, text) in enumerate(tokens):
-        if kind == "punct" and text == "(":
-            if before[i] == "NEAR" and near_depth is None:
-                near_depth = depth
-            depth += 1
-        elif kind == "punct" and text == ")":
-            depth -= 1
-            if near_depth is not None and depth <= near_depth:
-                near_depth = None
-        elif ((kind == "word" and text == "AND" and after[i] == "NOT" and out)
-              or (kind == "space" and out and out[-1].isspace())):
+        if ((kind == "word" and text == "AND" and after[i] == "NOT" and out)
+                or (kind == "space" and out and out[-1].isspace())):
             continue
-        elif kind == "word" and any(c.isalnum() for c in text) and after[i] != ":":  # `title:` names a column
+        if kind == "word" and any(c.isalnum() for c in text) and after[i] != ":":  # `title:` names a column
             stripped = _POSSESSIVE.sub("", text) if len(text) > 2 else text
             if _is_bareword(stripped) and stripped:
                 text = stripped
-                extra = stemmed_completions(text) if after[i] == "*" else ()
-                if extra and near_depth is None and before[i] not in ("^", "+"):
-                    star = next(j for j in range(i + 1, len(tokens)) if tokens[j][0] != "space")
-                    tokens[star] = ("punct", "* OR " + " OR ".join(extra) + ")")
-                    text = "(" + text
             elif not _is_bareword(text):
                 text = '"' + text + '"'
         out.append(text)

@@ -20,7 +20,9 @@ def migration(fn: Callable[[Database], None]) -> Callable[[Database], None]:
     KNOWN.append(fn.__name__)
     return migrations()(fn)
 
-FTS_TOKENIZE = "porter unicode61 remove_diacritics 2"
+# The full-text index matches words as written (case and diacritics folded, no stemming):
+# see m012_fts_words.
+FTS_TOKENIZE = "unicode61 remove_diacritics 2"
 
 
 @migration
@@ -67,7 +69,8 @@ def m001_feeds_and_entries(db: Database) -> None:
         )""")
     db.execute("CREATE INDEX entries_published ON entries(published)")
     db.execute("CREATE INDEX entries_first_seen ON entries(first_seen)")
-    db.table("entries").enable_fts(["title", "text"], create_triggers=True, tokenize=FTS_TOKENIZE)
+    db.table("entries").enable_fts(["title", "text"], create_triggers=True,
+                                   tokenize="porter unicode61 remove_diacritics 2")
 
 
 @migration
@@ -307,6 +310,31 @@ def m011_digest_summary(db: Database) -> None:
                     FROM digest_items i LEFT JOIN clusters c ON c.id = i.cluster_id
                     WHERE i.digest_id = d.id ORDER BY i.rowid)) AS headlines
         FROM digests d""")
+
+
+@migration
+def m012_fts_words(db: Database) -> None:
+    """The full-text index holds words as written, not porter stems.
+
+    Topic queries are written as analysts write them for media monitoring: the forms they
+    want listed (`ban OR banned`, `block OR blocked OR blocking`) or a prefix (`arrest*`).
+    Stemming matched forms they had left out on purpose (`remove` found "removed", `ban`
+    found "bans") and conflated unrelated words ("news" and "new", "organ" and
+    "organization", "universe" and "university"); a prefix cut by a stem (`regulat*` against
+    "regul") needed rewriting. The index is rebuilt with the same columns and settings;
+    entries still queued in fts_pending are indexed by the next clustering transaction, as
+    before.
+    """
+    db.execute("DROP TABLE entries_fts")
+    db.execute(f"""
+        CREATE VIRTUAL TABLE entries_fts USING FTS5 (
+            title, text,
+            tokenize='{FTS_TOKENIZE}',
+            content="entries"
+        )""")
+    db.execute("INSERT INTO entries_fts(entries_fts, rank) VALUES ('automerge', 16)")  # as m008
+    db.execute("INSERT INTO entries_fts (rowid, title, text) SELECT id, title, text FROM entries"
+               " WHERE id NOT IN (SELECT entry_id FROM fts_pending) ORDER BY id")
 
 
 SCHEMA_VERSION = len(KNOWN)

@@ -2,7 +2,8 @@
 
 Topic queries are FTS5 syntax (monitor.digests.topics turns what a user wrote into what FTS5
 accepts); this module runs them. FTS5 parses a query only when its scan starts, so checking
-a query means running it, and the stems the index holds come from FTS5's own tokenizer.
+a query means running it. The index holds words as written, case and diacritics folded
+(migrations.FTS_TOKENIZE).
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import sqlite3
 from collections.abc import Sequence
 
 from monitor.storage.database import Store, chunked
-from monitor.storage.migrations import FTS_TOKENIZE
 
 
 def fts_reason(exc: sqlite3.Error) -> str:
@@ -51,19 +51,3 @@ def highlighted_matches(store: Store, query: str, entry_ids: Sequence[int], open
         for rowid, title, text in rows:
             found[rowid] = (title, text)
     return found
-
-
-def index_stems(words: Sequence[str]) -> list[tuple[str, str]]:
-    """Each of `words` with the term the entries index would hold for it, in the order given.
-
-    The terms come from SQLite's own tokenizer (entries_fts's settings) on a throwaway
-    in-memory table, so they are exactly what the index holds; the database is not touched.
-    """
-    conn = sqlite3.connect(":memory:")
-    try:
-        conn.execute(f"CREATE VIRTUAL TABLE t USING fts5(x, tokenize='{FTS_TOKENIZE}')")
-        conn.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, 'instance')")
-        conn.executemany("INSERT INTO t (rowid, x) VALUES (?, ?)", list(enumerate(words, 1)))
-        return [(words[doc - 1], term) for doc, term in conn.execute("SELECT doc, term FROM v ORDER BY doc")]
-    finally:
-        conn.close()

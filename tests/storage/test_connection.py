@@ -116,6 +116,44 @@ def test_schema_11_upgrade_keeps_the_outbox_and_reads_it_in_digest_summary(tmp_p
     assert sorted(topics[1].split(",")) == ["coast", "quakes"] and topics[2] == "coast"
 
 
+def test_schema_12_reindexes_words_as_written_and_keeps_the_pending_queue(tmp_path):
+    """A version-11 database (a porter-stemmed index) is upgraded to 12: the index is rebuilt from the
+    stored entries and matches words as written; an entry still queued for indexing stays queued and
+    is indexed by the next clustering transaction, once; its automerge setting is kept."""
+    path = tmp_path / "v11.db"
+    stamp = iso(NOW)
+    titles = {1: "Court bans Telegram", 2: "Regulators fine the app", 3: "Telegram banned again"}
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        migrations.apply(Database(db), stop_before="m012_fts_words")
+        db.execute("INSERT INTO feeds (id, url, title, added) VALUES (1, 'https://a.example/feed', 'A', ?)",
+                   [stamp])
+        for n, title in titles.items():
+            db.execute("INSERT INTO entries (id, feed_id, entry_key, guid, title, text, published, first_seen,"
+                       " last_changed, content_hash) VALUES (?, 1, ?, ?, ?, 'Officials spoke.', ?, ?, ?, 'h')",
+                       [n, f"k{n}", f"g{n}", title, stamp, stamp, stamp])
+            if n < 3:  # indexed by an earlier clustering transaction; entry 3 is still queued
+                db.execute("INSERT INTO entries_fts (rowid, title, text) SELECT id, title, text FROM entries"
+                           " WHERE id = ?", [n])
+                db.execute("DELETE FROM fts_pending WHERE entry_id = ?", [n])
+        stemmed = [r for (r,) in db.execute("SELECT rowid FROM entries_fts WHERE entries_fts MATCH 'ban'")]
+        assert stemmed == [1]  # porter: "bans" -> "ban"
+    with open_store(str(path)) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+
+        def match(query: str) -> list[int]:
+            return [r for (r,) in store.db.execute(
+                "SELECT rowid FROM entries_fts WHERE entries_fts MATCH ? ORDER BY rowid", [query])]
+
+        assert match("ban") == [] and match("bans") == [1] and match("regulators") == [2]
+        assert match("regulat*") == [2] and match("officials") == [1, 2]
+        assert store.scalar("SELECT entry_id FROM fts_pending") == 3
+        assert store.scalar("SELECT v FROM entries_fts_config WHERE k = 'automerge'") == 16
+        store.index_pending_text()
+        assert match("ban*") == [1, 3] and match("officials") == [1, 2, 3]
+        assert store.scalar("SELECT count(*) FROM fts_pending") == 0
+        store.db.execute("INSERT INTO entries_fts (entries_fts) VALUES ('integrity-check')")
+
+
 def test_cluster_summary_finds_each_clusters_topics_through_an_index(tmp_path):
     """The view's topics column looks up topic_matches by cluster id through an index (SEARCH ...
     USING ... INDEX), instead of reading the whole table for every cluster (SCAN)."""
