@@ -128,7 +128,7 @@ def _status_json(st: Status) -> dict[str, Any]:
                        "verified": list(st.parser.verified)}}
 
 
-def with_monitor(create: bool = False) -> Callable:
+def with_monitor(create: bool = False, on_upgrade: Callable[[int, int], object] | None = None) -> Callable:
     """Open the Monitor for a command (creating/migrating the database only for writers)."""
 
     def decorate(fn: Callable) -> Callable:
@@ -136,7 +136,7 @@ def with_monitor(create: bool = False) -> Callable:
         @click.pass_context
         def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
             opts = ctx.find_root().obj
-            with open_monitor(opts["config"], opts["db"], create=create) as mon:
+            with open_monitor(opts["config"], opts["db"], create=create, on_upgrade=on_upgrade) as mon:
                 return ctx.invoke(fn, mon, *args, **kwargs)
 
         return wrapper
@@ -297,8 +297,14 @@ def poll(mon: Monitor, all_feeds: bool, as_json: bool) -> None:
         click.echo(f"{paint('failed', 'failing')} {o.feed.url}: {o.error}{detail}")
 
 
+def _daemon_upgrading(from_version: int, to_version: int) -> None:
+    from monitor.daemon import upgrading
+
+    upgrading(from_version, to_version)
+
+
 @cli.command()
-@with_monitor(create=True)
+@with_monitor(create=True, on_upgrade=_daemon_upgrading)
 def run(mon: Monitor) -> None:
     """Run the daemon: scheduled polling and digests until SIGTERM/SIGINT.
 

@@ -334,10 +334,11 @@ def _alongside(work: Callable[[], object]) -> Iterator[None]:
 
 
 def open_monitor(config: str | None = None, db: str | None = None, *, create: bool = True,
-                 clock: Clock = utcnow) -> Monitor:
-    """Load and validate settings, open (and if needed migrate) the store."""
+                 clock: Clock = utcnow, on_upgrade: Callable[[int, int], object] | None = None) -> Monitor:
+    """Load and validate settings, open (and if needed migrate: `on_upgrade(from, to)` first) the store."""
     settings = load_settings(config, db)
-    store = open_store(settings.database, create=create, busy_timeout=settings.busy_timeout)
+    store = open_store(settings.database, create=create, busy_timeout=settings.busy_timeout,
+                       on_upgrade=on_upgrade)
     try:
         # Topic queries are checked by FTS5 itself at start-up: a bad one names its topic.
         topics.validate_topics(store, settings.topics)

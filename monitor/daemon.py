@@ -24,7 +24,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from monitor.core import Monitor
 from monitor.feeds.parse import parser_info
-from monitor.logs import event, get_logger
+from monitor.logs import event, get_logger, setup_logging
 from monitor.storage import service
 from monitor.storage.database import iso
 
@@ -53,6 +53,20 @@ def notify(state: str) -> bool:
         return True
     except OSError:
         return False
+
+
+# How long systemd waits for a start that upgrades the database schema: a migration may
+# rebuild the full-text index (about 6 s per 100,000 full-text entries here), far past the
+# default 90 s start timeout on a large database. Told only when a migration is pending.
+UPGRADE_TIMEOUT = 30 * 60
+
+
+def upgrading(from_version: int, to_version: int) -> None:
+    """Before the schema migrations of `monitor run`: extend systemd's start timeout, and log it."""
+    setup_logging()  # the daemon's log format already; run() applies the configured level
+    notify(f"EXTEND_TIMEOUT_USEC={UPGRADE_TIMEOUT * 1_000_000}\n"
+           f"STATUS=upgrading the database schema {from_version} -> {to_version}")
+    event(log, "upgrading", from_version=from_version, to_version=to_version)
 
 
 def watchdog_seconds() -> float | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Self, TypeVar, overload
 
@@ -89,8 +89,12 @@ def _describe(exc: sqlite3.Error, path: str) -> str:
 class Connection:
     """One connection to the monitor database, and its transactions."""
 
-    def __init__(self, path: str, *, create: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+    def __init__(self, path: str, *, create: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+                 on_upgrade: Callable[[int, int], object] | None = None) -> None:
+        """`on_upgrade(from_version, to_version)` is called before the pending migrations of an existing
+        database run (some rebuild an index, which takes a while on a large database)."""
         self.path = path
+        self._on_upgrade = on_upgrade
         if path != ":memory:" and not create and not os.path.exists(path):
             raise StorageError(f"no database at {path} (run `monitor init` or `monitor feeds import FILE`)")
         parent = os.path.dirname(os.path.abspath(path))
@@ -122,6 +126,8 @@ class Connection:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal" and self.path != ":memory:":
                 raise StorageError(f"database {self.path}: cannot switch to WAL mode (got {mode})")
+            if applied and self._on_upgrade is not None:  # an upgrade, not a new database
+                self._on_upgrade(len(applied), SCHEMA_VERSION)
             # One writer migrates; a second process starting at the same moment waits here.
             conn.execute("BEGIN IMMEDIATE")
             try:

@@ -11,7 +11,7 @@ here.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from monitor.storage.connection import (
     DEFAULT_BUSY_TIMEOUT,
@@ -84,5 +84,6 @@ def survivors(store: Store, cluster_ids: Iterable[int] | None = None) -> dict[in
     return found
 
 
-def open_store(path: str, *, create: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Store:
-    return Store(path, create=create, busy_timeout=busy_timeout)
+def open_store(path: str, *, create: bool = True, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+               on_upgrade: Callable[[int, int], object] | None = None) -> Store:
+    return Store(path, create=create, busy_timeout=busy_timeout, on_upgrade=on_upgrade)

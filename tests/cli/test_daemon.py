@@ -144,6 +144,44 @@ def test_bad_config_exits_78_before_ready(tmp_path, notify_socket):
     assert messages(sock, time.monotonic() + 0.5) == []
 
 
+def test_a_schema_upgrade_extends_the_start_timeout_before_ready(tmp_path, notify_socket):
+    """Starting on an older database: EXTEND_TIMEOUT_USEC (a migration may rebuild the full-text
+    index, far past systemd's default start timeout) and an `upgrading` log line, then READY.
+    A database already at the current schema starts without it."""
+    from sqlite_utils import Database
+
+    from monitor.storage.migrations import KNOWN, SCHEMA_VERSION, migrations
+
+    path, sock = notify_socket
+    db = tmp_path / "monitor.db"
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        migrations.apply(Database(conn), stop_before=KNOWN[-1])
+    base = [sys.executable, "-m", "monitor", "--db", str(db), "--config", str(tmp_path / "none.toml")]
+    (tmp_path / "none.toml").write_text("")
+    for upgrade in (True, False):
+        with reading(sock) as received:
+            proc = subprocess.Popen(base + ["run"], env={**os.environ, "NOTIFY_SOCKET": path}, cwd=tmp_path,
+                                    stderr=subprocess.PIPE, text=True)
+            try:
+                assert wait_for(lambda: any(m.startswith("READY=1") for m in received), 60), received
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(timeout=30) == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                stderr = proc.stderr.read()
+        extends = [i for i, m in enumerate(received) if m.startswith("EXTEND_TIMEOUT_USEC=")]
+        if upgrade:
+            ready = next(i for i, m in enumerate(received) if m.startswith("READY=1"))
+            assert len(extends) == 1 and extends[0] < ready, received
+            usec = int(received[extends[0]].split("\n")[0].split("=")[1])
+            assert usec >= 10 * 60 * 1_000_000  # minutes, not the default 90 s
+            assert f"upgrading the database schema {SCHEMA_VERSION - 1} -> {SCHEMA_VERSION}" in received[extends[0]]
+            assert f"event=upgrading from_version={SCHEMA_VERSION - 1} to_version={SCHEMA_VERSION}" in stderr
+        else:
+            assert extends == [] and "event=upgrading" not in stderr, (received, stderr)
+
+
 def test_watchdog_is_withheld_while_a_cycle_is_wedged(tmp_path, notify_socket, monkeypatch):
     path, sock = notify_socket
     monkeypatch.setenv("NOTIFY_SOCKET", path)
