@@ -471,18 +471,30 @@ def topics_list(mon: Monitor, as_json: bool) -> None:
     records = [{"name": t.topic.name, "title": t.topic.title, "query": t.topic.query,
                 "recipients": list(t.topic.recipients), "schedule": t.topic.schedule,
                 "min_outlets": t.topic.min_outlets, "matches": t.matches,
-                "last_matched": iso(t.last_matched), "last_digest": iso(t.last_digest), "pending": t.pending}
+                "last_matched": iso(t.last_matched), "last_digest": iso(t.last_digest), "pending": t.pending,
+                "deliveries": [{"channel": d.channel, "destination": d.destination,
+                                "last_sent": iso(d.last_sent),
+                                "sent": d.sent, "pending": d.pending, "failed": d.failed,
+                                "last_error": d.last_error} for d in t.deliveries]}
                for t in summaries]
     if as_json:
         emit_json(records)
         return
     now = mon.clock()
-    rows = [[r["name"], r["schedule"], len(r["recipients"]), r["matches"],
+    rows = [[r["name"], r["schedule"], len(r["recipients"]),
+             sum(d["channel"] == "chat" for d in r["deliveries"]), r["matches"],
              ago(parse_iso(r["last_matched"]), now), ago(parse_iso(r["last_digest"]), now), r["pending"],
              r["query"]] for r in records]
-    click.echo(table(["topic", "schedule", "recipients", "matches", "matched", "digest", "pending", "query"],
-                     rows, flex=7))
+    click.echo(table(["topic", "schedule", "recipients", "chat", "matches", "matched", "digest", "pending",
+                      "query"], rows, flex=8))
     click.echo(f"{len(records)} topics")
+    for r in records:
+        for d in r["deliveries"]:
+            failed = paint(f"{d['failed']} failed", "failing" if d["failed"] else None)
+            error = f"; last error: {d['last_error']}" if d["last_error"] else ""
+            last = ago(parse_iso(d["last_sent"]), now)
+            click.echo(f"  {r['name']} -> {d['destination']}: last sent {last}, "
+                       f"{d['sent']} sent, {d['pending']} pending, {failed}{error}")
 
 
 @topics.command("test")
@@ -515,26 +527,47 @@ def digest() -> None:
 @with_monitor()
 def digest_preview(mon: Monitor, topic: str | None, as_json: bool) -> None:
     """Print what would be sent now (writes nothing), and what waits in the outbox."""
-    drafts = mon.preview_digests(topic)
+    every = mon.preview_digests(topic)
+    drafts = [d for d in every if isinstance(d, outbox.Draft)]
+    chats = [d for d in every if isinstance(d, outbox.ChatDraft)]
     queued = [q for q in outbox.outbox_entries(mon.store) if not topic or q.topic == topic]
     if as_json:
         emit_json({"drafts": [{"topic": d.topic.name, "subject": d.subject, "recipients": list(d.recipients),
                                "items": [{"cluster_id": i.cluster_id, "kind": i.kind, "headline": i.headline,
                                           "lead": i.lead} for i in d.plan.items],
-                               "text": d.message.get_body(("plain",)).get_content()} for d in drafts],
-                   "outbox": [{"id": q.id, "topic": q.topic, "subject": q.subject, "status": q.status,
-                               "attempts": q.attempts, "last_error": q.last_error,
-                               "next_attempt": iso(q.next_attempt), "recipients": q.recipients}
+                               "text": _text_part(d)} for d in drafts],
+                   "chat": [{"topic": c.topic.name, "destination": c.destination, "title": c.message.title,
+                             "text": c.message.body,
+                             "items": [{"cluster_id": i.cluster_id, "kind": i.kind, "headline": i.headline}
+                                       for i in c.plan.items]} for c in chats],
+                   "outbox": [{"id": q.id, "topic": q.topic, "channel": _channel(q.channel),
+                               "subject": q.subject, "status": q.status, "attempts": q.attempts,
+                               "last_error": q.last_error, "next_attempt": iso(q.next_attempt),
+                               "recipients": q.recipients}
                               for q in queued]})
         return
-    if not drafts:
+    if not every:
         click.echo("nothing to send now")
     for d in drafts:
         click.echo(f"To: {', '.join(d.recipients)}\nSubject: {d.subject}\n")
-        click.echo(d.message.get_body(("plain",)).get_content())
+        click.echo(_text_part(d))
+    for c in chats:
+        click.echo(f"Chat: {c.destination}\nTitle: {c.message.title}\n")
+        click.echo(c.message.body + "\n")
     for q in queued:
-        click.echo(f"outbox: digest {q.id} ({q.topic}) {q.status}, {q.attempts} attempts"
+        where = f"{q.topic}" if q.channel == "mail" else f"{q.topic} to {', '.join(q.recipients)}"
+        click.echo(f"outbox: digest {q.id} ({where}) {q.status}, {q.attempts} attempts"
                    + (f", last error: {q.last_error}" if q.last_error else ""))
+
+
+def _text_part(d: outbox.Draft) -> str:
+    part = d.message.get_body(("plain",))
+    return str(part.get_content()) if part is not None else ""
+
+
+def _channel(channel: str) -> str:
+    """A digest's channel as scripts see it: "mail" or "chat" (the stored hash names no one)."""
+    return "mail" if channel == "mail" else "chat"
 
 
 @digest.command("send")
@@ -547,8 +580,8 @@ def digest_send(mon: Monitor, topic: str | None, as_json: bool) -> None:
     if as_json:
         emit_json({"queued": len(created), "queued_ids": list(created), "sent": report.count("sent"),
                    "deferred": report.count("pending"), "failed": report.count("failed"),
-                   "outcomes": [{"digest_id": o.digest_id, "topic": o.topic, "status": o.status,
-                                 "message_id": o.message_id, "accepted": list(o.accepted),
+                   "outcomes": [{"digest_id": o.digest_id, "topic": o.topic, "channel": _channel(o.channel),
+                                 "status": o.status, "message_id": o.message_id, "accepted": list(o.accepted),
                                  "refused": dict(o.refused), "error": o.error,
                                  "next_attempt": iso(o.next_attempt)} for o in report.outcomes],
                    "stopped": report.stopped})
@@ -583,7 +616,8 @@ def status(mon: Monitor, as_json: bool) -> None:
         ("next poll", ago(st.next_poll, now)),
         ("entries", f"{st.entries.total} stored, {st.entries.last_24h} in the last 24h"),
         ("clusters", f"{st.clusters.total} events, {st.clusters.active_24h} active in the last 24h"),
-        ("outbox", f"{st.outbox.pending} pending, {st.outbox.failed} failed, {st.outbox.sent} sent"),
+        ("outbox", f"{st.outbox.pending} pending, {st.outbox.failed} failed, {st.outbox.sent} sent"
+                   + _chat_counts(st)),
         ("database", f"{db.path} ({db.size / 1e6:.1f} MB, schema {db.schema_version})"),
         ("parser", _parser_line(st)),
         ("scheduler", f"{sched.state}"
@@ -591,6 +625,15 @@ def status(mon: Monitor, as_json: bool) -> None:
                          if sched.heartbeat else "")),
     ]
     click.echo("\n".join(f"{k:<10} {v}" for k, v in lines))
+
+
+def _chat_counts(st: Status) -> str:
+    """ (chat: 1 pending, 2 failed): the chat and webhook deliveries among the outbox's digests."""
+    o = st.outbox
+    if not (o.chat_pending or o.chat_failed):
+        return ""
+    failed = paint(f"{o.chat_failed} failed", "failing" if o.chat_failed else None)
+    return f" (chat: {o.chat_pending} pending, {failed})"
 
 
 def _parser_line(st: Status) -> str:

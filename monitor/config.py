@@ -92,6 +92,7 @@ class DigestSettings:
     outbox: str = ""  # maildir path; used instead of SMTP when set, or when no SMTP host is set
     timezone: str = "UTC"  # for "daily HH:MM" and cron schedules
     max_items: int = 50  # items per digest before "+N more"
+    chat_max_items: int = 10  # items per chat/webhook message before "+N more"
     max_age: float | None = None  # skip clusters whose newest entry is older (seconds)
 
 
@@ -103,6 +104,10 @@ class TopicSettings:
     recipients: tuple[str, ...] = ()
     schedule: str = "daily 07:00"
     min_outlets: int = 1
+    # Chat and webhook destinations (Apprise URLs): from `notify`, then the lines of `notify_file`
+    # (read by load_settings). They hold tokens, so they are kept out of repr() and messages.
+    notify: tuple[str, ...] = field(default=(), repr=False)
+    notify_file: str = ""  # as written in the config (relative to it; $VARIABLES expanded)
 
 
 @dataclass(frozen=True)
@@ -221,8 +226,37 @@ def _topic(data: Any, index: int) -> TopicSettings:
     min_outlets = data.get("min_outlets", 1)
     if isinstance(min_outlets, bool) or not isinstance(min_outlets, int) or min_outlets < 1:
         raise ConfigError(f"{prefix}.min_outlets: expected a whole number >= 1, got {min_outlets!r}")
+    notify = data.get("notify", [])
+    if not isinstance(notify, list) or not all(isinstance(u, str) and u.strip() for u in notify):
+        # never echo the value: it holds tokens
+        raise ConfigError(f"{prefix}.notify: expected a list of Apprise URLs (strings)")
+    notify_file = data.get("notify_file", "")
+    if not isinstance(notify_file, str):
+        raise ConfigError(f"{prefix}.notify_file: expected a file path")
     return TopicSettings(name=name, query=query.strip(), title=title or name, recipients=tuple(recipients),
-                         schedule=" ".join(schedule.split()), min_outlets=min_outlets)
+                         schedule=" ".join(schedule.split()), min_outlets=min_outlets,
+                         notify=tuple(u.strip() for u in notify), notify_file=notify_file.strip())
+
+
+def read_notify_file(topic: TopicSettings, base: Path | None) -> TopicSettings:
+    """The topic with the URLs of its `notify_file` added: one per line, blank lines and `#` comments
+    skipped. The path is relative to the config file, and `$VARIABLES` in it are expanded, so a
+    systemd credential is `notify_file = "${CREDENTIALS_DIRECTORY}/desk-chat"`. A file that cannot
+    be read is a configuration error (exit 78), naming the topic and the path, never the content."""
+    if not topic.notify_file:
+        return topic
+    path = Path(os.path.expandvars(topic.notify_file))
+    if base is not None and not path.is_absolute():
+        path = base / path
+    key = f"topics.{topic.name}.notify_file"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{key}: {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    urls = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return replace(topic, notify=tuple(dict.fromkeys([*topic.notify, *urls])))
 
 
 def settings_from_dict(data: dict[str, Any], config_path: str | None = None) -> Settings:
@@ -330,7 +364,12 @@ def load_settings(config_option: str | None = None, db_option: str | None = None
             db = str(base / data["database"])
         if feeds:
             feeds = str(base / feeds)
-    return replace(settings, database=db, feeds=feeds)
+    base_dir = Path(path).resolve().parent if path else None
+    try:
+        topics = tuple(read_notify_file(t, base_dir) for t in settings.topics)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
+    return replace(settings, database=db, feeds=feeds, topics=topics)
 
 
 EXAMPLE_CONFIG = """\
@@ -375,6 +414,7 @@ EXAMPLE_CONFIG = """\
 #                                  # (with no smtp.host, "maildir" beside the database is used)
 # timezone = "UTC"                 # for "daily HH:MM" and cron schedules
 # max_items = 50                   # items per digest before "+N more"
+# chat_max_items = 10              # items per chat/webhook message before "+N more"
 # max_age = "14d"                  # example: skip clusters whose newest entry is older (default: none)
 
 [log]
@@ -391,4 +431,6 @@ EXAMPLE_CONFIG = """\
 # recipients = ["desk@example.org"]
 # schedule = "daily 07:00"         # or "hourly", "immediate", or a 5-field cron expression
 # min_outlets = 1
+# notify = ["json://hooks.example.org/desk"]      # example: chat/webhook destinations (Apprise URLs)
+# notify_file = "${CREDENTIALS_DIRECTORY}/desk-chat"  # example: the same, one URL per line (they hold tokens)
 """  # noqa: E501 (the sample file is written out as is; its comments line up)

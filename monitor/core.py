@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from monitor.config import EXAMPLE_CONFIG, Settings, TopicSettings, load_settings, parse_duration
 from monitor.digests import mailer, outbox, topics
+from monitor.digests.notifier import ChatTransport
 from monitor.errors import ConfigError, MonitorError, OpmlError, StorageError
 from monitor.events.clusterer import ClusterConfig, Clusterer, collection_paused
 from monitor.feeds.cycle import CycleReport, FeedOutcome, run_cycle
@@ -47,6 +48,7 @@ class Monitor:
         self._clusterer: Clusterer | None = None
         self._clusterer_mark: clusters.AssignmentsMark | None = None  # the database state its memory matches
         self._transport: mailer.Transport | None = None
+        self._chat: ChatTransport | None = None
 
     def close(self) -> None:
         self.store.close()
@@ -183,6 +185,7 @@ class Monitor:
     def preview_digests(self, topic: str | None = None) -> list:
         if topic:
             self.topic(topic)
+        topics.validate_destinations(self.settings.topics)
         return outbox.preview(self.store, self.settings, self.clock(), topic)
 
     def transport(self) -> mailer.Transport:
@@ -190,13 +193,31 @@ class Monitor:
             self._transport = mailer.transport_for(self.settings)
         return self._transport
 
+    def chat_transport(self) -> ChatTransport:
+        if self._chat is None:
+            from monitor.digests.notifier import AppriseTransport  # Apprise loads only to send chat
+
+            self._chat = AppriseTransport()
+        return self._chat
+
+    def destinations(self) -> dict[str, str]:
+        """Chat channel (as stored with its digests) -> the destination's URL, from the config."""
+        from monitor.digests.chat import destination_key
+
+        return {destination_key(url): url for t in self.settings.topics for url in t.notify}
+
     def send_digests(self, topic: str | None = None) -> tuple[list[int], outbox.SendReport]:
-        """Queue the digests that are due (committed before any SMTP I/O), then send the outbox."""
+        """Queue the digests that are due (committed before any network I/O), then send the outbox:
+        mail over SMTP (or to the maildir), chat and webhooks through Apprise."""
         if topic:
             self.topic(topic)
         transport = self.transport()
+        topics.validate_destinations(self.settings.topics)
         created = outbox.create_digests(self.store, self.settings, self.clock(), topic)
-        return created, outbox.send_pending(self.store, transport, self.clock(), topic=topic)
+        destinations = self.destinations()
+        chat = self.chat_transport() if destinations else None  # none: waiting chat digests fail
+        return created, outbox.send_pending(self.store, transport, self.clock(), topic=topic, chat=chat,
+                                            destinations=destinations)
 
     # -- clustering -----------------------------------------------------------------------
 

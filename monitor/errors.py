@@ -7,8 +7,8 @@
     ├── FeedError                  one feed could not be read (`reason`, `detail`)
     │   └── ParseError             its body is not a usable feed (not_a_feed, entities...)
     ├── DeliveryError              a digest was not delivered
-    │   ├── TemporaryDeliveryError a later attempt may succeed (4xx, unreachable server)
-    │   └── PermanentDeliveryError the server refused this message for good (5xx)
+    │   ├── TemporaryDeliveryError a later attempt may succeed (SMTP 4xx; HTTP 5xx, 408, 429; unreachable)
+    │   └── PermanentDeliveryError refused for good (SMTP 5xx; other HTTP 4xx)
     └── WorkerLost                 the weighing worker died with work that cannot be redone
 
 A failing feed is reported as a value (FeedOutcome.error, with the reasons listed in the
@@ -57,7 +57,7 @@ class ParseError(FeedError):
 
 
 class DeliveryError(MonitorError):
-    """A digest could not be handed to the mail server or written to the outbox."""
+    """A digest could not be handed to the mail server or chat service, or written to the outbox."""
 
 
 class TemporaryDeliveryError(DeliveryError):
@@ -71,7 +71,8 @@ class TemporaryDeliveryError(DeliveryError):
 
 
 class PermanentDeliveryError(DeliveryError):
-    """The server refused this message for good (5xx): retrying the same bytes cannot help."""
+    """The server refused this message for good (SMTP 5xx, HTTP 4xx other than 408 and 429): retrying
+    the same bytes cannot help."""
 
     def __init__(self, reason: str, code: int | None = None) -> None:
         super().__init__(reason)

@@ -281,9 +281,11 @@ class ClusterCounts:
 
 @dataclass(frozen=True)
 class OutboxCounts:
-    pending: int
+    pending: int  # digests of every channel: mail and chat
     failed: int
     sent: int
+    chat_pending: int = 0  # of those, deliveries to chat and webhook destinations
+    chat_failed: int = 0
 
 
 @dataclass(frozen=True)

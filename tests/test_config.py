@@ -33,7 +33,7 @@ def test_every_documented_key_is_accepted():
         stripped = line.lstrip("# ")
         if line.startswith("# ") and " = " in stripped and not stripped.startswith(("name", "title", "query",
                                                                                     "recipients", "schedule",
-                                                                                    "min_outlets")):
+                                                                                    "min_outlets", "notify")):
             lines.append(stripped.split("  #")[0])
         elif line.startswith("["):
             lines.append(line)

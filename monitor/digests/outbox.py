@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import email
 import email.utils
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email import policy
@@ -30,6 +31,7 @@ from itertools import chain
 
 from monitor.config import Settings, TopicSettings
 from monitor.digests import lead
+from monitor.digests.chat import ChatMessage, destination_key, destination_label, render_chat
 from monitor.digests.digest import (
     Candidate,
     DigestItem,
@@ -43,6 +45,7 @@ from monitor.digests.digest import (
     with_leads,
 )
 from monitor.digests.mailer import Refusal, Transport
+from monitor.digests.notifier import ChatTransport
 from monitor.errors import ConfigError, PermanentDeliveryError, TemporaryDeliveryError
 from monitor.events.headlines import Affixes
 from monitor.feeds.normalize import one_line
@@ -51,7 +54,7 @@ from monitor.storage import clusters as clusters_db
 from monitor.storage import matches as matches_db
 from monitor.storage import outbox as outbox_db
 from monitor.storage.database import Store, iso, survivors
-from monitor.storage.outbox import OutboxEntry, PendingDigest
+from monitor.storage.outbox import MAIL, OutboxEntry, PendingDigest
 
 log = get_logger("outbox")
 
@@ -84,6 +87,22 @@ class Draft:
 
 
 @dataclass(frozen=True)
+class ChatDraft:
+    """A rendered chat/webhook message for one destination of a topic, not (yet) in the outbox."""
+
+    topic: TopicSettings
+    plan: DigestPlan
+    message: ChatMessage
+    channel: str  # "chat:" + a hash of the URL: the destination's ledger, without its token
+    destination: str  # what may be shown: "slack://hooks.slack.com"
+    message_id: str
+
+    @property
+    def subject(self) -> str:
+        return self.message.title
+
+
+@dataclass(frozen=True)
 class SendOutcome:
     digest_id: int
     topic: str
@@ -93,6 +112,7 @@ class SendOutcome:
     refused: dict[str, str] = field(default_factory=dict)  # recipient -> SMTP reply
     error: str | None = None
     next_attempt: datetime | None = None
+    channel: str = MAIL
 
 
 @dataclass(frozen=True)
@@ -108,14 +128,15 @@ class SendReport:
 
 
 def load_candidates(store: Store, topic: TopicSettings,
-                    newer_than: datetime | None = None) -> list[Candidate]:
+                    newer_than: datetime | None = None, channel: str = MAIL) -> list[Candidate]:
     """The topic's matched clusters that a digest could carry now: never carried, or grown since
     (more outlets, or a follow-up that joined after the digest that last carried it).
 
     Matches and earlier sends recorded against a cluster that was later merged count for
     the cluster that absorbed it. Digests that failed for good do not count as carried,
     so their clusters come back in the next digest. `newer_than` ([digest] max_age) skips
-    clusters whose last report is older before their reports are read.
+    clusters whose last report is older before their reports are read. What was carried is
+    counted per `channel`: mail and each chat destination keep their own ledger.
     """
     survivor = survivors(store)
     matched: dict[int, list[str]] = {}  # cluster -> matched terms
@@ -123,7 +144,7 @@ def load_candidates(store: Store, topic: TopicSettings,
         words = matched.setdefault(survivor.get(cid, cid), [])
         words.extend(t for t in terms if t not in words)
     prior: dict[int, PriorSend] = {}
-    for item in outbox_db.carried_items(store, topic.name):
+    for item in outbox_db.carried_items(store, topic.name, channel):
         cid = survivor.get(item.cluster_id, item.cluster_id)
         before = prior.get(cid)
         known = list(before.outlet_names) if before else []
@@ -193,6 +214,25 @@ def load_leads(store: Store, items: Sequence[DigestItem]) -> dict[int, str | Non
     return leads
 
 
+def chat_drafts(store: Store, settings: Settings, topic: TopicSettings, now: datetime) -> list[ChatDraft]:
+    """The chat/webhook message each of `topic`'s destinations would get now (those with something new
+    to them: every destination keeps its own ledger of what it was sent)."""
+    max_age = settings.digest.max_age
+    newer_than = now - timedelta(seconds=max_age) if max_age is not None else None
+    drafts = []
+    for url in dict.fromkeys(topic.notify):
+        channel = destination_key(url)
+        plan = select_items(topic, load_candidates(store, topic, newer_than, channel), now,
+                            max_items=settings.digest.chat_max_items, max_age=max_age)
+        if not plan:
+            continue
+        message = render_chat(plan, max_items=settings.digest.chat_max_items)
+        drafts.append(ChatDraft(topic=topic, plan=plan, message=message,
+                                channel=channel, destination=destination_label(url),
+                                message_id=make_message_id(topic.name, settings.smtp.sender)))
+    return drafts
+
+
 def draft(store: Store, settings: Settings, topic: TopicSettings, now: datetime,
           token: str | None = None) -> Draft | None:
     """The digest `topic` would get now, rendered; None when there is nothing to say or no one to tell."""
@@ -237,6 +277,17 @@ def _insert(store: Store, d: Draft, now: datetime) -> int:
                                    sender=email.utils.parseaddr(d.sender)[1] or d.sender, items=items)
 
 
+def _insert_chat(store: Store, d: ChatDraft, now: datetime) -> int:
+    """Store a chat draft as a pending digest of its channel: the message as JSON (title and body),
+    so that every retry sends the same text; its shown destination is its one recipient."""
+    items = [outbox_db.ItemRow(i.cluster_id, i.kind, [o.name for o in i.outlets], listed)
+             for listed, plan_items in ((True, d.plan.items), (False, d.plan.unlisted)) for i in plan_items]
+    body = json.dumps({"title": d.message.title, "body": d.message.body}, ensure_ascii=False).encode("utf-8")
+    return outbox_db.insert_digest(store, topic=d.topic.name, message_id=d.message_id, subject=d.subject,
+                                   recipients=[d.destination], message=body, created=now, sender="",
+                                   items=items, channel=d.channel)
+
+
 def create_digests(store: Store, settings: Settings, now: datetime, topic: str | None = None) -> list[int]:
     """Put every due topic's digest (or `topic`'s, due or not) in the outbox. Returns the new digest ids.
 
@@ -249,21 +300,32 @@ def create_digests(store: Store, settings: Settings, now: datetime, topic: str |
     for t in topics_to_run(store, settings, now, topic):
         with store.write():
             d = draft(store, settings, t, now)
+            chats = chat_drafts(store, settings, t, now)
             outbox_db.record_run(store, t.name, now)
-            if d is None:
-                continue
-            digest_id = _insert(store, d, now)
-        created.append(digest_id)
-        event(log, "digest_created", digest=digest_id, topic=t.name, message_id=d.message_id,
-              items=len(d.plan.items), more=len(d.plan.unlisted), recipients=len(d.recipients))
+            ids = ([(_insert(store, d, now), d)] if d is not None else []) + \
+                [(_insert_chat(store, c, now), c) for c in chats]
+        for digest_id, made in ids:
+            created.append(digest_id)
+            if isinstance(made, ChatDraft):
+                event(log, "digest_created", digest=digest_id, topic=t.name, destination=made.destination,
+                      items=len(made.plan.items), more=len(made.plan.unlisted))
+            else:
+                event(log, "digest_created", digest=digest_id, topic=t.name, message_id=made.message_id,
+                      items=len(made.plan.items), more=len(made.plan.unlisted),
+                      recipients=len(made.recipients))
     return created
 
 
-def preview(store: Store, settings: Settings, now: datetime, topic: str | None = None) -> list[Draft]:
-    """What `create_digests` would put in the outbox now. Writes nothing."""
+def preview(store: Store, settings: Settings, now: datetime,
+            topic: str | None = None) -> list[Draft | ChatDraft]:
+    """What `create_digests` would put in the outbox now, mail and chat. Writes nothing."""
+    drafts: list[Draft | ChatDraft] = []
     with store.read():
-        drafts = [draft(store, settings, t, now) for t in topics_to_run(store, settings, now, topic)]
-    return [d for d in drafts if d is not None]
+        for t in topics_to_run(store, settings, now, topic):
+            mail = draft(store, settings, t, now)
+            drafts.extend([mail] if mail is not None else [])
+            drafts.extend(chat_drafts(store, settings, t, now))
+    return drafts
 
 
 # -- sending ---------------------------------------------------------------------------------------
@@ -291,7 +353,8 @@ def _defer(store: Store, row: PendingDigest, now: datetime, error: str) -> SendO
         outbox_db.defer_digest(store, row.id, attempts, error, retry)
     event(log, "digest_deferred", logging.WARNING, digest=row.id, topic=row.topic, attempts=attempts,
           next_attempt=iso(retry), error=error)
-    return SendOutcome(row.id, row.topic, row.message_id, "pending", error=error, next_attempt=retry)
+    return SendOutcome(row.id, row.topic, row.message_id, "pending", error=error, next_attempt=retry,
+                       channel=row.channel)
 
 
 def _fail(store: Store, row: PendingDigest, now: datetime, error: str) -> SendOutcome:
@@ -303,7 +366,7 @@ def _fail(store: Store, row: PendingDigest, now: datetime, error: str) -> SendOu
         status = "sent" if delivered else "failed"
         outbox_db.finish_digest(store, row.id, status, error)
     event(log, "digest_failed", logging.ERROR, digest=row.id, topic=row.topic, error=error)
-    return SendOutcome(row.id, row.topic, row.message_id, status, error=error)
+    return SendOutcome(row.id, row.topic, row.message_id, status, error=error, channel=row.channel)
 
 
 def _settle(store: Store, row: PendingDigest, now: datetime, recipients: Sequence[str],
@@ -329,50 +392,81 @@ def _settle(store: Store, row: PendingDigest, now: datetime, recipients: Sequenc
         outbox_db.finish_digest(store, row.id, status, error)
     event(log, "digest_sent" if delivered else "digest_failed", logging.INFO if delivered else logging.ERROR,
           digest=row.id, topic=row.topic, accepted=len(accepted), refused=len(refused), error=error)
-    return SendOutcome(row.id, row.topic, row.message_id, status, accepted, detail, error)
+    return SendOutcome(row.id, row.topic, row.message_id, status, accepted, detail, error,
+                       channel=row.channel)
 
 
-def send_pending(store: Store, transport: Transport, now: datetime, *,
-                 topic: str | None = None) -> SendReport:
-    """Deliver every pending digest whose next attempt is due, oldest first.
+def _send_chat(store: Store, row: PendingDigest, now: datetime, chat: ChatTransport | None,
+               destinations: Mapping[str, str]) -> SendOutcome:
+    """Deliver a claimed chat digest to its destination and record what happened, as for mail: sent
+    once the service accepted it, deferred on a temporary failure, failed on a permanent one."""
+    url = destinations.get(row.channel)
+    if url is None or chat is None:  # the destination was taken out of the topic's config
+        return _fail(store, row, now, "destination no longer configured for this topic")
+    stored = json.loads(outbox_db.digest_message(store, row.id))
+    shown = outbox_db.pending_recipients(store, row.id)
+    try:
+        chat.send(url, stored["title"], stored["body"])
+    except TemporaryDeliveryError as exc:
+        return _defer(store, row, now, str(exc))
+    except PermanentDeliveryError as exc:
+        return _fail(store, row, now, str(exc))
+    except Exception as exc:  # a transport bug must not lose the digest: keep it queued
+        log.exception("chat transport failed unexpectedly")
+        return _defer(store, row, now, f"unexpected {type(exc).__name__}")
+    return _settle(store, row, now, shown, {})
 
-    When the server cannot be reached at all, the run stops at the first digest (it is
-    deferred) and later ones keep their place: they would fail the same way.
+
+def send_pending(store: Store, transport: Transport, now: datetime, *, topic: str | None = None,
+                 chat: ChatTransport | None = None,
+                 destinations: Mapping[str, str] | None = None) -> SendReport:
+    """Deliver every pending digest whose next attempt is due: mail first, then chat, oldest first.
+
+    When the mail server cannot be reached at all, the mail stops at the first digest (it is
+    deferred) and later ones keep their place: they would fail the same way. Chat digests go
+    on: each destination succeeds or fails on its own. `destinations` maps a chat digest's
+    channel to its URL (from the config: the URL is not stored).
 
     A topic's digests reach the reader in the order they were written: a digest waits while
-    an older one of its topic that nobody has received yet waits for its retry (or is being
-    sent by another sender). Without this, after an outage the digests created during it
-    (never tried, so due at once) went out before the first one, still in its backoff.
+    an older one of its topic and channel that nobody has received yet waits for its retry (or
+    is being sent by another sender). Without this, after an outage the digests created during
+    it (never tried, so due at once) went out before the first one, still in its backoff.
     """
     outcomes: list[SendOutcome] = []
-    held: set[str] = set()  # topics with an older digest still waiting for its first delivery
+    # (topic, channel) with an older digest still waiting for its first delivery
+    held: set[tuple[str, str]] = set()
+    stopped: str | None = None
     for row in outbox_db.pending_digests(store, topic):
-        if row.topic in held:
+        key = (row.topic, row.channel)
+        if key in held or (stopped and row.channel == MAIL):
             continue
         waiting = row.next_attempt is not None and row.next_attempt > now
         if waiting or not _claim(store, row.id, now):
             if row.sent is None:  # not due yet, or another sender has it
-                held.add(row.topic)
+                held.add(key)
             continue
-        message = outbox_db.digest_message(store, row.id)
-        recipients = outbox_db.pending_recipients(store, row.id)
-        try:
-            sender = _envelope_sender(row, message)
-            refused = transport.send(message, sender, recipients) if recipients else {}
-        except TemporaryDeliveryError as exc:
-            outcomes.append(_defer(store, row, now, str(exc)))
-            if exc.unreachable:
-                return SendReport(tuple(outcomes), stopped=str(exc))
-        except PermanentDeliveryError as exc:
-            outcomes.append(_fail(store, row, now, str(exc)))
-        except Exception as exc:  # a transport bug must not lose the digest: keep it queued
-            log.exception("digest transport failed unexpectedly")
-            outcomes.append(_defer(store, row, now, f"unexpected {type(exc).__name__}: {exc}"))
+        if row.channel != MAIL:
+            outcomes.append(_send_chat(store, row, now, chat, destinations or {}))
         else:
-            outcomes.append(_settle(store, row, now, recipients, refused))
+            message = outbox_db.digest_message(store, row.id)
+            recipients = outbox_db.pending_recipients(store, row.id)
+            try:
+                sender = _envelope_sender(row, message)
+                refused = transport.send(message, sender, recipients) if recipients else {}
+            except TemporaryDeliveryError as exc:
+                outcomes.append(_defer(store, row, now, str(exc)))
+                if exc.unreachable:
+                    stopped = str(exc)
+            except PermanentDeliveryError as exc:
+                outcomes.append(_fail(store, row, now, str(exc)))
+            except Exception as exc:  # a transport bug must not lose the digest: keep it queued
+                log.exception("digest transport failed unexpectedly")
+                outcomes.append(_defer(store, row, now, f"unexpected {type(exc).__name__}: {exc}"))
+            else:
+                outcomes.append(_settle(store, row, now, recipients, refused))
         if outcomes[-1].status == "pending" and row.sent is None and not outcomes[-1].accepted:
-            held.add(row.topic)
-    return SendReport(tuple(outcomes))
+            held.add(key)
+    return SendReport(tuple(outcomes), stopped=stopped)
 
 
 # -- looking at the outbox ---------------------------------------------------------------------------

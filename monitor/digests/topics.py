@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from monitor.config import TopicSettings
+from monitor.digests.chat import destination_key, destination_label
 from monitor.digests.digest import parse_schedule
+from monitor.digests.notifier import check_url
 from monitor.errors import ConfigError
 from monitor.storage import matches as matches_db
+from monitor.storage import outbox as outbox_db
 from monitor.storage import search as search_db
 from monitor.storage.database import Store, survivors
 
@@ -119,6 +122,19 @@ def validate_topics(store: Store, topics: Iterable[TopicSettings]) -> None:
             raise ConfigError(f"topics.{topic.name}.schedule: {exc}") from None
 
 
+def validate_destinations(topics: Iterable[TopicSettings]) -> None:
+    """Check that Apprise can load every topic's chat destinations. A destination is named by what
+    may be shown of it (destination_label): its URL holds a token.
+
+    Run by the commands that deliver or show chat digests (the daemon before READY, `digest send`,
+    `digest preview`), not by every command: loading Apprise's plugins costs about 0.3 s."""
+    for topic in topics:
+        for url in topic.notify:
+            reason = check_url(url)
+            if reason is not None:
+                raise ConfigError(f"topics.{topic.name}.notify: {destination_label(url)}: {reason}")
+
+
 def extract_terms(*highlighted: str | None) -> list[str]:
     """The marked spans of highlight() output, lower-cased with whitespace collapsed, in order."""
     terms: list[str] = []
@@ -201,6 +217,19 @@ def test_topic(store: Store, topic: TopicSettings, since: timedelta | None,
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """One way a topic's digests go out (mail, or one chat destination) and how it has fared."""
+
+    channel: str  # "mail" or "chat"
+    destination: str  # "3 recipients", or the chat destination's scheme and host (its URL holds a token)
+    last_sent: datetime | None
+    sent: int
+    pending: int
+    failed: int
+    last_error: str | None  # of its latest digest that failed or waits for a retry
+
+
+@dataclass(frozen=True)
 class TopicSummary:
     """One configured topic with its activity, for `monitor topics list`."""
 
@@ -209,17 +238,28 @@ class TopicSummary:
     last_matched: datetime | None
     last_digest: datetime | None  # when its last digest was created (any status)
     pending: int  # its digests waiting in the outbox
+    deliveries: tuple[Delivery, ...] = ()  # mail (when it has recipients), then each chat destination
 
 
 def topic_summaries(store: Store, topics: Iterable[TopicSettings]) -> list[TopicSummary]:
     """Configured topics, in config order, with what the database knows about each."""
     activity = matches_db.topic_activity(store)
+    channels = outbox_db.channel_activity(store)
     idle = matches_db.TopicActivity(matches=0, last_matched=None, last_digest=None, pending=0)
+    none = outbox_db.ChannelActivity(last_sent=None, sent=0, pending=0, failed=0, last_error=None)
     result = []
     for t in topics:
         a = activity.get(t.name, idle)
+        n = len(t.recipients)
+        ways = [("mail", outbox_db.MAIL, f"{n} recipient{'' if n == 1 else 's'}")] if n else []
+        ways += [("chat", destination_key(url), destination_label(url)) for url in dict.fromkeys(t.notify)]
+        deliveries = []
+        for kind, channel, shown in ways:
+            c = channels.get((t.name, channel), none)
+            deliveries.append(Delivery(kind, shown, c.last_sent, c.sent, c.pending, c.failed, c.last_error))
         result.append(TopicSummary(topic=t, matches=a.matches, last_matched=a.last_matched,
-                                   last_digest=a.last_digest, pending=a.pending))
+                                   last_digest=a.last_digest, pending=a.pending,
+                                   deliveries=tuple(deliveries)))
     return result
 
 

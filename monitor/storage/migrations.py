@@ -337,4 +337,18 @@ def m012_fts_words(db: Database) -> None:
                " WHERE id NOT IN (SELECT entry_id FROM fts_pending) ORDER BY id")
 
 
+@migration
+def m013_chat_deliveries(db: Database) -> None:
+    """Digests for chat and webhook destinations beside mail.
+
+    Each destination of a topic gets its own digest rows, with the outbox's guarantees:
+    `channel` is 'mail', or 'chat:' and a hash of the destination's URL (the URL holds a
+    token and is never stored; `recipients` holds what may be shown, "slack://hooks.slack.com").
+    A channel's digest_items are its own ledger, so a destination that failed for good gets
+    the events again in its next digest while mail readers are not sent them twice.
+    """
+    db.execute("ALTER TABLE digests ADD COLUMN channel TEXT NOT NULL DEFAULT 'mail'")
+    db.execute("CREATE INDEX digests_topic_channel ON digests(topic, channel)")
+
+
 SCHEMA_VERSION = len(KNOWN)

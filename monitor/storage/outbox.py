@@ -29,14 +29,17 @@ class CarriedItem(NamedTuple):
     created: datetime  # when that digest was made: members that joined later were not in it
 
 
-def carried_items(store: Store, topic: str) -> list[CarriedItem]:
-    """Every cluster `topic`'s digests have carried, oldest digest first; digests that failed for
-    good carried nothing."""
+MAIL = "mail"  # digests.channel of e-mail digests; a chat destination's is "chat:" + a hash of its URL
+
+
+def carried_items(store: Store, topic: str, channel: str = MAIL) -> list[CarriedItem]:
+    """Every cluster `topic`'s digests on `channel` have carried, oldest digest first; digests that
+    failed for good carried nothing. Each channel (mail, each chat destination) has its own ledger."""
     return [CarriedItem(cid, outlets, json.loads(names or "[]"), parse_stamp(created))
             for cid, outlets, names, created in store.db.execute(
                 "SELECT di.cluster_id, di.outlets, di.outlet_names, d.created FROM digest_items di"
-                " JOIN digests d ON d.id = di.digest_id WHERE d.topic = ? AND d.status != 'failed'"
-                " ORDER BY d.created, d.id", [topic])]
+                " JOIN digests d ON d.id = di.digest_id WHERE d.topic = ? AND d.channel = ?"
+                " AND d.status != 'failed' ORDER BY d.created, d.id", [topic, channel])]
 
 
 def outlet_counts(store: Store, cluster_ids: Sequence[int]) -> dict[int, int]:
@@ -178,13 +181,14 @@ class ItemRow(NamedTuple):
 
 
 def insert_digest(store: Store, *, topic: str, message_id: str, subject: str, recipients: Sequence[str],
-                  message: bytes, created: datetime, sender: str, items: Sequence[ItemRow]) -> int:
+                  message: bytes, created: datetime, sender: str, items: Sequence[ItemRow],
+                  channel: str = MAIL) -> int:
     """Add a rendered digest to the outbox as pending, with its items and one pending row per
-    distinct recipient. Returns its id."""
+    distinct recipient (for a chat destination: its shown name). Returns its id."""
     digest_id = inserted_id(store.db.execute(
         "INSERT INTO digests (topic, message_id, subject, recipients, message, created, status, attempts,"
-        " sender) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
-        [topic, message_id, subject, json.dumps(list(recipients)), message, iso(created), sender]))
+        " sender, channel) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+        [topic, message_id, subject, json.dumps(list(recipients)), message, iso(created), sender, channel]))
     store.db.conn.executemany(
         "INSERT INTO digest_items (digest_id, cluster_id, kind, outlets, outlet_names, listed)"
         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -211,20 +215,23 @@ class PendingDigest:
     sender: str | None  # envelope sender; None in digests stored before it was recorded
     next_attempt: datetime | None  # not before then: a retry's backoff, or another sender's lease
     sent: datetime | None  # when a first recipient accepted it
+    channel: str = MAIL  # mail, or chat:<hash of the destination URL>
 
 
 def pending_digests(store: Store, topic: str | None = None) -> list[PendingDigest]:
-    """Pending digests (of `topic`, when given), oldest first."""
+    """Pending digests (of `topic`, when given): mail first, then chat, each oldest first (a chat
+    destination that hangs until its timeout never delays the mail)."""
     where = "status = 'pending'"
     params: list = []
     if topic is not None:
         where += " AND topic = ?"
         params.append(topic)
-    rows = store.query(f"SELECT id, topic, message_id, created, attempts, sender, next_attempt, sent"
-                       f" FROM digests WHERE {where} ORDER BY created, id", params)
+    rows = store.query(f"SELECT id, topic, message_id, created, attempts, sender, next_attempt, sent, channel"
+                       f" FROM digests WHERE {where} ORDER BY channel != '{MAIL}', created, id", params)
     return [PendingDigest(id=r["id"], topic=r["topic"], message_id=r["message_id"],
                           created=parse_stamp(r["created"]), attempts=r["attempts"], sender=r["sender"],
-                          next_attempt=parse_iso(r["next_attempt"]), sent=parse_iso(r["sent"]))
+                          next_attempt=parse_iso(r["next_attempt"]), sent=parse_iso(r["sent"]),
+                          channel=r["channel"])
             for r in rows]
 
 
@@ -305,14 +312,15 @@ class OutboxEntry:
     last_error: str | None
     next_attempt: datetime | None
     sent: datetime | None
-    recipients: dict[str, str]  # recipient -> pending | accepted | refused
+    recipients: dict[str, str]  # recipient (a chat destination's shown name) -> pending | accepted | refused
+    channel: str = MAIL
 
 
 def list_outbox(store: Store, statuses: Sequence[str], limit: int) -> list[OutboxEntry]:
     """Digests with the given statuses, oldest first, at most `limit`, each with its recipients."""
     marks = ",".join("?" * len(statuses))
     rows = store.query(f"SELECT id, topic, subject, message_id, status, created, attempts, last_error,"
-                       f" next_attempt, sent FROM digests WHERE status IN ({marks})"
+                       f" next_attempt, sent, channel FROM digests WHERE status IN ({marks})"
                        f" ORDER BY created, id LIMIT ?",
                        [*statuses, limit])
     result = []
@@ -324,5 +332,30 @@ def list_outbox(store: Store, statuses: Sequence[str], limit: int) -> list[Outbo
             id=r["id"], topic=r["topic"], subject=r["subject"], message_id=r["message_id"],
             status=r["status"], created=parse_stamp(r["created"]), attempts=r["attempts"],
             last_error=r["last_error"], next_attempt=parse_iso(r["next_attempt"]), sent=parse_iso(r["sent"]),
-            recipients=recipients))
+            recipients=recipients, channel=r["channel"]))
+    return result
+
+
+@dataclass(frozen=True)
+class ChannelActivity:
+    """What one topic's channel (mail, or a chat destination) has delivered, for `topics list`."""
+
+    last_sent: datetime | None  # when its latest delivered digest was first accepted
+    sent: int
+    pending: int
+    failed: int
+    last_error: str | None  # of its latest digest that failed or waits for a retry
+
+
+def channel_activity(store: Store) -> dict[tuple[str, str], ChannelActivity]:
+    """(topic, channel) -> its deliveries, for every channel with a digest stored."""
+    result = {}
+    for topic, channel, last_sent, sent, pending, failed in store.db.execute(
+            "SELECT topic, channel, max(sent), sum(status = 'sent'), sum(status = 'pending'),"
+            " sum(status = 'failed') FROM digests GROUP BY topic, channel"):
+        error = store.scalar("SELECT last_error FROM digests WHERE topic = ? AND channel = ? AND"
+                             " last_error IS NOT NULL AND status != 'sent' ORDER BY created DESC, id DESC"
+                             " LIMIT 1", [topic, channel])
+        result[(topic, channel)] = ChannelActivity(parse_iso(last_sent), sent or 0, pending or 0, failed or 0,
+                                                   error)
     return result

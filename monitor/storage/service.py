@@ -59,7 +59,10 @@ def entry_counts(store: Store, day_ago: datetime) -> EntryCounts:
 
 
 def outbox_counts(store: Store) -> OutboxCounts:
-    """Digests in the outbox by status."""
+    """Digests in the outbox by status (all channels), and those of chat destinations apart."""
     by_status = dict(store.db.execute("SELECT status, count(*) FROM digests GROUP BY status").fetchall())
+    chat = dict(store.db.execute("SELECT status, count(*) FROM digests WHERE channel != 'mail'"
+                                 " GROUP BY status").fetchall())
     return OutboxCounts(pending=by_status.get("pending", 0), failed=by_status.get("failed", 0),
-                        sent=by_status.get("sent", 0))
+                        sent=by_status.get("sent", 0), chat_pending=chat.get("pending", 0),
+                        chat_failed=chat.get("failed", 0))

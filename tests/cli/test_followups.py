@@ -322,16 +322,18 @@ def test_a_short_follow_up_window_keeps_a_later_report_apart(run):
 def back_to_version_9(db: Path) -> None:
     """The database as version 9 of the schema left it: memberships without the columns of
     m010_follow_ups (reason, name_keys, also), without what m011_digest_summary made (a view and an
-    index), and none of the later migrations applied (m012_fts_words rebuilds the full-text index,
-    which any index can go through)."""
+    index), without the digests' channel column of m013_chat_deliveries, and none of the later
+    migrations applied (m012_fts_words rebuilds the full-text index, which any index can go through)."""
     with closing(sqlite3.connect(db, isolation_level=None)) as conn:
         conn.execute("BEGIN")
         for column in ("reason", "name_keys", "also"):
             conn.execute(f"ALTER TABLE memberships DROP COLUMN {column}")
         conn.execute("DROP VIEW digest_summary")
         conn.execute("DROP INDEX topic_matches_cluster")
-        conn.execute("DELETE FROM _sqlite_migrations"
-                     " WHERE name IN ('m010_follow_ups', 'm011_digest_summary', 'm012_fts_words')")
+        conn.execute("DROP INDEX digests_topic_channel")
+        conn.execute("ALTER TABLE digests DROP COLUMN channel")
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name IN"
+                     " ('m010_follow_ups', 'm011_digest_summary', 'm012_fts_words', 'm013_chat_deliveries')")
         conn.execute("COMMIT")
 
 

@@ -372,8 +372,9 @@ def test_digest_send_json(run, workdir):
     assert (report["queued"], report["queued_ids"], report["sent"], report["deferred"], report["failed"],
             report["stopped"]) == (1, [digest_id], 1, 0, 0, None)
     [outcome] = report["outcomes"]
-    assert list(outcome) == ["digest_id", "topic", "status", "message_id", "accepted", "refused", "error",
-                             "next_attempt"]
+    assert list(outcome) == ["digest_id", "topic", "channel", "status", "message_id", "accepted", "refused",
+                             "error", "next_attempt"]
+    assert outcome["channel"] == "mail"
     assert (outcome["digest_id"], outcome["topic"], outcome["status"], outcome["message_id"]) == \
         (digest_id, "telegram-arrests", status, message_id)
     assert status == "sent" and outcome["refused"] == {} and outcome["error"] is None

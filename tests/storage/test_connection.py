@@ -154,6 +154,29 @@ def test_schema_12_reindexes_words_as_written_and_keeps_the_pending_queue(tmp_pa
         store.db.execute("INSERT INTO entries_fts (entries_fts) VALUES ('integrity-check')")
 
 
+def test_schema_13_keeps_existing_digests_as_mail_and_their_ledger(tmp_path):
+    """A version-12 outbox is upgraded to 13: its digests become the mail channel's, so what they
+    carried still counts for mail (no event is mailed again) and nothing for a chat destination."""
+    from monitor.storage import outbox as outbox_db
+
+    path = tmp_path / "v12.db"
+    stamp = iso(NOW)
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        migrations.apply(Database(db), stop_before="m013_chat_deliveries")
+        db.execute("INSERT INTO clusters (id, headline, created, last_activity) VALUES (1, 'Quake', ?, ?)",
+                   [stamp, stamp])
+        db.execute("INSERT INTO digests (id, topic, message_id, subject, recipients, message, created,"
+                   " status, attempts, sent, sender) VALUES (1, 'quakes', '<d1@x>', 'Quakes: 1 new event',"
+                   " '[\"a@example.org\"]', X'00', ?, 'sent', 1, ?, 'm@example.org')", [stamp, stamp])
+        db.execute("INSERT INTO digest_items (digest_id, cluster_id, kind, outlets, listed) VALUES"
+                   " (1, 1, 'new', 2, 1)")
+    with open_store(str(path)) as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.scalar("SELECT channel FROM digests WHERE id = 1") == "mail"
+        assert [i.cluster_id for i in outbox_db.carried_items(store, "quakes")] == [1]
+        assert outbox_db.carried_items(store, "quakes", "chat:0123456789abcdef") == []
+
+
 def test_cluster_summary_finds_each_clusters_topics_through_an_index(tmp_path):
     """The view's topics column looks up topic_matches by cluster id through an index (SEARCH ...
     USING ... INDEX), instead of reading the whole table for every cluster (SCAN)."""

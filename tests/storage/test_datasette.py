@@ -243,7 +243,7 @@ def test_facets_and_hidden_tables_follow_the_metadata(populated):
     """Outbox and membership pages open faceted as the metadata says; the migrations table and the
     full-text index's tables are listed as hidden, the tables people read are not."""
     for table, facets in (("memberships", {"reason"}), ("topic_matches", {"topic"}),
-                          ("digests", {"status", "topic"}), ("digest_summary", {"status", "topic"}),
+                          ("digests", {"status", "topic", "channel"}), ("digest_summary", {"status", "topic"}),
                           ("feeds", {"last_status", "category", "disabled"})):
         data = page(populated.db, f"/monitor/{table}.json").json()
         assert set(data["facet_results"]) == facets, table
