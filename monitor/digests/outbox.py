@@ -397,24 +397,25 @@ def _settle(store: Store, row: PendingDigest, now: datetime, recipients: Sequenc
 
 
 def _send_chat(store: Store, row: PendingDigest, now: datetime, chat: ChatTransport | None,
-               destinations: Mapping[str, str]) -> SendOutcome:
+               destinations: Mapping[str, str]) -> tuple[SendOutcome, bool]:
     """Deliver a claimed chat digest to its destination and record what happened, as for mail: sent
-    once the service accepted it, deferred on a temporary failure, failed on a permanent one."""
+    once the service accepted it, deferred on a temporary failure, failed on a permanent one.
+    The flag says the destination could not be reached (refused, timed out)."""
     url = destinations.get(row.channel)
     if url is None or chat is None:  # the destination was taken out of the topic's config
-        return _fail(store, row, now, "destination no longer configured for this topic")
+        return _fail(store, row, now, "destination no longer configured for this topic"), False
     stored = json.loads(outbox_db.digest_message(store, row.id))
     shown = outbox_db.pending_recipients(store, row.id)
     try:
         chat.send(url, stored["title"], stored["body"])
     except TemporaryDeliveryError as exc:
-        return _defer(store, row, now, str(exc))
+        return _defer(store, row, now, str(exc)), exc.unreachable
     except PermanentDeliveryError as exc:
-        return _fail(store, row, now, str(exc))
+        return _fail(store, row, now, str(exc)), False
     except Exception as exc:  # a transport bug must not lose the digest: keep it queued
         log.exception("chat transport failed unexpectedly")
-        return _defer(store, row, now, f"unexpected {type(exc).__name__}")
-    return _settle(store, row, now, shown, {})
+        return _defer(store, row, now, f"unexpected {type(exc).__name__}"), False
+    return _settle(store, row, now, shown, {}), False
 
 
 def send_pending(store: Store, transport: Transport, now: datetime, *, topic: str | None = None,
@@ -424,8 +425,10 @@ def send_pending(store: Store, transport: Transport, now: datetime, *, topic: st
 
     When the mail server cannot be reached at all, the mail stops at the first digest (it is
     deferred) and later ones keep their place: they would fail the same way. Chat digests go
-    on: each destination succeeds or fails on its own. `destinations` maps a chat digest's
-    channel to its URL (from the config: the URL is not stored).
+    on: each destination succeeds or fails on its own, and one that cannot be reached (refused,
+    or no answer within the transport's deadline) is not tried again in this run, so a hanging
+    destination costs one deadline per run, not one per digest waiting for it. `destinations`
+    maps a chat digest's channel to its URL (from the config: the URL is not stored).
 
     A topic's digests reach the reader in the order they were written: a digest waits while
     an older one of its topic and channel that nobody has received yet waits for its retry (or
@@ -436,9 +439,10 @@ def send_pending(store: Store, transport: Transport, now: datetime, *, topic: st
     # (topic, channel) with an older digest still waiting for its first delivery
     held: set[tuple[str, str]] = set()
     stopped: str | None = None
+    down: set[str] = set()  # chat channels that could not be reached in this run
     for row in outbox_db.pending_digests(store, topic):
         key = (row.topic, row.channel)
-        if key in held or (stopped and row.channel == MAIL):
+        if key in held or row.channel in down or (stopped and row.channel == MAIL):
             continue
         waiting = row.next_attempt is not None and row.next_attempt > now
         if waiting or not _claim(store, row.id, now):
@@ -446,7 +450,10 @@ def send_pending(store: Store, transport: Transport, now: datetime, *, topic: st
                 held.add(key)
             continue
         if row.channel != MAIL:
-            outcomes.append(_send_chat(store, row, now, chat, destinations or {}))
+            outcome, unreachable = _send_chat(store, row, now, chat, destinations or {})
+            outcomes.append(outcome)
+            if unreachable:
+                down.add(row.channel)
         else:
             message = outbox_db.digest_message(store, row.id)
             recipients = outbox_db.pending_recipients(store, row.id)

@@ -210,3 +210,26 @@ def test_topic_summaries_show_each_destination_by_scheme_and_host_with_its_deliv
     assert d.last_sent == NOW
     stored = json.dumps(world.store.query("SELECT * FROM digests"), default=str)
     assert "s3cret" not in stored and "t0ken" not in stored
+
+
+def test_a_destination_that_does_not_answer_costs_one_deadline_per_run(world, silent_server, smtp_server):
+    """Two topics post to one webhook that accepts connections and never answers: the first digest is
+    deferred when the transport's deadline passes, the second waits for the next run untried, and
+    the mail, sent first, is not held by either."""
+    server = smtp_server()
+    url = f"json://127.0.0.1:{silent_server}/hook"
+    topics = tuple(TopicSettings(name=n, query="telegram", title=n, recipients=(DESK,), schedule="immediate",
+                                 notify=(url,)) for n in ("first", "second"))
+    s = Settings(database=world.store.path, topics=topics,
+                 smtp=SmtpSettings(host="127.0.0.1", port=server.port, timeout=2, sender="monitor@example.org"))
+    cid = event(world, "Trend")
+    match_clusters(world.store, s.topics, [cid], NOW)
+    created = create_digests(world.store, s, NOW)
+    assert len(created) == 4  # mail and chat for each topic
+    report = send_pending(world.store, SmtpTransport(s.smtp), NOW, chat=AppriseTransport(timeout=1),
+                          destinations={destination_key(url): url})
+    by_channel = sorted((o.channel == "mail", o.status) for o in report.outcomes)
+    assert by_channel == [(False, "pending"), (True, "sent"), (True, "sent")]
+    untried = world.store.query("SELECT attempts FROM digests WHERE channel != 'mail' ORDER BY id")
+    assert sorted(r["attempts"] for r in untried) == [0, 1]
+    assert len(server.handler.messages) == 2
