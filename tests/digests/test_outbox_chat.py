@@ -65,6 +65,17 @@ def send(world: World, s: Settings, now: datetime, transport=None):
                         destinations=destinations)
 
 
+def one_event_queued(world: World, server: HTTPServer, status: int) -> tuple[Settings, int, int]:
+    """A webhook that answers its first post with `status`, and one event's chat digest queued for it:
+    (settings, cluster id, digest id)."""
+    server.expect_oneshot_request("/hook", method="POST").respond_with_data("", status=status)
+    s = settings(world, hook(server))
+    cid = event(world, "Trend")
+    match_clusters(world.store, s.topics, [cid], NOW)
+    [did] = create_digests(world.store, s, NOW)
+    return s, cid, did
+
+
 def posts(server: HTTPServer) -> list[dict]:
     return [json.loads(request.get_data()) for request, _ in server.log]
 
@@ -102,12 +113,7 @@ def test_one_message_per_digest_recorded_before_sending_and_never_resent(world, 
 
 
 def test_a_server_error_is_retried_with_the_same_text(world, httpserver):
-    httpserver.expect_oneshot_request("/hook", method="POST").respond_with_data("busy", status=500)
-    s = settings(world, hook(httpserver))
-    cid = event(world, "Trend")
-    match_clusters(world.store, s.topics, [cid], NOW)
-    [did] = create_digests(world.store, s, NOW)
-
+    s, _, _ = one_event_queued(world, httpserver, 500)
     [outcome] = send(world, s, NOW).outcomes
     assert outcome.status == "pending" and "500" in (outcome.error or "")
     [stored] = chat_rows(world)
@@ -123,11 +129,7 @@ def test_a_server_error_is_retried_with_the_same_text(world, httpserver):
 
 
 def test_a_permanent_refusal_fails_and_the_next_digest_carries_the_event_again(world, httpserver):
-    httpserver.expect_oneshot_request("/hook", method="POST").respond_with_data("no such hook", status=404)
-    s = settings(world, hook(httpserver))
-    cid = event(world, "Trend")
-    match_clusters(world.store, s.topics, [cid], NOW)
-    [did] = create_digests(world.store, s, NOW)
+    s, cid, did = one_event_queued(world, httpserver, 404)
     [outcome] = send(world, s, NOW).outcomes
     assert outcome.status == "failed" and "404" in (outcome.error or "")
     assert chat_rows(world)[0]["status"] == "failed"
