@@ -4,12 +4,15 @@
     python -m bench.crash [--feeds 200] [--kills 100] [--stops 25] [--seed 1] [--json]
 
 `--kills` times: `monitor poll --all`, `monitor digest send` or `monitor run` is started
-against a loopback feed farm (new entries published before each start) and an aiosmtpd
-server, and killed with SIGKILL at a chosen stage (fetching, storing, clustering, right
-after clustering, at the SMTP server's "250", at a random moment, the daemon at a random
-moment). After every kill the invariants of tests/support/reliability.py are checked; at the end
-a clean poll and send must leave every published entry stored once, every entry
-clustered, every topic match carried by a digest and every digest received.
+against a loopback feed farm (new entries published before each start), an aiosmtpd
+server and a json:// webhook (the topic's chat destination), and killed with SIGKILL at a
+chosen stage (fetching, storing, clustering, right after clustering, at the SMTP server's
+"250", at the webhook's receipt, with a request in flight that the webhook drops, right
+after its "200", after queueing, at random moments, the daemon at a random moment). After
+every kill the invariants of tests/support/reliability.py are checked, for mail and chat
+alike; at the end a clean poll and send must leave every published entry stored once,
+every entry clustered, every topic match carried by a mail and a chat digest, every digest
+received, and each message received at most once more per kill that fell in its window.
 Then `--stops` SIGTERMs of `monitor run` at random moments: each must exit 0.
 
 Loopback only; each process is bounded by timeouts; the temporary directory is removed.
@@ -49,6 +52,10 @@ def main() -> int:
         print(f"  published {crash['published']} entries, stored {crash['entries']} (once each), "
               f"{crash['clusters']} clusters; {crash['digests']} digests, {crash['received']} messages received, "
               f"{crash['duplicates']} duplicates (same Message-ID, kills after the server's 250)")
+        print(f"  chat: {crash['chat_digests']} digests, {crash['chat_received']} messages received, "
+              f"{crash['chat_duplicates']} duplicates (same text)")
+        for where, n in sorted(crash["in_window"].items()):
+            print(f"  {n:4d}  kills found a message taken but not recorded sent ({where})")
         print(f"  orphaned processes: {crash['orphans']}; problems: {len(crash['problems'])}")
         if term:
             print(f"SIGTERM: {term['stops']} stops in {term['seconds']} s, exit codes {term['exit_codes']}, "

@@ -5,19 +5,25 @@
 - check_store() / check_digests(): the invariants, read in one read transaction, as a
   list of problems (empty = all good), so a failure says what broke and where;
   polled_times() / moved_back(): a feed's state never goes back to an older poll's.
+- Webhook: a chat destination (Apprise's json://) on 127.0.0.1 that records every POST;
+  unrecorded_deliveries(): what a server has that the database does not call sent yet.
 The feed farm and the mail server they run against are in tests/support/feedfarm.py.
 
 Everything here is bounded: subprocess helpers take a timeout, waits have deadlines.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from tests.support.feedfarm import FeedFarm
@@ -29,8 +35,9 @@ TOPIC_QUERY = '(telegram OR whatsapp OR "social media") AND (ban* OR block* OR c
 
 
 def write_config(path: Path, farm: FeedFarm | int, *, smtp_port: int | None = None, topics: bool = True,
-                 polling: dict[str, str] | None = None, extra: str = "") -> Path:
-    """A config for a farm (or one loopback port), an optional SMTP port and the topic."""
+                 polling: dict[str, str] | None = None, extra: str = "", notify: Sequence[str] = ()) -> Path:
+    """A config for a farm (or one loopback port), an optional SMTP port and the topic, with
+    `notify` as the topic's chat destinations (Apprise URLs)."""
     allow = farm.allow_hosts if isinstance(farm, FeedFarm) else f'["127.0.0.1:{farm}"]'
     opts = {"allow_hosts": allow, "parse_workers": "2"}
     opts.update(polling or {})
@@ -40,6 +47,8 @@ def write_config(path: Path, farm: FeedFarm | int, *, smtp_port: int | None = No
     if topics:
         text += ("[[topics]]\nname = \"platform-regulation\"\ntitle = \"Platform regulation\"\n"
                  f"query = '{TOPIC_QUERY}'\nrecipients = [\"desk@example.org\"]\nschedule = \"immediate\"\n")
+        if notify:
+            text += f"notify = {json.dumps(list(notify))}\n"
     path.write_text(text + extra, encoding="utf-8")
     return path
 
@@ -128,6 +137,112 @@ def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+# -- a chat destination ------------------------------------------------------------------------
+
+
+def chat_key(title: str, message: str) -> str:
+    """What identifies a chat digest on the wire: its title and text (a webhook POST carries no
+    Message-ID). The stored digest holds the same two as JSON {"title", "body"}."""
+    return json.dumps([title, message], ensure_ascii=False)
+
+
+class Webhook:
+    """A webhook on 127.0.0.1 taking Apprise's json:// POSTs; records each one's chat_key, in order.
+
+    A message counts as received once its body has been read, before the reply: what a chat
+    service has taken, it shows, whether or not its answer reaches the sender. `on_receive`
+    (if set) runs at that moment, before the "200"; `on_answer` right after the "200" was
+    written. Both are inside the documented window: the service has the message, the
+    database does not yet say so. `on_request` runs earlier, when a request's headers have
+    arrived: when it returns True the request is dropped unread, as a service that never
+    took the message (a sender must then still have it as not sent). A body that is not
+    Apprise's JSON is recorded as such, so the checks report it as a message that is not a
+    stored digest.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        self.on_request: Callable[[], bool] | None = None
+        self.on_receive: Callable[[], None] | None = None
+        self.on_answer: Callable[[], None] | None = None
+        self.lock = threading.Lock()
+        self.in_flight = 0  # connections accepted and not yet closed
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                if hook.on_request and hook.on_request():
+                    self.close_connection = True
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request: a service takes no half message
+                    self.close_connection = True
+                    return
+                try:
+                    payload = json.loads(body)
+                    key = chat_key(payload["title"], payload["message"])
+                except (ValueError, KeyError, TypeError):
+                    key = f"not an Apprise JSON body: {body[:80]!r}"
+                hook.received.append(key)  # list.append is atomic: handlers may run side by side
+                if hook.on_receive:
+                    hook.on_receive()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+                self.wfile.flush()
+                if hook.on_answer:
+                    hook.on_answer()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def process_request(self, request, client_address) -> None:
+                with hook.lock:
+                    hook.in_flight += 1
+                super().process_request(request, client_address)
+
+            def process_request_thread(self, request, client_address) -> None:
+                try:
+                    super().process_request_thread(request, client_address)
+                finally:
+                    with hook.lock:
+                        hook.in_flight -= 1
+
+            def handle_error(self, request, client_address) -> None:
+                if not isinstance(sys.exc_info()[1], OSError):  # the sender's socket went with it: expected
+                    super().handle_error(request, client_address)
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"json://127.0.0.1:{self.port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
+                                       daemon=True)
+        self.thread.start()
+
+    def settle(self, quiet: float = 0.1, timeout: float = 10) -> None:
+        """Return once no request has been in progress for `quiet` seconds (at most `timeout`):
+        after a kill, what the dead sender had already written is read and recorded first."""
+        idle_since = time.monotonic()
+
+        def quiet_enough() -> bool:
+            nonlocal idle_since
+            if self.in_flight:
+                idle_since = time.monotonic()
+            return time.monotonic() - idle_since >= quiet
+
+        wait_for(quiet_enough, timeout, 0.01)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 # -- invariants --------------------------------------------------------------------------------
@@ -256,70 +371,138 @@ def _survivors(conn: sqlite3.Connection, before: str | None = None) -> dict[int,
     return resolved
 
 
-def check_digests(db: Path, received: list[str] | None = None, *, complete: bool = False,
-                  topic: str = "platform-regulation") -> tuple[list[str], dict[str, int]]:
-    """Outbox invariants; with `received` (Message-IDs the SMTP server accepted) also delivery.
+MAIL, CHAT = "mail", "chat"
 
+
+def _channel_rows(conn: sqlite3.Connection, topic: str, channel: str) -> tuple[list[tuple], str]:
+    """The topic's digests on `channel` in the order they were written, as (id, identity, status,
+    created), and the SQL condition that selects that channel. The identity is what the server
+    records: the Message-ID for mail, chat_key() of the stored title and text for chat.
+
+    "chat" is the topic's one chat destination (the scenarios give it one): every digest row
+    whose channel is not mail. Several destinations would each need their own received list."""
+    where = "channel = 'mail'" if channel == MAIL else "channel != 'mail'"
+    rows = []
+    for digest_id, mid, status, created, message in conn.execute(
+            f"SELECT id, message_id, status, created, CASE WHEN channel = 'mail' THEN NULL ELSE message END"
+            f" FROM digests WHERE topic = ? AND {where} ORDER BY id", [topic]):
+        if channel == MAIL:
+            identity = mid
+        else:
+            try:
+                stored = json.loads(message)
+                identity = chat_key(stored["title"], stored["body"])
+            except (ValueError, KeyError, TypeError):
+                identity = f"digest {digest_id}: stored message is not JSON with title and body"
+        rows.append((digest_id, identity, status, created))
+    return rows, where
+
+
+def check_digests(db: Path, received: list[str] | None = None, *, complete: bool = False,
+                  topic: str = "platform-regulation",
+                  channel: str = MAIL) -> tuple[list[str], dict[str, int]]:
+    """Outbox invariants of one channel; with `received` (what its server took) also delivery.
+
+    `channel` is "mail" (`received`: the Message-IDs the SMTP server accepted) or "chat" (the
+    topic's chat destination; `received`: the Webhook's chat_key() of each POST). Each channel
+    keeps its own ledger, so each is checked on its own:
     - no two digests of the topic carry the same cluster unless it had more outlets the
       second time (merged clusters count as their survivor at the time of the later digest);
     - every digest marked sent was received; everything received is a stored digest;
     - `complete` (after a final send with nothing due): every digest was received at least
       once, and every cluster the topic matched is carried by some digest.
-    Returns (problems, figures) with figures: digests, received, duplicates (same Message-ID twice).
+    Returns (problems, figures) with figures: digests, received, duplicates (received more
+    often than digests with that identity exist: the same Message-ID, or the same chat text, twice).
     """
     problems: list[str] = []
+    label = "" if channel == MAIL else f"{channel} "
     conn = read_only(db)
     try:
         conn.execute("BEGIN")
-        digests = conn.execute("SELECT id, message_id, status, created FROM digests WHERE topic = ? "
-                               "ORDER BY id", [topic]).fetchall()  # the order they were written in
+        digests, where = _channel_rows(conn, topic, channel)
+        if channel != MAIL:
+            sql = f"SELECT count(DISTINCT channel) FROM digests WHERE topic = ? AND {where}"
+            channels = conn.execute(sql, [topic]).fetchone()[0]
+            if channels > 1:
+                problems.append(f"digests of {channels} chat destinations: expected one")
         carried: dict[int, int] = {}  # survivor cluster -> most outlets carried so far
-        for digest_id, _mid, status, created in digests:
+        for digest_id, _identity, status, created in digests:
             if status == "failed":
                 continue
             survivor = _survivors(conn, created)
             items = conn.execute("SELECT cluster_id, outlets, kind FROM digest_items WHERE digest_id = ?",
                                  [digest_id]).fetchall()
             if not items:
-                problems.append(f"digest {digest_id} carries nothing")
+                problems.append(f"{label}digest {digest_id} carries nothing")
             for cid, outlets, kind in items:
                 cid = survivor.get(cid, cid)
                 before = max((n for c, n in carried.items() if survivor.get(c, c) == cid), default=None)
                 if before is not None and outlets <= before:
-                    problems.append(f"digest {digest_id} carries cluster {cid} again ({kind}) with {outlets} "
-                                    f"outlets, carried before with {before}")
+                    problems.append(f"{label}digest {digest_id} carries cluster {cid} again ({kind}) with "
+                                    f"{outlets} outlets, carried before with {before}")
                 carried[cid] = max(outlets, carried.get(cid, 0))
-        ids = {mid for _, mid, _, _ in digests}
+        stored = Counter(identity for _, identity, _, _ in digests)
         figures = {"digests": len(digests), "received": 0, "duplicates": 0}
         if received is not None:
             counts = Counter(received)
             figures["received"] = len(received)
-            figures["duplicates"] = sum(n - 1 for n in counts.values() if n > 1)
-            strangers = set(counts) - ids
+            figures["duplicates"] = sum(max(0, n - max(1, stored[k])) for k, n in counts.items())
+            strangers = set(counts) - set(stored)
             if strangers:
-                problems.append(f"received messages that are not stored digests: {sorted(strangers)[:3]}")
-            for digest_id, mid, status, _ in digests:
-                if status == "sent" and mid not in counts:
-                    problems.append(f"digest {digest_id} is marked sent but never arrived")
-                if complete and status != "failed" and mid not in counts:
-                    problems.append(f"digest {digest_id} ({status}) never arrived")
+                problems.append(f"received {label}messages that are not stored digests: "
+                                f"{sorted(strangers)[:3]}")
+            for digest_id, identity, status, _ in digests:
+                if status == "sent" and identity not in counts:
+                    problems.append(f"{label}digest {digest_id} is marked sent but never arrived")
+                if complete and status != "failed" and identity not in counts:
+                    problems.append(f"{label}digest {digest_id} ({status}) never arrived")
         if complete:
-            pending = conn.execute("SELECT count(*) FROM digests WHERE status = 'pending'").fetchone()[0]
+            pending = conn.execute(
+                f"SELECT count(*) FROM digests WHERE status = 'pending' AND {where}").fetchone()[0]
             if pending:
-                problems.append(f"{pending} digests still pending after the final send")
+                problems.append(f"{pending} {label}digests still pending after the final send")
             survivor = _survivors(conn)
             matched = {survivor.get(c, c) for (c,) in conn.execute(
                 "SELECT cluster_id FROM topic_matches WHERE topic = ?", [topic])}
             sent = {survivor.get(c, c) for (c,) in conn.execute(
                 "SELECT di.cluster_id FROM digest_items di JOIN digests d ON d.id = di.digest_id "
-                "WHERE d.topic = ? AND d.status != 'failed'", [topic])}
+                f"WHERE d.topic = ? AND d.status != 'failed' AND d.{where}", [topic])}
             if matched - sent:
-                problems.append(f"{len(matched - sent)} matched clusters never carried by a digest: "
+                problems.append(f"{len(matched - sent)} matched clusters never carried by a {label}digest: "
                                 f"{sorted(matched - sent)[:5]}")
         conn.execute("COMMIT")
     finally:
         conn.close()
     return problems, figures
+
+
+def excess_deliveries(db: Path, received: list[str], *, topic: str = "platform-regulation",
+                      channel: str = MAIL) -> dict[str, int]:
+    """Identity -> how many more times it arrived than digests of `channel` carry it: its duplicates."""
+    counts = Counter(received)
+    conn = read_only(db)
+    try:
+        digests, _ = _channel_rows(conn, topic, channel)
+    finally:
+        conn.close()
+    stored = Counter(identity for _, identity, _, _ in digests)
+    return {identity: n - max(1, stored[identity]) for identity, n in counts.items()
+            if identity in stored and n > max(1, stored[identity])}
+
+
+def unrecorded_deliveries(db: Path, received: list[str], *, topic: str = "platform-regulation",
+                          channel: str = MAIL) -> dict[str, int]:
+    """Digests of `channel` its server has taken that the database does not call sent (identity ->
+    times received). With the sender dead, this is the documented window: the next sender sends
+    them again, so each may arrive once more."""
+    counts = Counter(received)
+    conn = read_only(db)
+    try:
+        digests, _ = _channel_rows(conn, topic, channel)
+    finally:
+        conn.close()
+    return {identity: counts[identity] for _, identity, status, _ in digests
+            if status == "pending" and counts[identity]}
 
 
 def unmatched_on_topic(db: Path, query: str = TOPIC_QUERY, topic: str = "platform-regulation") -> list[int]:

@@ -1,7 +1,8 @@
 """The reliability scenarios as functions: the tests run them small, bench/ scripts run them big.
 
 Each takes a working directory and counts, runs real `monitor` processes against the
-loopback FeedFarm and Mailbox of tests/support/feedfarm.py, checks the invariants of
+loopback FeedFarm and Mailbox of tests/support/feedfarm.py (and, for crash_run, the Webhook
+of tests/support/reliability.py as the topic's chat destination), checks the invariants of
 tests/support/reliability.py, and returns a dict of figures including "problems" (the broken
 invariants; empty when nothing was lost).
 """
@@ -26,8 +27,12 @@ from monitor.digests.outbox import LEASE
 from monitor.storage.database import iso
 from tests.support.feedfarm import FeedFarm, Mailbox, pick_failures
 from tests.support.reliability import (
+    CHAT,
+    MAIL,
+    Webhook,
     check_digests,
     check_store,
+    excess_deliveries,
     kill9,
     monitor,
     monitor_argv,
@@ -38,6 +43,7 @@ from tests.support.reliability import (
     spawn,
     tree_rss,
     unmatched_on_topic,
+    unrecorded_deliveries,
     wait_for,
     wal_bytes,
     write_config,
@@ -46,6 +52,9 @@ from tests.support.reliability import (
 Log = Callable[[str], None]
 SUITE = Path(__file__).parent.parent  # tests/: the scenarios' own lines are somewhere below it
 PHASES = ("fetch", "store", "cluster", "clustered", "digest", "daemon")
+# crash_run's order of stages: `digest send` twice a round, since it has the most chosen moments
+# (_Killer.DIGEST_KILLS), mail's and the chat destination's
+ROTATION = ("fetch", "store", "digest", "cluster", "clustered", "digest", "daemon")
 
 
 def _stored_current(db: Path, farm: FeedFarm, changed: set[int]) -> int:
@@ -84,14 +93,18 @@ def _changed(db: Path, farm: FeedFarm) -> set[int]:
 
 
 def _digest_states(db: Path) -> dict[str, int]:
+    """Digests in all, pending, held by a claim or backoff; and pending per channel (mail, chat)."""
     conn = read_only(db)
     try:
         states = dict(conn.execute("SELECT status, count(*) FROM digests GROUP BY status").fetchall())
         held = conn.execute("SELECT count(*) FROM digests WHERE status = 'pending' AND next_attempt > ?",
                             [iso(datetime.now(timezone.utc))]).fetchone()[0]
+        mail = conn.execute("SELECT count(*) FROM digests WHERE status = 'pending' AND channel = 'mail'"
+                            ).fetchone()[0]
     finally:
         conn.close()
-    return {"all": sum(states.values()), "pending": states.get("pending", 0), "held": held}
+    pending = states.get("pending", 0)
+    return {"all": sum(states.values()), "pending": pending, "held": held, MAIL: mail, CHAT: pending - mail}
 
 
 def _landing(db: Path, farm: FeedFarm, changed: set[int]) -> str:
@@ -113,13 +126,24 @@ def _landing(db: Path, farm: FeedFarm, changed: set[int]) -> str:
 class _Killer:
     """Starts one `monitor` process for a stage and SIGKILLs it there (see crash_run)."""
 
-    def __init__(self, db: Path, config: Path, farm: FeedFarm, mail: Mailbox, rng: random.Random) -> None:
-        self.db, self.config, self.farm, self.mail, self.rng = db, config, farm, mail, rng
+    # digest() kills `digest send` at these moments in turn. A run starts (about 0.7 s: Python, the
+    # config, Apprise's plugins), queues the digests, then sends mail, then chat (tens of ms).
+    DIGEST_KILLS = ("at the SMTP server's 250", "at the webhook's receipt",
+                    "with the webhook request in flight", "right after the webhook's 200",
+                    "just after queueing", "at a random moment of sending", "at a random moment")
+
+    def __init__(self, db: Path, config: Path, farm: FeedFarm, mail: Mailbox, hook: Webhook,
+                 rng: random.Random) -> None:
+        self.db, self.config, self.farm, self.mail, self.hook, self.rng = db, config, farm, mail, hook, rng
         self.digest_kills = 0
 
     def digest(self) -> tuple[subprocess.Popen, threading.Event, str]:
-        """`digest send` with news waiting, killed in turn at the server's "250" (the
-        at-least-once window), just after the digest was queued, and at a random moment."""
+        """`digest send` with news waiting, killed in turn (DIGEST_KILLS) inside the at-least-once
+        window of mail (the SMTP server has the message, its "250" not yet sent) and of chat (the
+        webhook has the message, before its "200", or after it before the database's "sent"); with
+        a webhook request in flight that the webhook then drops (the digest must stay unsent);
+        just after the digests were queued, at a random moment of sending them, and at a random
+        moment of the whole run. A kill that did not happen (the run ended first) is tried again."""
         if _digest_states(self.db)["held"]:
             # a sender killed after claiming a digest holds the topic's queue for the claim's
             # 10 minutes: let that time pass, as the daemon's digest job would
@@ -129,29 +153,58 @@ class _Killer:
         before = _digest_states(self.db)
         proc = spawn(self.db, self.config, "digest", "send")
         killed = threading.Event()
-        how = self.digest_kills % 3
-        if how == 0:
-            def on_accept() -> None:  # runs in the SMTP server before it replies "250"
-                if not killed.is_set():
-                    killed.set()
-                    sigkill(proc.pid)
-            self.mail.on_accept = on_accept
+        how = self.DIGEST_KILLS[self.digest_kills % len(self.DIGEST_KILLS)]
+
+        def kill_now() -> None:  # runs in the server's thread, at the chosen moment of the exchange
+            if not killed.is_set():
+                killed.set()
+                sigkill(proc.pid)
+
+        where = ""
+        if how == "at the SMTP server's 250":
+            self.mail.on_accept = kill_now  # after the message is accepted, before the "250" goes out
             wait_for(lambda: killed.is_set() or proc.poll() is not None, 30)
             self.mail.on_accept = None
             where = "digest: after the server accepted"
+        elif how == "at the webhook's receipt":
+            self.hook.on_receive = kill_now  # the webhook has the message; its "200" not sent yet
+            wait_for(lambda: killed.is_set() or proc.poll() is not None, 30)
+            self.hook.on_receive = None
+            where = "digest: after the webhook accepted"
+        elif how == "with the webhook request in flight":
+            def kill_and_drop() -> bool:  # the sender dies before the webhook took the message
+                kill_now()
+                return True
+
+            self.hook.on_request = kill_and_drop
+            wait_for(lambda: killed.is_set() or proc.poll() is not None, 30)
+            self.hook.on_request = None
+            where = "digest: webhook request in flight, not taken"
+        elif how == "right after the webhook's 200":
+            self.hook.on_answer = kill_now
+            wait_for(lambda: killed.is_set() or proc.poll() is not None, 30)
+            self.hook.on_answer = None
+            if killed.is_set():
+                proc.wait(timeout=10)
+                # the sender may have recorded "sent" in the moment between the 200 and the kill
+                where = ("digest: after the webhook answered" if _digest_states(self.db)[CHAT] > before[CHAT]
+                         else "digest: after recording it sent")
         else:
-            if how == 1:
-                wait_for(lambda: _digest_states(self.db)["all"] > before["all"] or proc.poll() is not None, 30, 0.002)
-            else:
-                wait_for(lambda: proc.poll() is not None, self.rng.uniform(0.2, 0.9))
-            where = ""
+            if how == "at a random moment":
+                wait_for(lambda: proc.poll() is not None, self.rng.uniform(0.2, 1.0))
+            else:  # from the moment the digests were queued: just then, or a random moment of sending
+                wait_for(lambda: _digest_states(self.db)["all"] > before["all"] or proc.poll() is not None,
+                         30, 0.002)
+                if how == "at a random moment of sending":
+                    wait_for(lambda: proc.poll() is not None, self.rng.uniform(0, 0.1), 0.002)
             if proc.poll() is None:
                 sigkill(proc.pid)
                 proc.wait(timeout=10)
                 killed.set()
                 after = _digest_states(self.db)
                 where = ("digest: before queueing" if after["all"] == before["all"] else
-                         "digest: queued, not recorded as sent" if after["pending"] > before["pending"] else
+                         "digest: queued, not recorded as sent" if after[MAIL] > before[MAIL] else
+                         "digest: mail sent, chat not recorded as sent" if after[CHAT] > before[CHAT] else
                          "digest: after recording it sent")
         if killed.is_set():
             self.digest_kills += 1
@@ -183,17 +236,26 @@ class _Killer:
 def crash_run(workdir: Path, *, feeds: int = 200, kills: int = 20, seed: int = 1, log: Log = print) -> dict:
     """SIGKILL `monitor poll --all`, `monitor digest send` and `monitor run` at chosen and random
     moments, `kills` times, with new entries published before each start; check every
-    invariant after each kill, then after a final clean poll and send."""
+    invariant after each kill, then after a final clean poll and send. The topic has a mail
+    recipient and a chat destination (a json:// webhook): both channels are checked alike.
+
+    Duplicates are counted per message: after each kill, every digest whose server has it but
+    whose row is not "sent" is in the documented window (the next sender sends it again), and a
+    message may arrive once more per kill that found it there, never more."""
     rng = random.Random(seed)
     farm = FeedFarm(feeds, seed=seed)
     mail = Mailbox()
+    hook = Webhook()
     db = workdir / "monitor.db"
-    config = write_config(workdir / "monitor.toml", farm, smtp_port=mail.port,
+    config = write_config(workdir / "monitor.toml", farm, smtp_port=mail.port, notify=[hook.url],
                           polling={"interval": '"2s"', "min_interval": '"1s"'})
+    servers = {MAIL: mail.received, CHAT: hook.received}
     figures: dict = {"feeds": feeds, "kills": 0, "landed": Counter(), "problems": [], "orphans": 0,
-                     "exited_before_kill": 0}
+                     "exited_before_kill": 0, "in_window": Counter()}
+    windows: Counter = Counter()  # (channel, message) -> kills that found it taken but not recorded sent
+    taken: dict[tuple[str, str], int] = {}  # (channel, message) -> times received when a kill last found so
     started = time.monotonic()
-    killer = _Killer(db, config, farm, mail, rng)
+    killer = _Killer(db, config, farm, mail, hook, rng)
     try:
         farm.publish(events=10, reporters=0.2, one_offs=1.0)
         (workdir / "feeds.opml").write_bytes(farm.opml())
@@ -201,7 +263,7 @@ def crash_run(workdir: Path, *, feeds: int = 200, kills: int = 20, seed: int = 1
         attempt = 0
         while figures["kills"] < kills and attempt < kills * 3:
             attempt += 1
-            phase = PHASES[attempt % len(PHASES)]
+            phase = ROTATION[attempt % len(ROTATION)]
             farm.publish(events=2, reporters=0.2, one_offs=0.1)
             changed = _changed(db, farm)
             if phase == "digest":  # the polls before it matched clusters that wait for a digest
@@ -213,11 +275,20 @@ def crash_run(workdir: Path, *, feeds: int = 200, kills: int = 20, seed: int = 1
                 kill9(proc)
                 continue
             figures["orphans"] += len(kill9(proc))
+            if phase in ("digest", "daemon"):
+                hook.settle()  # a request the dead sender had written is recorded before the checks
             if not where:
                 where = ("daemon: " if phase == "daemon" else "") + _landing(db, farm, changed)
             figures["kills"] += 1
             figures["landed"][where] += 1
-            problems = check_store(db, farm) + check_digests(db, mail.received)[0]
+            problems = check_store(db, farm)
+            for channel, received in servers.items():
+                problems += check_digests(db, received, channel=channel)[0]
+                for message, n in unrecorded_deliveries(db, received, channel=channel).items():
+                    if n > taken.get((channel, message), 0):  # taken again since a kill last found it so
+                        taken[(channel, message)] = n
+                        windows[(channel, message)] += 1
+                        figures["in_window"][f"{channel}: {where}"] += 1
             log(f"kill {figures['kills']:3d} ({phase:9s}) landed {where}: "
                 + ("ok" if not problems else f"{len(problems)} problems"))
             figures["problems"] += [f"after kill {figures['kills']} ({where}): {p}" for p in problems]
@@ -227,9 +298,16 @@ def crash_run(workdir: Path, *, feeds: int = 200, kills: int = 20, seed: int = 1
         figures["problems"] += [f"entry {e} matches the topic but its cluster has no match"
                                 for e in unmatched_on_topic(db)[:10]]
         final_send(db, config)
-        problems, counts = check_digests(db, mail.received, complete=True)
-        figures["problems"] += problems
-        figures.update(counts)
+        for channel, received in servers.items():
+            problems, counts = check_digests(db, received, complete=True, channel=channel)
+            figures["problems"] += problems
+            figures.update(counts if channel == MAIL else {f"{channel}_{k}": n for k, n in counts.items()})
+            for message, extra in excess_deliveries(db, received, channel=channel).items():
+                if extra > windows[(channel, message)]:
+                    figures["problems"].append(
+                        f"{channel} message arrived {extra} more times than stored, with "
+                        f"{windows[(channel, message)]} kills in its window (at most one each): "
+                        f"{message[:120]}")
         conn = read_only(db)
         try:
             figures["entries"] = conn.execute("SELECT count(*) FROM entries").fetchone()[0]
@@ -240,8 +318,10 @@ def crash_run(workdir: Path, *, feeds: int = 200, kills: int = 20, seed: int = 1
     finally:
         farm.close()
         mail.stop()
+        hook.stop()
     figures["seconds"] = round(time.monotonic() - started, 1)
     figures["landed"] = dict(figures["landed"])
+    figures["in_window"] = dict(figures["in_window"])
     return figures
 
 
