@@ -476,15 +476,21 @@ def check_digests(db: Path, received: list[str] | None = None, *, complete: bool
     return problems, figures
 
 
-def excess_deliveries(db: Path, received: list[str], *, topic: str = "platform-regulation",
-                      channel: str = MAIL) -> dict[str, int]:
-    """Identity -> how many more times it arrived than digests of `channel` carry it: its duplicates."""
-    counts = Counter(received)
+def _stored_digests(db: Path, topic: str, channel: str) -> list:
+    """The topic's digests of `channel`, read in a connection of their own."""
     conn = read_only(db)
     try:
         digests, _ = _channel_rows(conn, topic, channel)
     finally:
         conn.close()
+    return digests
+
+
+def excess_deliveries(db: Path, received: list[str], *, topic: str = "platform-regulation",
+                      channel: str = MAIL) -> dict[str, int]:
+    """Identity -> how many more times it arrived than digests of `channel` carry it: its duplicates."""
+    counts = Counter(received)
+    digests = _stored_digests(db, topic, channel)
     stored = Counter(identity for _, identity, _, _ in digests)
     return {identity: n - max(1, stored[identity]) for identity, n in counts.items()
             if identity in stored and n > max(1, stored[identity])}
@@ -496,11 +502,7 @@ def unrecorded_deliveries(db: Path, received: list[str], *, topic: str = "platfo
     times received). With the sender dead, this is the documented window: the next sender sends
     them again, so each may arrive once more."""
     counts = Counter(received)
-    conn = read_only(db)
-    try:
-        digests, _ = _channel_rows(conn, topic, channel)
-    finally:
-        conn.close()
+    digests = _stored_digests(db, topic, channel)
     return {identity: counts[identity] for _, identity, status, _ in digests
             if status == "pending" and counts[identity]}
 
