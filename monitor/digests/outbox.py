@@ -214,16 +214,21 @@ def load_leads(store: Store, items: Sequence[DigestItem]) -> dict[int, str | Non
     return leads
 
 
+def _newer_than(settings: Settings, now: datetime) -> datetime | None:
+    """The oldest last report a digest item may have ([digest] max_age), None without a limit."""
+    max_age = settings.digest.max_age
+    return now - timedelta(seconds=max_age) if max_age is not None else None
+
+
 def chat_drafts(store: Store, settings: Settings, topic: TopicSettings, now: datetime) -> list[ChatDraft]:
     """The chat/webhook message each of `topic`'s destinations would get now (those with something new
     to them: every destination keeps its own ledger of what it was sent)."""
-    max_age = settings.digest.max_age
-    newer_than = now - timedelta(seconds=max_age) if max_age is not None else None
+    newer_than = _newer_than(settings, now)
     drafts = []
     for url in dict.fromkeys(topic.notify):
         channel = destination_key(url)
         plan = select_items(topic, load_candidates(store, topic, newer_than, channel), now,
-                            max_items=settings.digest.chat_max_items, max_age=max_age)
+                            max_items=settings.digest.chat_max_items, max_age=settings.digest.max_age)
         if not plan:
             continue
         message = render_chat(plan, max_items=settings.digest.chat_max_items)
@@ -239,8 +244,7 @@ def draft(store: Store, settings: Settings, topic: TopicSettings, now: datetime,
     if not topic.recipients:
         return None
     max_age = settings.digest.max_age
-    newer_than = now - timedelta(seconds=max_age) if max_age is not None else None
-    plan = select_items(topic, load_candidates(store, topic, newer_than), now,
+    plan = select_items(topic, load_candidates(store, topic, _newer_than(settings, now)), now,
                         max_items=settings.digest.max_items, max_age=max_age)
     if not plan:
         return None
@@ -268,10 +272,15 @@ def topics_to_run(store: Store, settings: Settings, now: datetime,
     return due_topics(settings.topics, outbox_db.last_runs(store), now, settings.digest.timezone)
 
 
+def _item_rows(plan: DigestPlan) -> list[outbox_db.ItemRow]:
+    """The ledger rows of a digest: every cluster it carries, listed or counted under "more"."""
+    return [outbox_db.ItemRow(i.cluster_id, i.kind, [o.name for o in i.outlets], listed)
+            for listed, plan_items in ((True, plan.items), (False, plan.unlisted)) for i in plan_items]
+
+
 def _insert(store: Store, d: Draft, now: datetime) -> int:
     """Store a draft as a pending digest; its items are the ledger of what the topic has carried."""
-    items = [outbox_db.ItemRow(i.cluster_id, i.kind, [o.name for o in i.outlets], listed)
-             for listed, plan_items in ((True, d.plan.items), (False, d.plan.unlisted)) for i in plan_items]
+    items = _item_rows(d.plan)
     return outbox_db.insert_digest(store, topic=d.topic.name, message_id=d.message_id, subject=d.subject,
                                    recipients=d.recipients, message=d.message.as_bytes(), created=now,
                                    sender=email.utils.parseaddr(d.sender)[1] or d.sender, items=items)
@@ -280,8 +289,7 @@ def _insert(store: Store, d: Draft, now: datetime) -> int:
 def _insert_chat(store: Store, d: ChatDraft, now: datetime) -> int:
     """Store a chat draft as a pending digest of its channel: the message as JSON (title and body),
     so that every retry sends the same text; its shown destination is its one recipient."""
-    items = [outbox_db.ItemRow(i.cluster_id, i.kind, [o.name for o in i.outlets], listed)
-             for listed, plan_items in ((True, d.plan.items), (False, d.plan.unlisted)) for i in plan_items]
+    items = _item_rows(d.plan)
     body = json.dumps({"title": d.message.title, "body": d.message.body}, ensure_ascii=False).encode("utf-8")
     return outbox_db.insert_digest(store, topic=d.topic.name, message_id=d.message_id, subject=d.subject,
                                    recipients=[d.destination], message=body, created=now, sender="",
