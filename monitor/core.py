@@ -49,6 +49,7 @@ class Monitor:
         self._clusterer_mark: clusters.AssignmentsMark | None = None  # the database state its memory matches
         self._transport: mailer.Transport | None = None
         self._chat: ChatTransport | None = None
+        self._destinations_checked = False
 
     def close(self) -> None:
         self.store.close()
@@ -185,13 +186,20 @@ class Monitor:
     def preview_digests(self, topic: str | None = None) -> list:
         if topic:
             self.topic(topic)
-        topics.validate_destinations(self.settings.topics)
+        self.check_destinations()
         return outbox.preview(self.store, self.settings, self.clock(), topic)
 
     def transport(self) -> mailer.Transport:
         if self._transport is None:
             self._transport = mailer.transport_for(self.settings)
         return self._transport
+
+    def check_destinations(self) -> None:
+        """Refuse chat URLs Apprise cannot load (ConfigError naming the topic). Once per Monitor: its
+        settings do not change, and the daemon sends digests every minute."""
+        if not self._destinations_checked:
+            topics.validate_destinations(self.settings.topics)
+            self._destinations_checked = True
 
     def chat_transport(self) -> ChatTransport:
         if self._chat is None:
@@ -212,7 +220,7 @@ class Monitor:
         if topic:
             self.topic(topic)
         transport = self.transport()
-        topics.validate_destinations(self.settings.topics)
+        self.check_destinations()
         created = outbox.create_digests(self.store, self.settings, self.clock(), topic)
         destinations = self.destinations()
         chat = self.chat_transport() if destinations else None  # none: waiting chat digests fail

@@ -23,7 +23,6 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from monitor.core import Monitor
-from monitor.digests import topics
 from monitor.feeds.parse import parser_info
 from monitor.logs import event, get_logger, setup_logging
 from monitor.storage import service
@@ -207,7 +206,7 @@ class Daemon:
     def run(self) -> int:
         if self.mon.settings.topics:
             self.mon.transport()  # a missing SMTP credential is a configuration error, before READY
-            topics.validate_destinations(self.mon.settings.topics)  # so is a chat URL Apprise cannot load
+            self.mon.check_destinations()  # so is a chat URL Apprise cannot load
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         self.scheduler.add_job(self.cycle, "interval", seconds=self.tick, id="cycle",
