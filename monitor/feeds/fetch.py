@@ -192,11 +192,13 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
     """
 
     def __init__(self, backend: _GuardedBackend, limits: httpx.Limits, verify: ssl.SSLContext | bool) -> None:
-        super().__init__(verify=verify, trust_env=False, limits=limits, retries=0)
+        # One context for both pools: loading the certificate authorities takes about 30 ms.
+        context = httpx.create_ssl_context(verify=verify, trust_env=True)  # SSL_CERT_FILE/DIR
+        super().__init__(verify=context, trust_env=False, limits=limits, retries=0)
         if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
             raise RuntimeError("unsupported httpx version: cannot install the address guard")
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=True),  # SSL_CERT_FILE/DIR
+            ssl_context=context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

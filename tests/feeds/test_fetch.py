@@ -11,6 +11,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -600,6 +601,38 @@ def test_thousand_jobs_on_one_host_within_few_descriptors() -> None:
     assert len(results) == 1000
     assert [r.error for r in results if not r.ok] == []  # type: ignore[attr-defined]
     assert len(server.requests) == 1000 and server.max_in_flight <= 2
+
+
+class _ImportSpy:
+    """A finder that records every import that reaches the import system (none is found here)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        self.names.append(name)
+
+
+def test_fetching_imports_nothing_per_request() -> None:
+    """A module that is not installed is searched for on sys.path at every import: httpcore
+    imports sniffio on every request, which cost a 304-only poll a quarter of its time."""
+    server = LoopbackServer(lambda handler: reply(handler, body=b"<rss/>"))
+    policy = FetchPolicy(allow_hosts=(f"127.0.0.1:{server.port}",))
+    results: list[object] = []
+    spy = _ImportSpy()
+    try:
+        jobs = [FetchJob(i, server.url(f"/feed/{i}")) for i in range(40)]
+        # the first requests make the imports a module makes lazily
+        fetch_all(jobs[:5], policy, NOW, lambda job, result: results.append(result))
+        sys.meta_path.insert(0, spy)
+        try:
+            fetch_all(jobs[5:], policy, NOW, lambda job, result: results.append(result))
+        finally:
+            sys.meta_path.remove(spy)
+    finally:
+        server.close()
+    assert [r.status for r in results] == [200] * 40  # type: ignore[attr-defined]
+    assert spy.names == []
 
 
 # ---------------------------------------------------------------- TLS
