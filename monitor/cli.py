@@ -12,19 +12,21 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from monitor import __version__
 from monitor.config import DEFAULT_CONFIG, load_settings
 from monitor.core import Monitor, datasette_metadata_path, open_monitor, write_example_config
-from monitor.digests import outbox
 from monitor.display import Painted, Stages, ago, feed_state, paint, short_time, table
 from monitor.errors import ConfigError, MonitorError, StorageError
 from monitor.logs import setup_logging
 from monitor.storage.database import iso, parse_iso
 from monitor.types import ClusterDetail, ClusterSummary, JoinReason, SearchHit, Status
+
+if TYPE_CHECKING:
+    from monitor.digests import outbox
 
 EXIT_FAILURE, EXIT_STORAGE, EXIT_CONFIG = 1, 74, 78
 
@@ -528,6 +530,8 @@ def digest() -> None:
 def digest_preview(mon: Monitor, topic: str | None, as_json: bool) -> None:
     """Print what would be sent now (writes nothing), and what waits in the outbox."""
     every = mon.preview_digests(topic)
+    from monitor.digests import outbox
+
     drafts = [d for d in every if isinstance(d, outbox.Draft)]
     chats = [d for d in every if isinstance(d, outbox.ChatDraft)]
     queued = [q for q in outbox.outbox_entries(mon.store) if not topic or q.topic == topic]

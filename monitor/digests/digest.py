@@ -26,13 +26,15 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from email import policy
 from email.message import EmailMessage
 from functools import cache
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
-
-from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from monitor.config import TopicSettings
 from monitor.digests.lead import MAX_LEAD
 from monitor.feeds.normalize import one_line, safe_url
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 # -- schedules ----------------------------------------------------------------------------
 
@@ -434,6 +436,9 @@ def make_message_id(topic: str, sender: str, token: str | None = None) -> str:
 
 @cache
 def _environments() -> tuple[Environment, Environment]:
+    # imported to render only: commands that only read the database start faster
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
     loader = PackageLoader("monitor.digests", "templates")
     html = Environment(loader=loader, autoescape=True, undefined=StrictUndefined, trim_blocks=True,
                        lstrip_blocks=True)

@@ -11,9 +11,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from monitor.digests.topics import fts_query
-from monitor.events.clusterer import Assignment, Clusterer
 from monitor.events.headlines import (
     RECENT_TITLES,
     Affixes,
@@ -24,7 +23,6 @@ from monitor.events.headlines import (
     shown_headline,
     strip_affixes,
 )
-from monitor.events.weighpool import weigh_ahead
 from monitor.feeds.normalize import clean_headline
 from monitor.storage.database import Store, chunked, iso, parse_iso, parse_stamp, survivors
 from monitor.types import (
@@ -40,6 +38,9 @@ from monitor.types import (
     SearchHit,
     TimelinePoint,
 )
+
+if TYPE_CHECKING:  # clustering is imported by the operations that cluster (see core)
+    from monitor.events.clusterer import Assignment, Clusterer
 
 _DOC_COLUMNS = "e.id, e.feed_id, coalesce(f.title, f.channel_title, f.url), e.title, e.text, e.published"
 _DOC_FROM = "FROM entries e JOIN feeds f ON f.id = e.feed_id"
@@ -111,6 +112,8 @@ def restore(store: Store, clusterer: Clusterer, first: datetime, before: datetim
 def warm(clusterer: Clusterer, history: list[tuple[ClusterDoc, int]]) -> set[int]:
     """Give the clusterer stored entries with their clusters (`clustered_since`), without
     deciding; large runs are weighed ahead in a worker (weighpool). Returns the cluster ids."""
+    from monitor.events.weighpool import weigh_ahead
+
     ids: set[int] = set()
     for (_, cid), feats in weigh_ahead(clusterer.weigher, history, len(history), lambda row: row[0]):
         clusterer.keep(feats, cid)
@@ -128,6 +131,8 @@ def decide(clusterer: Clusterer, docs: list[ClusterDoc], *, progress: Callable[[
 
     `progress(done)` is called with the number of entries decided so far, every
     PROGRESS_EVERY entries and once at the end (a caller's progress bar; nothing is shown here)."""
+    from monitor.events.weighpool import weigh_ahead
+
     out: list[tuple[Assignment, ClusterDoc]] = []
     for doc, feats in weigh_ahead(clusterer.weigher, docs, len(docs)):
         out.append((clusterer.place(feats), doc))
@@ -487,6 +492,8 @@ def timeline(times: list[datetime], outlets: list[str]) -> list[TimelinePoint]:
 
 def search(store: Store, query: str, limit: int = 50) -> list[SearchHit]:
     """FTS5 search over entry titles and text; each hit with its cluster."""
+    from monitor.digests.topics import fts_query  # the topic query language, for searches too
+
     rows = store.query(
         "SELECT e.id, e.guid, e.link, e.title, coalesce(f.title, f.channel_title, f.url) AS outlet,"
         " f.url AS feed_url, e.published, m.cluster_id,"
