@@ -230,3 +230,104 @@ def test_entries_read_here_ahead_of_the_worker_weigh_the_same(pooled, monkeypatc
     assert got == expected
     assert state(there) == state(here)
     assert len(read_here) > len(items) // 3  # a good part of them was read here
+
+
+# -- reading a cycle's entries ahead (EarlyReads) --------------------------------------------
+
+
+@pytest.fixture
+def early_min(monkeypatch):
+    monkeypatch.setattr(weighpool, "EARLY_MIN", 5)
+    monkeypatch.setattr(weighpool, "BATCH", 7)
+
+
+def counted_reads(monkeypatch) -> list[int]:
+    """Counts the readings made in this process (the worker's are its own)."""
+    made: list[int] = []
+    real = weighpool.read
+
+    def read(title, text, outlet, whole=False):
+        made.append(1)
+        return real(title, text, outlet, whole)
+
+    monkeypatch.setattr(weighpool, "read", read)
+    return made
+
+
+def test_entries_read_ahead_are_weighed_in_that_worker_exactly_as_here(early_min, monkeypatch):
+    items = docs()
+    here = weigher()
+    expected = [decided_on(here.weigh(d)) for d in items]
+    made = counted_reads(monkeypatch)
+    early = weighpool.EarlyReads(workers=1)
+    for start in range(0, len(items), 3):  # as a cycle stores them, a few per feed
+        early.add(items[start:start + 3])
+    assert early.ids == {d.entry_id for d in items}
+    there = weigher()
+    got = list(weighpool.weigh_ahead(there, items, 3, workers=1, early=early))  # used even for a small run
+    assert [decided_on(f) for _, f in got] == expected
+    assert state(there) == state(here)
+    assert made == []  # every reading was made ahead, in the worker
+    early.close()
+
+
+def test_a_reading_is_used_only_for_the_text_it_was_made_of(early_min):
+    items = docs()
+    early = weighpool.EarlyReads(workers=1)
+    early.add(items)
+    changed = [replace(d, text=d.text + " Police named the driver as Ivo Marek.", title=d.title + " (update)")
+               if i % 2 else d for i, d in enumerate(items)]
+    here = weigher()
+    expected = [decided_on(here.weigh(d)) for d in changed]
+    got = list(weighpool.weigh_ahead(weigher(), changed, len(changed), workers=1, early=early))
+    assert [decided_on(f) for _, f in got] == expected
+
+
+def test_few_entries_start_no_worker(early_min, monkeypatch):
+    def no_worker(*args, **kwargs):
+        raise AssertionError("a worker was started for a small cycle")
+
+    monkeypatch.setattr(weighpool, "_Worker", no_worker)
+    early = weighpool.EarlyReads(workers=1)
+    early.add(docs()[:4])  # fewer than EARLY_MIN
+    got = list(weighpool.weigh_ahead(weigher(), docs()[:4], 4, workers=1, early=early))
+    assert len(got) == 4
+    early.close()
+
+
+def test_a_worker_killed_while_reading_ahead_costs_nothing_but_time(early_min):
+    items = docs()
+    early = weighpool.EarlyReads(workers=1)
+    early.add(items[:10])
+    worker = early._worker
+    assert worker is not None
+    os.kill(worker.proc.pid, signal.SIGKILL)
+    worker.proc.join(timeout=5)
+    early.add(items[10:])  # passed on to a dead worker: it fails, and nothing else does
+    here = weigher()
+    expected = [decided_on(here.weigh(d)) for d in items]
+    there = weigher()
+    got = list(weighpool.weigh_ahead(there, items, len(items), workers=1, early=early))
+    assert [decided_on(f) for _, f in got] == expected
+    assert state(there) == state(here)
+
+
+def test_a_worker_holding_the_statistics_weighs_and_the_early_one_is_let_go(early_min, pooled):
+    items = docs()
+    half = len(items) // 2
+    there = weigher()
+    list(weighpool.weigh_ahead(there, items[:half], half, workers=1))
+    held = there.holder
+    assert held is not None  # the first run's worker waits with the statistics
+    early = weighpool.EarlyReads(workers=1)
+    early.add(items[half:])
+    reader = early._worker
+    assert reader is not None
+    here = weigher()
+    expected = [decided_on(here.weigh(d)) for d in items]
+    got = [decided_on(f) for _, f in weighpool.weigh_ahead(there, items[half:], len(items) - half, workers=1,
+                                                          early=early)]
+    assert got == expected[half:]
+    assert there.holder is held  # the same worker went on
+    reader.proc.join(timeout=5)
+    assert not reader.proc.is_alive()
