@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from monitor.digests import mailer, outbox
     from monitor.digests.notifier import ChatTransport
     from monitor.events.clusterer import ClusterConfig, Clusterer
-    from monitor.events.weighpool import EarlyReads
     from monitor.feeds.cycle import CycleReport, FeedOutcome
 
 # The machinery of polling, clustering and digests is imported by the operations that use it:
@@ -147,49 +146,33 @@ class Monitor:
         Progress, for a person watching: `on_start(feeds)` and `progress(outcome)` per feed
         stored; then, when there are entries to cluster, `on_cluster_start(entries)` and
         `on_clustered(done)` as the clusterer decides them (see cluster_pending)."""
-        from monitor.events.weighpool import EarlyReads
+        now = self.clock()
         from monitor.feeds.cycle import run_cycle
 
-        now = self.clock()
         feeds = self.store.due_feeds(now, all_feeds=all_feeds)
         if on_start:
             on_start(len(feeds))
-        # A large cycle's new entries are read in the weighing worker as they are stored, unless
-        # a worker holds the statistics already (that one weighs them: see EarlyReads.take).
-        held = self._clusterer is not None and self._clusterer.weigher.holder is not None
-        early = None if held else EarlyReads()
-
-        def stored(ids: list[int]) -> None:
-            if early is not None and early.accepting:
-                early.add(clusters.docs(self.store, ids))
-
         cycle_id = self.store.start_cycle(now, len(feeds))
         try:
-            try:
-                report = run_cycle(self.store, self.settings, feeds, self.clock, stop=stop, progress=progress,
-                                   on_stored=stored)
-            except BaseException as exc:
-                error = f"{type(exc).__name__}: {exc}"[:500]
-                self.store.finish_cycle(cycle_id, self.clock(), {}, error=error)
-                raise
-            try:
-                # One transaction from reading the unclustered entries to recording topic matches:
-                # a cycle matches only the clusters it touched, so clusters committed without their
-                # matches (a crash or a failed write in between) would never reach a digest; and
-                # another writer cannot cluster the same entries meanwhile.
-                with self.store.write():
-                    report.touched_clusters = self.cluster_pending(on_start=on_cluster_start,
-                                                                   progress=on_clustered, early=early)
-                    report.topic_matches = topics.match_clusters(self.store, self.settings.topics,
-                                                                 report.touched_clusters, self.clock())
-            except BaseException as exc:
-                self._clusterer = None  # its memory may hold assignments that were rolled back
-                self.store.finish_cycle(cycle_id, self.clock(), report.counts(),
-                                        error=f"cluster/match: {type(exc).__name__}: {exc}"[:500])
-                raise
-        finally:
-            if early is not None:
-                early.close()  # when clustering did not take its worker
+            report = run_cycle(self.store, self.settings, feeds, self.clock, stop=stop, progress=progress)
+        except BaseException as exc:
+            self.store.finish_cycle(cycle_id, self.clock(), {}, error=f"{type(exc).__name__}: {exc}"[:500])
+            raise
+        try:
+            # One transaction from reading the unclustered entries to recording topic matches:
+            # a cycle matches only the clusters it touched, so clusters committed without their
+            # matches (a crash or a failed write in between) would never reach a digest; and
+            # another writer cannot cluster the same entries meanwhile.
+            with self.store.write():
+                report.touched_clusters = self.cluster_pending(on_start=on_cluster_start,
+                                                               progress=on_clustered)
+                report.topic_matches = topics.match_clusters(self.store, self.settings.topics,
+                                                             report.touched_clusters, self.clock())
+        except BaseException as exc:
+            self._clusterer = None  # its memory may hold assignments that were rolled back
+            self.store.finish_cycle(cycle_id, self.clock(), report.counts(),
+                                    error=f"cluster/match: {type(exc).__name__}: {exc}"[:500])
+            raise
         self.store.finish_cycle(cycle_id, self.clock(), report.counts())
         return report
 
@@ -281,15 +264,13 @@ class Monitor:
         return clusterer
 
     def cluster_pending(self, *, on_start: Callable[[int], None] | None = None,
-                        progress: Callable[[int], None] | None = None,
-                        early: EarlyReads | None = None) -> set[int]:
+                        progress: Callable[[int], None] | None = None) -> set[int]:
         """Cluster every entry that has no cluster yet, in published order, and add the text
         of new entries to the full-text index. Returns touched cluster ids.
 
         `on_start(n)` is called once there are n entries to cluster (not at all when there are
         none), before the clusterer is restored from stored history, which is part of the stage;
-        `progress(done)` with how many of them are decided so far; `early` holds the readings the
-        cycle made ahead of time (weighpool.EarlyReads)."""
+        `progress(done)` with how many of them are decided so far."""
         docs = clusters.unclustered(self.store)
         if not docs:
             self.store.index_pending_text()
@@ -303,7 +284,7 @@ class Monitor:
             # The index is written on another thread while the clusterer decides (SQLite
             # releases the GIL); the connection is not used here until that thread is done.
             with collection_paused(), _alongside(self.store.index_pending_text):
-                decisions = clusters.decide(clusterer, docs, progress=progress, early=early)
+                decisions = clusters.decide(clusterer, docs, progress=progress)
             touched = clusters.apply(self.store, decisions, self.clock())
         except BaseException:
             self._clusterer = None  # memory may be ahead of the database: rebuild next time

@@ -16,11 +16,6 @@ worker. So when it waits, it reads part of each next batch itself, more the long
 waits, and passes the readings on with the entries (the worker weighs them as if it had
 read them); when the worker waits instead, it reads less.
 
-A cycle that stores many new entries (a first poll) has the worker read them while it
-fetches and stores the rest (`EarlyReads`): the worker's core is mostly idle then, and
-when the entries come to be weighed their readings are ready. The worker checks that an
-entry's title, text and outlet are those it read, so a reading is never used for other text.
-
 The statistics (megabytes of counts) are costly to pass: after a run they come back as
 bytes and are unpickled only when this process needs them (`Weigher.hand_over`), while
 the worker stays, holding the same statistics, for the next large run (a recluster, or a
@@ -38,22 +33,19 @@ import gc
 import logging
 import os
 import pickle
-import queue
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from collections.abc import Set as AbstractSet
 from itertools import islice
 from multiprocessing.connection import Connection
-from typing import Any, NamedTuple, TypeVar, cast, overload
+from typing import Any, TypeVar, cast, overload
 
 from monitor.errors import WorkerLost
 from monitor.feeds.parsepool import FORKSERVER_PRELOAD, default_context, start_context
 from monitor.logs import event, get_logger
 from monitor.types import ClusterDoc
 
-from .reading import Reading, read
+from .reading import read
 from .similarity import DocFeatures
 from .weighing import Holder, Weigher
 
@@ -67,11 +59,6 @@ BATCH = 250  # entries per message: large enough that passing them costs little 
 WAIT = 0.002
 SHARE_STEP = 0.1
 MAX_SHARE = 0.8
-# A cycle starts reading its new entries in the worker once it has stored EARLY_MIN of them
-# (fewer are weighed here, see MIN_PARALLEL), and reads at most EARLY_MAX (their readings wait
-# in the worker's memory until they are weighed: about 10 KB each for a full-text page).
-EARLY_MIN = 500
-EARLY_MAX = 20_000
 
 T = TypeVar("T")
 _EMPTY: frozenset[str] = frozenset()
@@ -98,58 +85,36 @@ def _fields(doc: ClusterDoc) -> tuple:
     return doc.entry_id, doc.feed_id, doc.outlet, doc.title, doc.text, doc.published
 
 
-def _payload(docs: list[ClusterDoc], share: float, read_there: AbstractSet[int] = frozenset()) -> bytes:
+def _payload(docs: list[ClusterDoc], share: float) -> bytes:
     """A batch for the worker: each entry's fields and its reading, made here for the first
-    `share` of them (None for the rest: the worker reads those, or has read them: `read_there`);
-    an empty batch is None."""
+    `share` of them (None for the rest: the worker reads those); an empty batch is None."""
     here = round(share * len(docs))
-    items = [(*_fields(d), None if i >= here or d.entry_id in read_there else read(d.title, d.text, d.outlet))
-             for i, d in enumerate(docs)]
+    items = [(*_fields(d), read(d.title, d.text, d.outlet) if i < here else None) for i, d in enumerate(docs)]
     return pickle.dumps(items or None, pickle.HIGHEST_PROTOCOL)
 
 
-class _Read(NamedTuple):
-    """Entries for the worker to read ahead: (entry id, title, text, outlet) each."""
-
-    entries: list[tuple[int, str, str, str]]
-
-
-def _weigh(weigher: Weigher, item: tuple, early: dict[int, tuple[str, str, str, Reading]]) -> DocFeatures:
-    """Weigh one item of a batch (see _payload), with the reading made ahead of it when there is
-    one for the same title, text and outlet."""
-    entry_id, _, outlet, title, text, _, reading = item
-    if reading is None and early:
-        made = early.pop(entry_id, None)
-        if made is not None and made[0] == title and made[1] == text and made[2] == outlet:
-            reading = made[3]
-    return weigher.weigh(ClusterDoc(*item[:6]), reading)
+def _weigh(weigher: Weigher, item: tuple) -> DocFeatures:
+    """Weigh one item of a batch (see _payload)."""
+    return weigher.weigh(ClusterDoc(*item[:6]), item[6])
 
 
 def _worker_main(conn: Connection) -> None:
-    """Worker loop: a Weigher takes the statistics over; batches of entry fields come in,
-    their features go out; None asks for a copy of the weigher (the worker goes on with it);
-    _Read lists entries to read ahead; a closed pipe ends it.
+    """Worker loop: the weigher first, then batches of entry fields in, their features out;
+    None asks for a copy of the weigher (the worker goes on with it); a closed pipe ends it.
 
     One pipe, holding only this end: when the parent dies (even by SIGKILL) the pipe
     closes and recv() raises, so the worker never outlives the process it serves.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     gc.disable()  # as in the deciding process (cluster.collection_paused): the statistics hold no cycles
-    early: dict[int, tuple[str, str, str, Reading]] = {}  # entry id -> what was read, and its reading
-    weigher: Weigher | None = None
     try:
+        weigher: Weigher = conn.recv()
         while True:
-            message = conn.recv()
-            if isinstance(message, Weigher):
-                weigher = message
-            elif isinstance(message, _Read):
-                for entry_id, title, text, outlet in message.entries:
-                    early[entry_id] = (title, text, outlet, read(title, text, outlet))
-            elif message is None:
+            batch = conn.recv()
+            if batch is None:
                 conn.send(weigher)
-            else:
-                assert weigher is not None, "a batch before the statistics"
-                conn.send([_to_wire(_weigh(weigher, item, early)) for item in message])
+                continue
+            conn.send([_to_wire(_weigh(weigher, item)) for item in batch])
     except (EOFError, OSError):
         return
 
@@ -166,8 +131,7 @@ class _Worker:
 
     state: bytes = b""  # the statistics as of the end of the last run, pickled
 
-    def __init__(self, weigher: Weigher | None) -> None:
-        """Start the process and send it `weigher` (None: it is sent later, before any batch)."""
+    def __init__(self, weigher: Weigher) -> None:
         context = start_context(default_context())
         if context.get_start_method() == "forkserver":
             context.set_forkserver_preload(FORKSERVER_PRELOAD)
@@ -175,8 +139,6 @@ class _Worker:
         self.proc = context.Process(target=_worker_main, args=(child,), name="monitor-weigh", daemon=True)
         self.proc.start()
         child.close()
-        if weigher is None:
-            return
         try:
             self.conn.send(weigher)
         except BaseException:
@@ -201,97 +163,6 @@ class _Worker:
             self.proc.join(timeout=2.0)
 
 
-class EarlyReads:
-    """A cycle's new entries, read by a weighing worker while the cycle fetches and stores the
-    rest (see the module). `add` is called on the storing thread as entries are stored; the
-    worker starts once EARLY_MIN are waiting, and a thread of this process passes them on, so
-    storing never waits for the worker. `weigh_ahead(..., early=)` then weighs in that worker.
-    """
-
-    def __init__(self, workers: int | None = None) -> None:
-        self._enabled = (workers_available() if workers is None else workers) > 0
-        self._waiting: list[tuple[int, str, str, str]] = []  # until the worker starts
-        self.ids: set[int] = set()  # entries handed to the worker to read
-        self._worker: _Worker | None = None
-        self._queue: queue.Queue[_Read | None] = queue.Queue()
-        self._sender: threading.Thread | None = None
-        self._failure: BaseException | None = None
-
-    @property
-    def accepting(self) -> bool:
-        """Whether `add` would take more entries (a caller can spare reading them back)."""
-        return self._enabled and self._failure is None and len(self.ids) < EARLY_MAX
-
-    def add(self, docs: Iterable[ClusterDoc]) -> None:
-        """Entries just stored, to be read ahead (at most EARLY_MAX in all)."""
-        if not self._enabled or self._failure is not None:
-            return
-        room = EARLY_MAX - len(self.ids)
-        fresh = [(d.entry_id, d.title, d.text, d.outlet) for d in docs if d.entry_id not in self.ids][:room]
-        if not fresh:
-            return
-        self.ids.update(e[0] for e in fresh)
-        if self._worker is None:
-            self._waiting += fresh
-            if len(self._waiting) < EARLY_MIN:
-                return
-            try:
-                self._worker = _Worker(None)
-            except (OSError, RuntimeError) as exc:  # no process to be had: the entries are read when weighed
-                self._failed(exc)
-                return
-            self._sender = threading.Thread(target=self._send, args=(self._worker,),
-                                            name="monitor-read-ahead", daemon=True)
-            self._sender.start()
-            fresh, self._waiting = self._waiting, []
-        self._queue.put(_Read(fresh))
-
-    def _send(self, worker: _Worker) -> None:
-        while (message := self._queue.get()) is not None:
-            try:
-                worker.conn.send(message)
-            except (OSError, ValueError) as exc:  # the worker died: its entries are read when weighed
-                self._failure = exc
-                return
-
-    def _failed(self, exc: BaseException) -> None:
-        self._failure = exc
-        self.ids.clear()
-        event(log, "read_ahead_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
-
-    def take(self, weigher: Weigher) -> _Worker | None:
-        """The worker, given `weigher`'s statistics to weigh with, once everything added was passed
-        on; None (and the worker let go) when none started, it failed, or another worker holds
-        the statistics already (that one weighs: passing them would cost more than the readings save)."""
-        worker, self._worker = self._worker, None
-        if worker is None or self._sender is None:
-            return None
-        self._queue.put(None)
-        self._sender.join()
-        if self._failure is None and weigher.holder is None:
-            try:
-                worker.conn.send(weigher)
-                return worker
-            except (OSError, ValueError) as exc:
-                self._failure = exc
-        if self._failure is not None:
-            self._failed(self._failure)
-        self.ids.clear()
-        worker.close()
-        return None
-
-    def close(self) -> None:
-        """Let the worker go, if it was not taken."""
-        worker, self._worker = self._worker, None
-        if worker is None or self._sender is None:
-            return
-        self._queue.put(None)
-        worker.proc.kill()  # a send blocked on a full pipe fails now, and the sending thread ends
-        worker.proc.join(timeout=2.0)
-        self._sender.join(timeout=2.0)
-        worker.conn.close()
-
-
 def _waiting(held: Holder | None) -> _Worker | None:
     """The worker that holds a weigher's statistics and waits for the next run, if any."""
     waiting = getattr(held, "waiting", None)
@@ -300,28 +171,22 @@ def _waiting(held: Holder | None) -> _Worker | None:
 
 @overload
 def weigh_ahead(weigher: Weigher, items: Iterable[ClusterDoc], expected: int, *,
-                workers: int | None = None, early: EarlyReads | None = None,
-                ) -> Iterator[tuple[ClusterDoc, DocFeatures]]: ...
+                workers: int | None = None) -> Iterator[tuple[ClusterDoc, DocFeatures]]: ...
 @overload
 def weigh_ahead(weigher: Weigher, items: Iterable[T], expected: int, doc_of: Callable[[T], ClusterDoc], *,
-                workers: int | None = None, early: EarlyReads | None = None,
-                ) -> Iterator[tuple[T, DocFeatures]]: ...
+                workers: int | None = None) -> Iterator[tuple[T, DocFeatures]]: ...
 def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
                 doc_of: Callable[[Any], ClusterDoc] = lambda item: item, *,
-                workers: int | None = None, early: EarlyReads | None = None,
-                ) -> Iterator[tuple[Any, DocFeatures]]:
+                workers: int | None = None) -> Iterator[tuple[Any, DocFeatures]]:
     """Each item with the features of its document (`doc_of(item)`) as `weigher.weigh` makes
     them, in order. When the iterator is exhausted, `weigher` holds the statistics of all
     the items, wherever they were weighed (until then it must not be used).
 
     `expected` is how many items there are (or about): the worker starts only for
-    MIN_PARALLEL or more. `workers` overrides workers_available() (0: weigh here). With
-    `early`, the worker that read the cycle's entries ahead weighs them, whatever their number.
+    MIN_PARALLEL or more. `workers` overrides workers_available() (0: weigh here).
     """
     n_workers = workers_available() if workers is None else workers
-    taken = early.take(weigher) if early is not None and n_workers >= 1 else None
-    read_there = early.ids if taken is not None and early is not None else frozenset()
-    if taken is None and (n_workers < 1 or expected < MIN_PARALLEL):
+    if n_workers < 1 or expected < MIN_PARALLEL:
         for item in items:
             yield item, weigher.weigh(doc_of(item))
         return
@@ -331,15 +196,15 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
     kept = False
     try:
         # a worker that holds the statistics already, from the last run: nothing to pass
-        worker = taken or _waiting(weigher.holder) or _Worker(weigher)
+        worker = _waiting(weigher.holder) or _Worker(weigher)
         source = iter(items)
         batch = list(islice(source, BATCH))
-        worker.conn.send_bytes(_payload([doc_of(i) for i in batch], 0.0, read_there))
+        worker.conn.send_bytes(_payload([doc_of(i) for i in batch], 0.0))
         share = 0.0  # of each batch read here, ahead of the worker
         while batch:
             following = list(islice(source, BATCH))
             # ready before the answer arrives; reading is pure, so where it happens changes nothing
-            payload = _payload([doc_of(i) for i in following], share, read_there)
+            payload = _payload([doc_of(i) for i in following], share)
             waiting = time.perf_counter()
             answer = worker.conn.recv_bytes()
             waiting = time.perf_counter() - waiting

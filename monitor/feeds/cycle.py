@@ -85,17 +85,16 @@ def poll_policy(settings: Settings) -> PollPolicy:
 
 def run_cycle(store: Store, settings: Settings, feeds: list[Feed], clock: Callable[[], datetime], *,
               stop: threading.Event | None = None, progress: Callable[[FeedOutcome], None] | None = None,
-              on_stored: Callable[[list[int]], None] | None = None) -> CycleReport:
+              ) -> CycleReport:
     """Fetch, parse and store the given feeds. Returns the report; raises only if storing fails.
 
     `stop` ends fetching at the next result; what was fetched by then is still parsed and stored.
-    `on_stored(ids)` is called on this thread with the ids of each feed's new entries, once stored.
     """
     started = time.monotonic()
     report = CycleReport(feeds=len(feeds))
     if not feeds:
         return report
-    cycle = _Cycle(store, settings, feeds, clock, stop or threading.Event(), report, progress, on_stored)
+    cycle = _Cycle(store, settings, feeds, clock, stop or threading.Event(), report, progress)
     fetcher = threading.Thread(target=cycle.fetch, name="monitor-fetch", daemon=True)
     fetcher.start()
     with contextlib.closing(cycle.pool):
@@ -137,8 +136,7 @@ class _Cycle:
 
     def __init__(self, store: Store, settings: Settings, feeds: list[Feed], clock: Callable[[], datetime],
                  stop: threading.Event, report: CycleReport,
-                 progress: Callable[[FeedOutcome], None] | None,
-                 on_stored: Callable[[list[int]], None] | None = None) -> None:
+                 progress: Callable[[FeedOutcome], None] | None) -> None:
         self.store = store
         self.settings = settings
         self.feeds = {f.id: f for f in feeds}
@@ -147,7 +145,6 @@ class _Cycle:
         self.stop = stop
         self.report = report
         self.progress = progress
-        self.on_stored = on_stored
         self.policy = poll_policy(settings)
         polling = settings.polling
         # Workers start on the first 200: an all-304 cycle never pays for starting them.
@@ -246,8 +243,6 @@ class _Cycle:
             event(log, "feed_deferred", feed=feed.url, status=result.status,
                   until=update.next_poll.isoformat())
         report.outcomes.append(outcome)
-        if new_ids and self.on_stored:
-            self.on_stored(new_ids)
         if self.progress:
             self.progress(outcome)
 

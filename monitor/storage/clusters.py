@@ -41,7 +41,6 @@ from monitor.types import (
 
 if TYPE_CHECKING:  # clustering is imported by the operations that cluster (see core)
     from monitor.events.clusterer import Assignment, Clusterer
-    from monitor.events.weighpool import EarlyReads
 
 _DOC_COLUMNS = "e.id, e.feed_id, coalesce(f.title, f.channel_title, f.url), e.title, e.text, e.published"
 _DOC_FROM = "FROM entries e JOIN feeds f ON f.id = e.feed_id"
@@ -59,16 +58,6 @@ def unclustered(store: Store, since: datetime | None = None) -> list[ClusterDoc]
            + (" AND e.published >= ?" if since else "") + " ORDER BY e.published, e.id")
     rows = store.db.execute(sql, [iso(since)] if since else []).fetchall()
     return [_doc(r) for r in rows]
-
-
-def docs(store: Store, ids: Iterable[int]) -> list[ClusterDoc]:
-    """The entries with these ids, as `unclustered` gives them (in no particular order)."""
-    out: list[ClusterDoc] = []
-    for chunk in chunked(list(ids)):
-        marks = ",".join("?" * len(chunk))
-        rows = store.db.execute(f"SELECT {_DOC_COLUMNS} {_DOC_FROM} WHERE e.id IN ({marks})", chunk)
-        out += map(_doc, rows)
-    return out
 
 
 def clustered_since(store: Store, since: datetime | None, before: datetime | None = None,
@@ -136,16 +125,16 @@ PROGRESS_EVERY = 500  # entries between two calls of decide's `progress`
 
 
 def decide(clusterer: Clusterer, docs: list[ClusterDoc], *, progress: Callable[[int], None] | None = None,
-           early: EarlyReads | None = None) -> list[tuple[Assignment, ClusterDoc]]:
+           ) -> list[tuple[Assignment, ClusterDoc]]:
     """The clusterer's decision for each entry (`unclustered`), in order; large runs are
-    weighed ahead in a worker (weighpool), the one that read them during the cycle (`early`) if any.
+    weighed ahead in a worker (weighpool).
 
     `progress(done)` is called with the number of entries decided so far, every
     PROGRESS_EVERY entries and once at the end (a caller's progress bar; nothing is shown here)."""
     from monitor.events.weighpool import weigh_ahead
 
     out: list[tuple[Assignment, ClusterDoc]] = []
-    for doc, feats in weigh_ahead(clusterer.weigher, docs, len(docs), early=early):
+    for doc, feats in weigh_ahead(clusterer.weigher, docs, len(docs)):
         out.append((clusterer.place(feats), doc))
         if progress is not None and len(out) % PROGRESS_EVERY == 0:
             progress(len(out))

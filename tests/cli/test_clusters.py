@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitor.events import similarity, weighpool
+from monitor.events import weighpool
 from tests.support.corpus import CORPUS, outlet_feed
 from tests.support.loopback import LoopbackServer, feed_route
 from tests.support.loopback import rss as loopback_rss
@@ -250,30 +250,6 @@ def test_weighing_in_a_worker_process_clusters_the_same(polled, run, workdir, mo
         run("feeds", "add", url)
     run("poll")
     assert sorted(ids(run.json("clusters", "list", "--since", "all")).values()) == sorted(before.values())
-
-
-def test_a_first_poll_reads_its_entries_in_the_worker_as_it_stores_them(polled, run, workdir, monkeypatch):
-    monkeypatch.setattr(weighpool, "EARLY_MIN", 3)  # the corpus slice is a large first poll
-    monkeypatch.setattr(weighpool, "workers_available", lambda: 1)
-    made: list[str] = []  # readings made in this process, wherever it makes them
-    real = weighpool.read
-
-    def read(title, *args, **kw):
-        made.append(title)
-        return real(title, *args, **kw)
-
-    for module in (weighpool, similarity):
-        monkeypatch.setattr(module, "read", read)
-    ids = lambda cs: sorted(sorted(e["guid"] for e in c["entries"]) for c in cs)  # noqa: E731
-    before = ids(polled.json("clusters", "list", "--since", "all"))
-    feeds = [f["url"] for f in polled.json("feeds", "list")]
-    run.db = workdir / "early.db"
-    for url in feeds:
-        run("feeds", "add", url)
-    report = run.json("poll")
-    assert report["new"] == len(CORPUS)
-    assert ids(run.json("clusters", "list", "--since", "all")) == before
-    assert made == []  # every entry was read in the worker, while the cycle went on
 
 
 def test_recluster_keeps_ids_and_partition(polled):
