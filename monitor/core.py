@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from monitor.feeds.cycle import CycleReport, FeedOutcome
 
 # The machinery of polling, clustering and digests is imported by the operations that use it:
-# a command that only reads the database (clusters list, status) starts in half the time.
+# a command that only reads the database (clusters list, search) starts in half the time.
 
 Clock = Callable[[], datetime]
 
