@@ -38,7 +38,6 @@ from monitor.digests.digest import (
     DigestPlan,
     PriorSend,
     Report,
-    due_topics,
     make_message_id,
     render,
     select_items,
@@ -46,6 +45,7 @@ from monitor.digests.digest import (
 )
 from monitor.digests.mailer import Refusal, Transport
 from monitor.digests.notifier import ChatTransport
+from monitor.digests.schedule import due_topics
 from monitor.errors import ConfigError, PermanentDeliveryError, TemporaryDeliveryError
 from monitor.events.headlines import Affixes
 from monitor.feeds.normalize import one_line

@@ -22,9 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from monitor.config import TopicSettings
-from monitor.digests.chat import destination_key, destination_label
-from monitor.digests.digest import parse_schedule
-from monitor.digests.notifier import check_url
+from monitor.digests.schedule import parse_schedule
 from monitor.errors import ConfigError
 from monitor.storage import matches as matches_db
 from monitor.storage import outbox as outbox_db
@@ -128,6 +126,9 @@ def validate_destinations(topics: Iterable[TopicSettings]) -> None:
 
     Run by the commands that deliver or show chat digests (the daemon before READY, `digest send`,
     `digest preview`), not by every command: loading Apprise's plugins costs about 0.3 s."""
+    from monitor.digests.chat import destination_label  # with the chat renderer: not for every command
+    from monitor.digests.notifier import check_url
+
     for topic in topics:
         for url in topic.notify:
             reason = check_url(url)
@@ -243,6 +244,8 @@ class TopicSummary:
 
 def topic_summaries(store: Store, topics: Iterable[TopicSettings]) -> list[TopicSummary]:
     """Configured topics, in config order, with what the database knows about each."""
+    from monitor.digests.chat import destination_key, destination_label
+
     activity = matches_db.topic_activity(store)
     channels = outbox_db.channel_activity(store)
     idle = matches_db.TopicActivity(matches=0, last_matched=None, last_digest=None, pending=0)

@@ -243,6 +243,10 @@ HEAVY = ["httpx", "feedparser", "jinja2", "apprise", "monitor.events.clusterer",
          "monitor.digests.outbox", "monitor.digests.mailer"]
 
 
+# Composing digests and chat messages: only `topics list` needs them, to name chat destinations.
+DIGESTS = ["monitor.digests.digest", "monitor.digests.chat", "monitor.digests.notifier"]
+
+
 @pytest.mark.parametrize("command", [["clusters", "list"], ["clusters", "show", "1"], ["search", "x"],
                                      ["feeds", "list"], ["topics", "list"]])
 def test_reading_commands_import_no_polling_clustering_or_digest_machinery(tmp_path, command):
@@ -250,13 +254,18 @@ def test_reading_commands_import_no_polling_clustering_or_digest_machinery(tmp_p
     db = tmp_path / "x.db"
     subprocess.run([sys.executable, "-m", "monitor", "--db", str(db), "init"], cwd=tmp_path, check=True,
                    capture_output=True)
+    # a topic with a schedule: opening the database checks it, and its query
+    (tmp_path / "monitor.toml").write_text('[[topics]]\nname = "t"\nquery = "police"\n'
+                                           'recipients = ["desk@example.org"]\nschedule = "daily 07:00"\n')
+    unwanted = HEAVY + (DIGESTS if command[0] != "topics" else [])
     probe = ("import runpy, sys\n"
              "sys.argv = ['monitor', *sys.argv[1:]]\n"
              "try:\n"
              "    runpy.run_module('monitor', run_name='__main__')\n"
-             "except SystemExit:\n"
-             "    pass\n"
-             f"print('IMPORTED', sorted(m for m in {HEAVY!r} if m in sys.modules))\n")
+             "except SystemExit as exit:\n"
+             "    print('EXIT', exit.code)\n"
+             f"print('IMPORTED', sorted(m for m in {unwanted!r} if m in sys.modules))\n")
     proc = subprocess.run([sys.executable, "-c", probe, "--db", str(db), *command], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert "IMPORTED []" in proc.stdout, proc.stdout + proc.stderr
+    assert "EXIT 74" not in proc.stdout and "EXIT 78" not in proc.stdout, proc.stderr  # it did run

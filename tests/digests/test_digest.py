@@ -17,11 +17,7 @@ from monitor.digests.digest import (
     PriorSend,
     Report,
     bars,
-    due_topics,
-    is_due,
     make_message_id,
-    next_fire,
-    parse_schedule,
     render,
     select_items,
     sparkline,
@@ -29,6 +25,7 @@ from monitor.digests.digest import (
     subject,
     with_leads,
 )
+from monitor.digests.schedule import due_topics, is_due, next_fire, parse_schedule
 from tests.support import DATA
 
 NOW = datetime(2016, 11, 18, 7, 0, tzinfo=timezone.utc)
