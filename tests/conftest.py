@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from monitor.cli import cli
 from tests.support import netguard
+from tests.support.world import World
 
 NETGUARD_SITE = Path(netguard.__file__).resolve().parent / "netguard_site"
 
@@ -108,6 +109,14 @@ class Cli:
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    """A real SQLite store with helpers to add feeds, entries, clusters and matches (tests/support/world)."""
+    w = World(tmp_path / "monitor.db")
+    yield w
+    w.store.close()
 
 
 @pytest.fixture

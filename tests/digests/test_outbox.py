@@ -47,13 +47,6 @@ def settings(world: World, *topics: TopicSettings, port: int = 25, **digest) -> 
                     digest=DigestSettings(**digest))
 
 
-@pytest.fixture
-def world(tmp_path):
-    w = World(tmp_path / "monitor.db")
-    yield w
-    w.store.close()
-
-
 def event(world: World, *outlets: str, title: str = "Iran blocks Telegram", when: datetime = NOW) -> int:
     ids = [world.entry(o, title, "The messaging app was blocked.", published=when - timedelta(hours=len(outlets) - i))
            for i, o in enumerate(outlets)]

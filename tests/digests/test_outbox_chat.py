@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from pytest_httpserver import HTTPServer
 
 from monitor.config import DigestSettings, Settings, SmtpSettings, TopicSettings
@@ -28,13 +27,6 @@ NOW = datetime(2016, 11, 17, 12, 0, tzinfo=timezone.utc)
 DESK = "desk@example.org"
 # The retry schedule as the README documents it for mail and chat alike.
 FIRST_RETRY = timedelta(minutes=1)
-
-
-@pytest.fixture
-def world(tmp_path):
-    w = World(tmp_path / "monitor.db")
-    yield w
-    w.store.close()
 
 
 def hook(server: HTTPServer, path: str = "/hook") -> str:

@@ -17,14 +17,7 @@ from monitor.digests.topics import (
 )
 from monitor.errors import ConfigError
 from monitor.storage.database import iso
-from tests.support.world import NOW, World
-
-
-@pytest.fixture
-def world(tmp_path):
-    w = World(tmp_path / "m.db")
-    yield w
-    w.store.close()
+from tests.support.world import NOW
 
 
 def topic(query: str, **kw) -> TopicSettings:

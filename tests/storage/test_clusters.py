@@ -2,23 +2,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 
 from monitor.events.clusterer import Clusterer
 from monitor.storage import clusters
 from monitor.storage.database import iso
 from monitor.types import ClusterDoc, ClusterHeadline
 from tests.support.world import NOW, World
-
-
-@pytest.fixture
-def world(tmp_path) -> Iterator[World]:
-    w = World(tmp_path / "m.db")
-    yield w
-    w.store.close()
 
 
 def _event(world: World, *reports: tuple[str, str, timedelta]) -> int:
@@ -100,11 +91,11 @@ def test_counts_leave_out_merged_clusters_and_old_activity(world):
     assert (counts.total, counts.active_24h) == (2, 1)
 
 
-def test_the_assignments_mark_moves_when_another_process_clusters(world, tmp_path):
+def test_the_assignments_mark_moves_when_another_process_clusters(world):
     """Monitor rebuilds its in-memory clusterer when this mark differs from the one it kept."""
     cid = _event(world, ("Wire", "Quake hits the coast", timedelta(hours=2)))
     before = clusters.assignments_mark(world.store)
-    other = World(tmp_path / "m.db")  # another connection, as another process would have
+    other = World(world.store.path)  # another connection to its file, as another process would have
     other.feeds = dict(world.feeds)
     try:
         joined = other.entry("Daily", "Coast shaken by quake")

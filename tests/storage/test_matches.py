@@ -4,18 +4,10 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import pytest
 
 from monitor.storage import matches as matches_db
 from monitor.storage import outbox as outbox_db
 from tests.support.world import NOW, World
-
-
-@pytest.fixture
-def world(tmp_path):
-    w = World(tmp_path / "m.db")
-    yield w
-    w.store.close()
 
 
 def record(world: World, topic: str, cid: int, entry_ids, terms, when, max_terms=None) -> None:

@@ -4,20 +4,12 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import pytest
 
 from monitor.storage import outbox as outbox_db
 from monitor.storage.database import iso
 from tests.support.world import NOW, World
 
 LEASE = timedelta(minutes=10)
-
-
-@pytest.fixture
-def world(tmp_path):
-    w = World(tmp_path / "m.db")
-    yield w
-    w.store.close()
 
 
 def put(world: World, topic: str = "t", *, created=NOW, recipients=("a@example.org",),

@@ -1,17 +1,8 @@
 """Full-text queries on their own: words as written, highlights limited to given entries, query checks."""
 from __future__ import annotations
 
-import pytest
 
 from monitor.storage import search as search_db
-from tests.support.world import World
-
-
-@pytest.fixture
-def world(tmp_path):
-    w = World(tmp_path / "m.db")
-    yield w
-    w.store.close()
 
 
 def test_the_index_holds_words_as_written_with_case_and_diacritics_folded(world):
