@@ -559,7 +559,7 @@ def digest_preview(mon: Monitor, topic: str | None, as_json: bool) -> None:
         click.echo(f"Chat: {c.destination}\nTitle: {c.message.title}\n")
         click.echo(c.message.body + "\n")
     for q in queued:
-        where = f"{q.topic}" if q.channel == "mail" else f"{q.topic} to {', '.join(q.recipients)}"
+        where = q.topic if _channel(q.channel) == "mail" else f"{q.topic} to {', '.join(q.recipients)}"
         click.echo(f"outbox: digest {q.id} ({where}) {q.status}, {q.attempts} attempts"
                    + (f", last error: {q.last_error}" if q.last_error else ""))
 

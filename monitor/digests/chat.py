@@ -212,6 +212,12 @@ _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]+\]")  # names, IPv4, [IPv6]
 
 
+def url_scheme(url: str) -> str | None:
+    """A URL's scheme, lower-cased; None when the URL is not of the form `scheme://...`."""
+    match = _SCHEME.match(url.strip())
+    return match.group(1).lower() if match else None
+
+
 def destination_label(url: str) -> str:
     """What may be shown and logged of a destination: `scheme://host[:port]`, nothing more.
 

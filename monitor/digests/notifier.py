@@ -61,7 +61,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, unquote_plus
 
-from monitor.digests.chat import destination_label, fit
+from monitor.digests.chat import destination_label, fit, url_scheme
 from monitor.errors import DeliveryError, PermanentDeliveryError, TemporaryDeliveryError
 
 if TYPE_CHECKING:
@@ -75,7 +75,6 @@ DEFAULT_TIMEOUT = 20.0
 TEMPORARY_STATUSES = frozenset({408, 429})
 
 _STATUS = re.compile(r"\berror=(\d{3})\b")
-_SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]{0,31})://")
 _OVERFLOW = re.compile(r"[?&]overflow=", re.IGNORECASE)
 # What requests/urllib3 say in the exception text Apprise logs for a failed connection, in the
 # order they are checked: "Read timed out" wins over the generic "Connection error" warning.
@@ -213,10 +212,9 @@ def _asset() -> AppriseAsset:
 
 def _load(url: str, asset: AppriseAsset) -> tuple[NotifyBase | None, str]:
     """The Apprise plugin for `url`, or None and why not (a reason without secrets)."""
-    match = _SCHEME.match(url)
-    if match is None:
+    scheme = url_scheme(url)
+    if scheme is None:
         return None, "not a URL of the form scheme://..."
-    scheme = match.group(1).lower()
     from apprise import Apprise
     from apprise.manager_plugins import NotificationManager
 

@@ -331,7 +331,8 @@ def preview(store: Store, settings: Settings, now: datetime,
     with store.read():
         for t in topics_to_run(store, settings, now, topic):
             mail = draft(store, settings, t, now)
-            drafts.extend([mail] if mail is not None else [])
+            if mail is not None:
+                drafts.append(mail)
             drafts.extend(chat_drafts(store, settings, t, now))
     return drafts
 

@@ -349,13 +349,12 @@ class ChannelActivity:
 
 def channel_activity(store: Store) -> dict[tuple[str, str], ChannelActivity]:
     """(topic, channel) -> its deliveries, for every channel with a digest stored."""
-    result = {}
-    for topic, channel, last_sent, sent, pending, failed in store.db.execute(
-            "SELECT topic, channel, max(sent), sum(status = 'sent'), sum(status = 'pending'),"
-            " sum(status = 'failed') FROM digests GROUP BY topic, channel"):
-        error = store.scalar("SELECT last_error FROM digests WHERE topic = ? AND channel = ? AND"
-                             " last_error IS NOT NULL AND status != 'sent' ORDER BY created DESC, id DESC"
-                             " LIMIT 1", [topic, channel])
-        result[(topic, channel)] = ChannelActivity(parse_iso(last_sent), sent or 0, pending or 0, failed or 0,
-                                                   error)
-    return result
+    return {(topic, channel): ChannelActivity(parse_iso(last_sent), sent or 0, pending or 0, failed or 0,
+                                              error)
+            for topic, channel, last_sent, sent, pending, failed, error in store.db.execute(
+                "SELECT topic, channel, max(sent), sum(status = 'sent'), sum(status = 'pending'),"
+                " sum(status = 'failed'),"
+                " (SELECT e.last_error FROM digests e WHERE e.topic = d.topic AND e.channel = d.channel"
+                "  AND e.last_error IS NOT NULL AND e.status != 'sent' ORDER BY e.created DESC, e.id DESC"
+                "  LIMIT 1)"
+                " FROM digests d GROUP BY topic, channel")}

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from monitor.storage.database import Store, iso, parse_iso, parse_stamp
+from monitor.storage.outbox import MAIL
 from monitor.types import CycleSummary, EntryCounts, OutboxCounts, SchedulerState
 
 
@@ -60,9 +61,8 @@ def entry_counts(store: Store, day_ago: datetime) -> EntryCounts:
 
 def outbox_counts(store: Store) -> OutboxCounts:
     """Digests in the outbox by status (all channels), and those of chat destinations apart."""
-    by_status = dict(store.db.execute("SELECT status, count(*) FROM digests GROUP BY status").fetchall())
-    chat = dict(store.db.execute("SELECT status, count(*) FROM digests WHERE channel != 'mail'"
-                                 " GROUP BY status").fetchall())
-    return OutboxCounts(pending=by_status.get("pending", 0), failed=by_status.get("failed", 0),
-                        sent=by_status.get("sent", 0), chat_pending=chat.get("pending", 0),
-                        chat_failed=chat.get("failed", 0))
+    counts = {status: (n, chat) for status, n, chat in store.db.execute(
+        "SELECT status, count(*), sum(channel != ?) FROM digests GROUP BY status", [MAIL])}
+    pending, failed, sent = (counts.get(status, (0, 0)) for status in ("pending", "failed", "sent"))
+    return OutboxCounts(pending=pending[0], failed=failed[0], sent=sent[0], chat_pending=pending[1],
+                        chat_failed=failed[1])
