@@ -56,7 +56,7 @@ def unclustered(store: Store, since: datetime | None = None) -> list[ClusterDoc]
     sql = (f"SELECT {_DOC_COLUMNS} {_DOC_FROM}"
            " WHERE NOT EXISTS (SELECT 1 FROM memberships m WHERE m.entry_id = e.id)"
            + (" AND e.published >= ?" if since else "") + " ORDER BY e.published, e.id")
-    rows = store.db.execute(sql, [iso(since)] if since else []).fetchall()
+    rows = store.execute(sql, [iso(since)] if since else []).fetchall()
     return [_doc(r) for r in rows]
 
 
@@ -68,7 +68,7 @@ def clustered_since(store: Store, since: datetime | None, before: datetime | Non
            " WHERE e.published >= ?" + (" AND e.published < ?" if before else "")
            + " ORDER BY e.published, e.id")
     params = [iso(since) if since else ""] + ([iso(before)] if before else [])
-    for row in store.db.execute(sql, params).fetchall():
+    for row in store.execute(sql, params).fetchall():
         yield _doc(row[:6]), row[6]
 
 
@@ -76,7 +76,7 @@ def warm_start(store: Store, first: datetime, clusterer: Clusterer) -> datetime 
     """Where the history that rebuilds `clusterer`'s state before `first` begins: `warm_span`
     before it, or earlier when that holds fewer than `warm_entries` entries (None: all)."""
     start = first - clusterer.warm_span
-    row = store.db.execute("SELECT published FROM entries WHERE published < ? ORDER BY published DESC"
+    row = store.execute("SELECT published FROM entries WHERE published < ? ORDER BY published DESC"
                            " LIMIT 1 OFFSET ?", [iso(first), clusterer.warm_entries - 1]).fetchone()
     if row is None:
         return None
@@ -89,7 +89,7 @@ def recall_follow_ups(store: Store, clusterer: Clusterer, before: datetime | Non
     if before is None:
         return 0
     since = before - clusterer.config.follow_up_window
-    rows = store.db.execute(
+    rows = store.execute(
         "SELECT m.entry_id, m.cluster_id, e.published, m.name_keys FROM memberships m"
         " JOIN entries e ON e.id = m.entry_id WHERE e.published >= ? AND e.published < ?"
         " AND m.name_keys != '[]' ORDER BY e.published, e.id", [iso(since), iso(before)]).fetchall()
@@ -170,13 +170,13 @@ def apply(store: Store, decisions: Iterable[tuple[Assignment, ClusterDoc]], now:
 
 
 def _new_cluster(store: Store, cluster_id: int, doc: ClusterDoc, stamp: str) -> None:
-    store.db.execute("INSERT INTO clusters (id, headline, created, last_activity) VALUES (?, ?, ?, ?)",
+    store.execute("INSERT INTO clusters (id, headline, created, last_activity) VALUES (?, ?, ?, ?)",
                      [cluster_id, doc.title, stamp, stamp])
 
 
 def _add_member(store: Store, a: Assignment, cluster_id: int, stamp: str) -> None:
     """One membership row, with why the entry joined (score, matched entry, shared terms, gap)."""
-    store.db.execute(
+    store.execute(
         "INSERT INTO memberships (entry_id, cluster_id, matched_entry_id, score, shared_terms,"
         " time_gap_seconds, joined, reason, name_keys, also) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [a.entry_id, cluster_id, a.matched_entry_id, round(a.score, 4),
@@ -192,16 +192,16 @@ def _move_topic_matches(store: Store, absorbed: int, into: int) -> None:
                                [row["topic"], into])
         if existing:
             e = existing[0]
-            store.db.execute(
+            store.execute(
                 "UPDATE topic_matches SET first_matched = min(first_matched, ?),"
                 " last_matched = max(last_matched, ?), entry_ids = ?, terms = ?"
                 " WHERE topic = ? AND cluster_id = ?",
                 [row["first_matched"], row["last_matched"], _union(e["entry_ids"], row["entry_ids"]),
                  _union(e["terms"], row["terms"]), row["topic"], into])
-            store.db.execute("DELETE FROM topic_matches WHERE topic = ? AND cluster_id = ?",
+            store.execute("DELETE FROM topic_matches WHERE topic = ? AND cluster_id = ?",
                              [row["topic"], absorbed])
         else:
-            store.db.execute("UPDATE topic_matches SET cluster_id = ? WHERE topic = ? AND cluster_id = ?",
+            store.execute("UPDATE topic_matches SET cluster_id = ? WHERE topic = ? AND cluster_id = ?",
                              [into, row["topic"], absorbed])
 
 
@@ -216,7 +216,7 @@ def refresh(store: Store, cluster_id: int, stamp: str, furniture: dict[int, Affi
 
     `furniture` caches each feed's learned title furniture (`feed_furniture`) across the
     clusters of one apply or rebuild."""
-    rows = store.db.execute(
+    rows = store.execute(
         "SELECT e.id, e.title, e.published, e.feed_id, coalesce(f.title, f.channel_title, f.url),"
         " m.matched_entry_id FROM memberships m JOIN entries e ON e.id = m.entry_id"
         " JOIN feeds f ON f.id = e.feed_id"
@@ -256,7 +256,7 @@ def refresh(store: Store, cluster_id: int, stamp: str, furniture: dict[int, Affi
 
     best = choose_headline([hub.get(r[0], 0) for r in rows], complete)
     headline = shown_headline(title(best), context(best)) if cut[best] else title(best)
-    store.db.execute(
+    store.execute(
         "UPDATE clusters SET size = ?, outlets = ?, first_published = ?, last_published = ?, headline = ?,"
         " last_activity = ? WHERE id = ?",
         [len(rows), len({r[3] for r in rows}), rows[0][2], rows[-1][2], headline, stamp, cluster_id])
@@ -271,7 +271,7 @@ def feed_furniture(store: Store, feed_id: int, cache: dict[int, Affixes]) -> Aff
     """A feed's title furniture (headlines.learn_affixes), learned from its latest titles
     (bounded) after `clean_headline`, and its names; once per feed in `cache`."""
     if feed_id not in cache:
-        feed = store.db.execute("SELECT title, channel_title, site_url, url FROM feeds WHERE id = ?",
+        feed = store.execute("SELECT title, channel_title, site_url, url FROM feeds WHERE id = ?",
                                 [feed_id]).fetchone()
         if feed is None:
             cache[feed_id] = Affixes()
@@ -279,7 +279,7 @@ def feed_furniture(store: Store, feed_id: int, cache: dict[int, Affixes]) -> Aff
         outlet = feed[0] or feed[1] or feed[3]
         # the latest by id (stored order): the unique (feed_id, entry_key) index gives a feed's
         # ids without reading its rows, so only RECENT_TITLES rows are read
-        titles = [r[0] for r in store.db.execute(
+        titles = [r[0] for r in store.execute(
             "SELECT title FROM entries WHERE id IN"
             " (SELECT id FROM entries WHERE feed_id = ? ORDER BY id DESC LIMIT ?)",
             [feed_id, RECENT_TITLES])]
@@ -292,7 +292,7 @@ def _texts_of(store: Store, ids: Iterable[int]) -> dict[int, tuple[str, str]]:
     out: dict[int, tuple[str, str]] = {}
     for chunk in chunked(sorted(ids)):
         marks = ",".join("?" * len(chunk))
-        for eid, title, text in store.db.execute(
+        for eid, title, text in store.execute(
                 f"SELECT id, title, substr(text, 1, ?) FROM entries WHERE id IN ({marks})",
                 [TEXT_START, *chunk]):
             out[eid] = (title, text or "")
@@ -364,7 +364,7 @@ def _topics_of(store: Store, ids: list[int]) -> dict[int, list[str]]:
     out: dict[int, list[str]] = defaultdict(list)
     for chunk in chunked(ids):
         marks = ",".join("?" * len(chunk))
-        for cid, topic in store.db.execute("SELECT cluster_id, topic FROM topic_matches"
+        for cid, topic in store.execute("SELECT cluster_id, topic FROM topic_matches"
                                            f" WHERE cluster_id IN ({marks}) ORDER BY topic", chunk):
             out[cid].append(topic)
     return out
@@ -391,7 +391,7 @@ def _outlets_of(store: Store, ids: list[int]) -> dict[int, list[str]]:
     out: dict[int, list[str]] = defaultdict(list)
     for chunk in chunked(ids):
         marks = ",".join("?" * len(chunk))
-        for cid, outlet, _first in store.db.execute(
+        for cid, outlet, _first in store.execute(
                 "SELECT m.cluster_id, coalesce(f.title, f.channel_title, f.url), min(e.published)"
                 " FROM memberships m JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
                 f" WHERE m.cluster_id IN ({marks}) GROUP BY m.cluster_id, e.feed_id ORDER BY 3", chunk):
@@ -506,7 +506,7 @@ def search(store: Store, query: str, limit: int = 50) -> list[SearchHit]:
     ids = sorted({r["cluster_id"] for r in rows if r["cluster_id"] is not None})
     for chunk in chunked(ids):
         marks = ",".join("?" * len(chunk))
-        heads.update(store.db.execute(f"SELECT id, headline FROM clusters WHERE id IN ({marks})",
+        heads.update(store.execute(f"SELECT id, headline FROM clusters WHERE id IN ({marks})",
                                       chunk).fetchall())
     return [SearchHit(entry=_entry(r), snippet=r["snippet"],
                       cluster=(ClusterHeadline(id=r["cluster_id"], title=heads.get(r["cluster_id"]))
@@ -527,7 +527,7 @@ def rebuild(store: Store, make_clusterer: Callable[[int], Clusterer], since: dat
     """
     cutoff = iso(since) if since else ""
     with store.write():
-        db = store.db
+        db = store.conn
         rows = db.execute("SELECT m.entry_id, m.cluster_id, m.joined FROM memberships m"
                           " JOIN entries e ON e.id = m.entry_id WHERE e.published >= ?", [cutoff]).fetchall()
         old = {entry_id: cid for entry_id, cid, _ in rows}
@@ -593,7 +593,7 @@ def _stable_ids(final: dict[int, int], old: dict[int, int], first_new: int) -> d
 
 
 def _absorb(store: Store, absorbed: int, into: int, entry_id: int | None, stamp: str) -> None:
-    db = store.db
+    db = store.conn
     db.execute("UPDATE memberships SET cluster_id = ? WHERE cluster_id = ?", [into, absorbed])
     db.execute("UPDATE clusters SET merged_into = ?, size = 0, outlets = 0 WHERE id = ?", [into, absorbed])
     db.execute("UPDATE clusters SET merged_into = ? WHERE merged_into = ?", [into, absorbed])
@@ -610,21 +610,21 @@ def purge(store: Store, before: datetime, now: datetime) -> int:
     """
     cutoff = iso(before)
     with store.write():
-        touched = [r[0] for r in store.db.execute(
+        touched = [r[0] for r in store.execute(
             "SELECT DISTINCT m.cluster_id FROM memberships m JOIN entries e ON e.id = m.entry_id"
             " WHERE e.published < ?", [cutoff]).fetchall()]
-        store.db.execute("UPDATE memberships SET matched_entry_id = NULL WHERE matched_entry_id IN"
+        store.execute("UPDATE memberships SET matched_entry_id = NULL WHERE matched_entry_id IN"
                          " (SELECT id FROM entries WHERE published < ?)", [cutoff])
-        store.db.execute("UPDATE cluster_merges SET entry_id = NULL WHERE entry_id IN"
+        store.execute("UPDATE cluster_merges SET entry_id = NULL WHERE entry_id IN"
                          " (SELECT id FROM entries WHERE published < ?)", [cutoff])
-        store.db.execute("DELETE FROM memberships WHERE entry_id IN"
+        store.execute("DELETE FROM memberships WHERE entry_id IN"
                          " (SELECT id FROM entries WHERE published < ?)", [cutoff])
-        deleted = store.db.execute("DELETE FROM entries WHERE published < ?", [cutoff]).rowcount
+        deleted = store.execute("DELETE FROM entries WHERE published < ?", [cutoff]).rowcount
         stamp = iso(now)
         furniture: dict[int, Affixes] = {}  # each feed's title furniture, learned once for the purge
         for cid in touched:
             if store.scalar("SELECT count(*) FROM memberships WHERE cluster_id = ?", [cid]):
                 refresh(store, cid, stamp, furniture)
             else:
-                store.db.execute("UPDATE clusters SET size = 0, outlets = 0 WHERE id = ?", [cid])
+                store.execute("UPDATE clusters SET size = 0, outlets = 0 WHERE id = ?", [cid])
     return deleted

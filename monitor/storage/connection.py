@@ -15,12 +15,20 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, Self, TypeVar, overload
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from monitor.errors import StorageError
-from monitor.storage.migrations import KNOWN, SCHEMA_VERSION, migrations
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+# The number of migrations in monitor.storage.migrations (which checks it), and the file's
+# mark as a monitor database (SQLite's application id, "moni"). A database stamped with both
+# (user_version, application_id) is up to date and opens without reading the migrations
+# table, so commands need not import sqlite-utils and the migrations: most of a reading
+# command's start-up. Anything else takes the full check, which stamps it once current.
+SCHEMA_VERSION = 13
+APPLICATION_ID = 0x6D6F6E69
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 WAL_SIZE_LIMIT = 16 * 1024 * 1024  # bytes the WAL file is cut back to after a checkpoint
@@ -105,37 +113,18 @@ class Connection:
             # sqlite-utils' atomic() issues its own BEGIN/SAVEPOINT.
             conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self.db = Database(conn)
+            self.conn = conn
+            self._db: Database | None = None
             self._setup(create)
         except sqlite3.Error as exc:
             raise StorageError(_describe(exc, path)) from None
 
     def _setup(self, create: bool) -> None:
-        conn = self.db.conn
+        conn = self.conn
         conn.execute("PRAGMA foreign_keys = ON")
-        applied = [m.name for m in migrations.applied(self.db)] if self._has_migrations() else []
-        unknown = [name for name in applied if name not in KNOWN]
-        if unknown:
-            raise StorageError(
-                f"database {self.path} was written by a newer monitor (schema has {len(applied)} migrations, "
-                f"this code knows {SCHEMA_VERSION}: {unknown[-1]}); upgrade monitor")
-        if len(applied) < SCHEMA_VERSION:
-            if not create:
-                raise StorageError(f"database {self.path} needs a schema upgrade: run a writing command "
-                                   "such as `monitor init` or start the daemon")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal" and self.path != ":memory:":
-                raise StorageError(f"database {self.path}: cannot switch to WAL mode (got {mode})")
-            if applied and self._on_upgrade is not None:  # an upgrade, not a new database
-                self._on_upgrade(len(applied), SCHEMA_VERSION)
-            # One writer migrates; a second process starting at the same moment waits here.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                migrations.apply(self.db)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        app = conn.execute("PRAGMA application_id").fetchone()[0]
+        if (app, conn.execute("PRAGMA user_version").fetchone()[0]) != (APPLICATION_ID, SCHEMA_VERSION):
+            self._migrate(create)
         # NORMAL is durable across process crashes in WAL mode; a power loss may undo the last
         # transactions, which the next poll fetches again (validators roll back with them).
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -146,11 +135,53 @@ class Connection:
         # 1000-page autocheckpoint), below the limit, so this costs nothing then.
         conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
 
-    def _has_migrations(self) -> bool:
-        return self.db[migrations.migrations_table].exists()
+    def _migrate(self, create: bool) -> None:
+        """Check the recorded migrations, apply the pending ones (`create`) and stamp the file."""
+        from monitor.storage.migrations import KNOWN, migrations
+
+        conn = self.conn
+        recorded = self.db[migrations.migrations_table].exists()
+        applied = [m.name for m in migrations.applied(self.db)] if recorded else []
+        unknown = [name for name in applied if name not in KNOWN]
+        if unknown:
+            raise StorageError(
+                f"database {self.path} was written by a newer monitor (schema has {len(applied)} migrations, "
+                f"this code knows {SCHEMA_VERSION}: {unknown[-1]}); upgrade monitor")
+        if len(applied) < SCHEMA_VERSION and not create:
+            raise StorageError(f"database {self.path} needs a schema upgrade: run a writing command "
+                               "such as `monitor init` or start the daemon")
+        if not create:  # current but not stamped (written before stamps): a writer stamps it
+            return
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal" and self.path != ":memory:":
+            raise StorageError(f"database {self.path}: cannot switch to WAL mode (got {mode})")
+        if applied and len(applied) < SCHEMA_VERSION and self._on_upgrade is not None:  # an upgrade
+            self._on_upgrade(len(applied), SCHEMA_VERSION)
+        # One writer migrates; a second process starting at the same moment waits here.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrations.apply(self.db)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @property
+    def db(self) -> Database:
+        """The connection as sqlite-utils sees it, for schema work (imported when first needed)."""
+        if self._db is None:
+            from sqlite_utils import Database
+
+            self._db = Database(self.conn)
+        return self._db
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
 
     def close(self) -> None:
-        self.db.close()
+        self.conn.close()
 
     def __enter__(self) -> Self:
         return self
@@ -163,10 +194,17 @@ class Connection:
     @contextlib.contextmanager
     def write(self) -> Iterator[Self]:
         """A write transaction, taking the write lock up front (BEGIN IMMEDIATE)."""
-        conn = self.db.conn
-        if conn.in_transaction:  # nested: the outer transaction already holds the lock
-            with self.db.atomic():
+        conn = self.conn
+        if conn.in_transaction:  # nested: a savepoint in the outer transaction, which holds the lock
+            conn.execute("SAVEPOINT nested")
+            try:
                 yield self
+            except BaseException:
+                if conn.in_transaction:  # an error may have ended the whole transaction already
+                    conn.execute("ROLLBACK TO SAVEPOINT nested")
+                    conn.execute("RELEASE SAVEPOINT nested")
+                raise
+            conn.execute("RELEASE SAVEPOINT nested")
             return
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -194,7 +232,7 @@ class Connection:
     @contextlib.contextmanager
     def read(self) -> Iterator[Self]:
         """A read snapshot: several queries see one consistent state of the database."""
-        conn = self.db.conn
+        conn = self.conn
         if conn.in_transaction:
             yield self
             return
@@ -207,13 +245,17 @@ class Connection:
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict]:
         try:
-            return list(self.db.query(sql, params))
+            cur = self.conn.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur]
         except sqlite3.OperationalError as exc:
             raise StorageError(_describe(exc, self.path)) from None
 
     def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
-        row = self.db.execute(sql, params).fetchone()
+        row = self.conn.execute(sql, params).fetchone()
         return row[0] if row else None
 
     def schema_version(self) -> int:
+        from monitor.storage.migrations import migrations
+
         return len(migrations.applied(self.db))

@@ -54,7 +54,7 @@ def survivors(store: Store, cluster_ids: Iterable[int] | None = None) -> dict[in
     cluster, from one read of the merged rows.
     """
     if cluster_ids is None:
-        merged = dict(store.db.execute(
+        merged = dict(store.execute(
             "SELECT id, merged_into FROM clusters WHERE merged_into IS NOT NULL").fetchall())
         result = {}
         for start in merged:
@@ -68,7 +68,7 @@ def survivors(store: Store, cluster_ids: Iterable[int] | None = None) -> dict[in
     rows: dict[int, int | None] = {}
     for chunk in chunked(ids):
         marks = ",".join("?" * len(chunk))
-        rows.update(store.db.execute(f"SELECT id, merged_into FROM clusters WHERE id IN ({marks})",
+        rows.update(store.execute(f"SELECT id, merged_into FROM clusters WHERE id IN ({marks})",
                                      chunk).fetchall())
     found = {}
     for start in ids:
@@ -76,7 +76,7 @@ def survivors(store: Store, cluster_ids: Iterable[int] | None = None) -> dict[in
         while (target := rows.get(cid)) is not None and cid not in seen:
             seen.add(cid)
             if target not in rows:
-                rows.update(store.db.execute("SELECT id, merged_into FROM clusters WHERE id = ?",
+                rows.update(store.execute("SELECT id, merged_into FROM clusters WHERE id = ?",
                                              [target]).fetchall())
             cid = target
         if cid in rows:  # else the chain ends at a cluster that is not stored

@@ -36,17 +36,17 @@ class FeedTables(Connection):
         counts = {"added": 0, "updated": 0, "unchanged": 0}
         with self.write():
             for src in sources:
-                row = self.db.execute(
+                row = self.execute(
                     "SELECT id, title, category, site_url FROM feeds WHERE url = ?", [src.url]).fetchone()
                 if row is None:
-                    self.db.execute(
+                    self.execute(
                         "INSERT INTO feeds (url, title, category, site_url, added) VALUES (?, ?, ?, ?, ?)",
                         [src.url, src.title, src.category, src.site_url, iso(now)])
                     counts["added"] += 1
                     continue
                 new = (src.title or row[1], src.category or row[2], src.site_url or row[3])
                 if new != tuple(row[1:]):
-                    self.db.execute("UPDATE feeds SET title = ?, category = ?, site_url = ? WHERE id = ?",
+                    self.execute("UPDATE feeds SET title = ?, category = ?, site_url = ? WHERE id = ?",
                                     [*new, row[0]])
                     counts["updated"] += 1
                 else:
@@ -56,14 +56,14 @@ class FeedTables(Connection):
     def add_feed(self, src: FeedSource, now: datetime) -> str:
         """`feeds add`: insert, or re-enable a disabled feed. Returns added | enabled | exists."""
         with self.write():
-            row = self.db.execute("SELECT id, disabled FROM feeds WHERE url = ?", [src.url]).fetchone()
+            row = self.execute("SELECT id, disabled FROM feeds WHERE url = ?", [src.url]).fetchone()
             if row is None:
                 self.upsert_feeds([src], now)
                 return "added"
             if src.title or src.category:
                 self.upsert_feeds([src], now)
             if row[1]:
-                self.db.execute("UPDATE feeds SET disabled = 0, disabled_reason = NULL, error_count = 0, "
+                self.execute("UPDATE feeds SET disabled = 0, disabled_reason = NULL, error_count = 0, "
                                 "next_poll = NULL WHERE id = ?", [row[0]])
                 return "enabled"
             return "exists"
@@ -71,14 +71,14 @@ class FeedTables(Connection):
     def remove_feed(self, url: str) -> bool:
         """Stop polling a feed. Its entries stay: nothing stored is ever lost by a feed change."""
         with self.write():
-            cur = self.db.execute(
+            cur = self.execute(
                 "UPDATE feeds SET disabled = 1, disabled_reason = 'removed' WHERE url = ? AND "
                 "(disabled = 0 OR disabled_reason != 'removed')", [url])
             return cur.rowcount > 0
 
     def feeds(self, *, include_disabled: bool = True) -> list[Feed]:
         where = "" if include_disabled else "WHERE disabled = 0"
-        cur = self.db.execute(f"SELECT * FROM feeds {where} ORDER BY coalesce(category, ''), id")
+        cur = self.execute(f"SELECT * FROM feeds {where} ORDER BY coalesce(category, ''), id")
         cols = [d[0] for d in cur.description]
         return [feed_from_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
 
@@ -87,7 +87,7 @@ class FeedTables(Connection):
         return feed_from_row(rows[0]) if rows else None
 
     def feed_entry_counts(self) -> dict[int, int]:
-        return dict(self.db.execute("SELECT feed_id, count(*) FROM entries GROUP BY feed_id").fetchall())
+        return dict(self.execute("SELECT feed_id, count(*) FROM entries GROUP BY feed_id").fetchall())
 
     def due_feeds(self, now: datetime, *, all_feeds: bool = False) -> list[Feed]:
         """Feeds to poll now: the database decides, by each feed's own next_poll."""
@@ -130,7 +130,7 @@ class FeedTables(Connection):
         stamp = iso(now)
         entries = list(entries)
         with self.write():
-            stored = self.db.execute("SELECT last_polled, error_count, etag, last_modified FROM feeds"
+            stored = self.execute("SELECT last_polled, error_count, etag, last_modified FROM feeds"
                                      " WHERE id = ?", [feed.id]).fetchone()
             known = self._known_entries(feed.id, {e.key for e in entries})
             for e in entries:
@@ -138,7 +138,7 @@ class FeedTables(Connection):
                 values = [e.guid, e.link, e.title, e.summary_html, e.content_html, e.text, e.author,
                           iso(e.published), iso(e.updated), e.content_hash]
                 if row is None:
-                    cur = self.db.execute(
+                    cur = self.execute(
                         "INSERT INTO entries (guid, link, title, summary_html, content_html, text, author,"
                         " published, updated, content_hash, feed_id, entry_key, first_seen, last_changed)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -147,7 +147,7 @@ class FeedTables(Connection):
                     # a key repeated in one feed meets this row
                     known[e.key] = (new_ids[-1], e.content_hash, stamp)
                 elif row[1] != e.content_hash and not _later(row[2], stamp):
-                    self.db.execute(
+                    self.execute(
                         "UPDATE entries SET guid = ?, link = ?, title = ?, summary_html = ?,"
                         " content_html = ?, text = ?, author = ?, published = ?, updated = ?,"
                         " content_hash = ?, last_changed = ? WHERE id = ?", [*values, stamp, row[0]])
@@ -166,9 +166,9 @@ class FeedTables(Connection):
         with self.write():
             pending = self.scalar("SELECT count(*) FROM fts_pending")
             if pending:
-                self.db.execute("INSERT INTO entries_fts (rowid, title, text) SELECT e.id, e.title, e.text"
+                self.execute("INSERT INTO entries_fts (rowid, title, text) SELECT e.id, e.title, e.text"
                                 " FROM fts_pending p JOIN entries e ON e.id = p.entry_id ORDER BY e.id")
-                self.db.execute("DELETE FROM fts_pending")
+                self.execute("DELETE FROM fts_pending")
         return pending
 
     def _known_entries(self, feed_id: int, keys: set[str]) -> dict[str, tuple[int, str, str]]:
@@ -176,7 +176,7 @@ class FeedTables(Connection):
         one query per chunk of keys."""
         known: dict[str, tuple[int, str, str]] = {}
         for chunk in chunked(list(keys)):
-            rows = self.db.execute(
+            rows = self.execute(
                 "SELECT entry_key, id, content_hash, last_changed FROM entries"
                 " WHERE feed_id = ? AND entry_key IN (" + ", ".join("?" * len(chunk)) + ")",
                 [feed_id, *chunk]).fetchall()
@@ -196,7 +196,7 @@ class FeedTables(Connection):
         etag, last_modified = u.etag, u.last_modified
         if (etag, last_modified) == (feed.etag, feed.last_modified):
             etag, last_modified = stored_etag, stored_modified
-        self.db.execute(
+        self.execute(
             "UPDATE feeds SET last_polled = ?, last_status = ?, last_error = ?, error_count = ?,"
             " next_poll = ?, etag = ?, last_modified = ?,"
             " last_warning = CASE WHEN ? IS NULL THEN ? ELSE last_warning END,"
@@ -204,29 +204,29 @@ class FeedTables(Connection):
             [stamp, u.last_status, u.last_error, errors, iso(u.next_poll), etag, last_modified,
              u.last_error, u.warning, u.channel_title, u.site_url, feed.id])
         if u.body_hash:
-            self.db.execute("UPDATE feeds SET body_hash = ? WHERE id = ?", [u.body_hash, feed.id])
+            self.execute("UPDATE feeds SET body_hash = ? WHERE id = ?", [u.body_hash, feed.id])
         if u.disabled_reason:
-            self.db.execute("UPDATE feeds SET disabled = 1, disabled_reason = ? WHERE id = ?",
+            self.execute("UPDATE feeds SET disabled = 1, disabled_reason = ? WHERE id = ?",
                             [u.disabled_reason, feed.id])
         if u.new_url:
-            taken = self.db.execute("SELECT 1 FROM feeds WHERE url = ?", [u.new_url]).fetchone()
+            taken = self.execute("SELECT 1 FROM feeds WHERE url = ?", [u.new_url]).fetchone()
             if taken:  # two feeds redirect to one: keep both rows, note it, poll the old URL
-                self.db.execute("UPDATE feeds SET last_warning = ? WHERE id = ?",
+                self.execute("UPDATE feeds SET last_warning = ? WHERE id = ?",
                                 [f"moved permanently to {u.new_url}, which is already a feed", feed.id])
             else:
-                self.db.execute("UPDATE feeds SET url = ? WHERE id = ?", [u.new_url, feed.id])
+                self.execute("UPDATE feeds SET url = ? WHERE id = ?", [u.new_url, feed.id])
 
     # -- cycles ---------------------------------------------------------------------------
 
     def start_cycle(self, now: datetime, feeds: int) -> int:
         with self.write():
-            return inserted_id(self.db.execute("INSERT INTO cycles (started, feeds) VALUES (?, ?)",
+            return inserted_id(self.execute("INSERT INTO cycles (started, feeds) VALUES (?, ?)",
                                                [iso(now), feeds]))
 
     def finish_cycle(self, cycle_id: int, now: datetime, counts: dict[str, int],
                      error: str | None = None) -> None:
         with self.write():
-            self.db.execute(
+            self.execute(
                 "UPDATE cycles SET finished = ?, fetched = ?, not_modified = ?, failed = ?, new_entries = ?,"
                 " updated_entries = ?, error = ? WHERE id = ?",
                 [iso(now), counts.get("fetched", 0), counts.get("not_modified", 0), counts.get("failed", 0),

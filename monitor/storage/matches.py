@@ -35,14 +35,14 @@ def cluster_outlines(store: Store, cluster_ids: Sequence[int]) -> dict[int, Clus
     heads: dict[int, tuple[str, str | None]] = {}
     for part in chunked(list(cluster_ids)):
         marks = ",".join("?" * len(part))
-        for cid, eid, outlet in store.db.execute(
+        for cid, eid, outlet in store.execute(
                 f"SELECT m.cluster_id, m.entry_id, {OUTLET_SQL} FROM memberships m "
                 f"JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id "
                 f"WHERE m.cluster_id IN ({marks}) ORDER BY e.published, e.id", list(part)):
             members[cid].append(eid)
             if outlet not in outlets[cid]:
                 outlets[cid].append(outlet)
-        heads.update((r[0], (r[1], r[2])) for r in store.db.execute(
+        heads.update((r[0], (r[1], r[2])) for r in store.execute(
             f"SELECT id, headline, last_activity FROM clusters WHERE id IN ({marks})", list(part)))
     return {cid: ClusterOutline(tuple(members[cid]), tuple(outlets[cid]), heads.get(cid, ("", None))[0],
                                 parse_iso(heads.get(cid, ("", None))[1]))
@@ -52,9 +52,9 @@ def cluster_outlines(store: Store, cluster_ids: Sequence[int]) -> dict[int, Clus
 def live_cluster_ids(store: Store, active_since: datetime | None = None) -> list[int]:
     """Clusters that were not merged away, only those active since `active_since` when given."""
     if active_since is None:
-        rows = store.db.execute("SELECT id FROM clusters WHERE merged_into IS NULL").fetchall()
+        rows = store.execute("SELECT id FROM clusters WHERE merged_into IS NULL").fetchall()
     else:
-        rows = store.db.execute("SELECT id FROM clusters WHERE merged_into IS NULL AND last_activity >= ?",
+        rows = store.execute("SELECT id FROM clusters WHERE merged_into IS NULL AND last_activity >= ?",
                                 [iso(active_since)]).fetchall()
     return [r[0] for r in rows]
 
@@ -70,16 +70,16 @@ def record_match(store: Store, topic: str, cluster_id: int, entry_ids: Sequence[
     """Upsert one topic's match of one cluster: first_matched is kept, last_matched moves, entry ids and
     terms accumulate (terms first seen first, at most `max_terms`). Call inside a write transaction."""
     stamp = iso(now)
-    row = store.db.execute("SELECT entry_ids, terms FROM topic_matches"
+    row = store.execute("SELECT entry_ids, terms FROM topic_matches"
                            " WHERE topic = ? AND cluster_id = ?", [topic, cluster_id]).fetchone()
     if row is None:
-        store.db.execute(
+        store.execute(
             "INSERT INTO topic_matches (topic, cluster_id, first_matched, last_matched, entry_ids,"
             " terms) VALUES (?, ?, ?, ?, ?, ?)",
             [topic, cluster_id, stamp, stamp, json.dumps(sorted(entry_ids)), json.dumps(list(terms))])
     else:
         merged_ids = sorted(set(json.loads(row[0] or "[]")) | set(entry_ids))
-        store.db.execute(
+        store.execute(
             "UPDATE topic_matches SET last_matched = ?, entry_ids = ?, terms = ? "
             "WHERE topic = ? AND cluster_id = ?",
             [stamp, json.dumps(merged_ids), _merge(row[1], terms, max_terms), topic, cluster_id])
@@ -88,7 +88,7 @@ def record_match(store: Store, topic: str, cluster_id: int, entry_ids: Sequence[
 def matched_terms(store: Store, topic: str) -> list[tuple[int, list[str]]]:
     """(cluster id, matched terms) of every match recorded for `topic`, as stored: merged-away
     clusters are not followed to their survivor here."""
-    return [(cid, json.loads(terms or "[]")) for cid, terms in store.db.execute(
+    return [(cid, json.loads(terms or "[]")) for cid, terms in store.execute(
         "SELECT cluster_id, terms FROM topic_matches WHERE topic = ?", [topic])]
 
 
@@ -104,9 +104,9 @@ class TopicActivity:
 
 def topic_activity(store: Store) -> dict[str, TopicActivity]:
     """Topic name -> its activity, for every topic with a match or a digest stored."""
-    stats = {r[0]: r[1:] for r in store.db.execute(
+    stats = {r[0]: r[1:] for r in store.execute(
         "SELECT topic, count(*), max(last_matched) FROM topic_matches GROUP BY topic")}
-    digests = {r[0]: r[1:] for r in store.db.execute(
+    digests = {r[0]: r[1:] for r in store.execute(
         "SELECT topic, max(created), sum(status = 'pending') FROM digests GROUP BY topic")}
     result = {}
     for name in [*stats, *(t for t in digests if t not in stats)]:

@@ -2,8 +2,9 @@
 
 Tables and columns are named for the people who browse the file with `datasette monitor.db`:
 feeds, entries, clusters, memberships, topic_matches, digests. Never edit a released
-migration; add a new one. SCHEMA_VERSION is the number of migrations this code knows: a
-database that has applied more was written by newer code and is refused.
+migration; add a new one, and raise SCHEMA_VERSION (in connection, which stamps databases with
+it). SCHEMA_VERSION is the number of migrations this code knows: a database that has applied
+more was written by newer code and is refused.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from collections.abc import Callable
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
+
+from monitor.storage.connection import SCHEMA_VERSION
 
 migrations = Migrations("monitor")
 KNOWN: list[str] = []  # names of the migrations this code knows, in order
@@ -351,4 +354,5 @@ def m013_chat_deliveries(db: Database) -> None:
     db.execute("CREATE INDEX digests_topic_channel ON digests(topic, channel)")
 
 
-SCHEMA_VERSION = len(KNOWN)
+if len(KNOWN) != SCHEMA_VERSION:  # databases are stamped with it when they open (see connection)
+    raise RuntimeError(f"{len(KNOWN)} migrations, but connection.SCHEMA_VERSION is {SCHEMA_VERSION}")

@@ -36,7 +36,7 @@ def carried_items(store: Store, topic: str, channel: str = MAIL) -> list[Carried
     """Every cluster `topic`'s digests on `channel` have carried, oldest digest first; digests that
     failed for good carried nothing. Each channel (mail, each chat destination) has its own ledger."""
     return [CarriedItem(cid, outlets, json.loads(names or "[]"), parse_stamp(created))
-            for cid, outlets, names, created in store.db.execute(
+            for cid, outlets, names, created in store.execute(
                 "SELECT di.cluster_id, di.outlets, di.outlet_names, d.created FROM digest_items di"
                 " JOIN digests d ON d.id = di.digest_id WHERE d.topic = ? AND d.channel = ?"
                 " AND d.status != 'failed' ORDER BY d.created, d.id", [topic, channel])]
@@ -47,7 +47,7 @@ def outlet_counts(store: Store, cluster_ids: Sequence[int]) -> dict[int, int]:
     counts: dict[int, int] = {}
     for part in chunked(list(cluster_ids)):
         marks = ",".join("?" * len(part))
-        counts.update(store.db.execute(
+        counts.update(store.execute(
             f"SELECT m.cluster_id, count(DISTINCT {OUTLET_SQL}) FROM memberships m"
             f" JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
             f" WHERE m.cluster_id IN ({marks}) GROUP BY m.cluster_id", list(part)))
@@ -62,7 +62,7 @@ def latest_follow_ups(store: Store, cluster_ids: Sequence[int]) -> dict[int, dat
     latest: dict[int, datetime] = {}
     for part in chunked(list(cluster_ids)):
         marks = ",".join("?" * len(part))
-        latest.update((cid, parse_stamp(joined)) for cid, joined in store.db.execute(
+        latest.update((cid, parse_stamp(joined)) for cid, joined in store.execute(
             f"SELECT cluster_id, max(joined) FROM memberships WHERE cluster_id IN ({marks})"
             f" AND reason = 'follow-up' GROUP BY cluster_id", list(part)))
     return latest
@@ -75,7 +75,7 @@ def recent_headlines(store: Store, cluster_ids: Sequence[int], newer_than: datet
     heads: dict[int, str] = {}
     for part in chunked(list(cluster_ids)):
         marks = ",".join("?" * len(part))
-        heads.update(store.db.execute(
+        heads.update(store.execute(
             f"SELECT id, headline FROM clusters WHERE id IN ({marks}) AND coalesce(last_published, ?) >= ?",
             [*part, floor, floor]))
     return heads
@@ -98,7 +98,7 @@ def cluster_reports(store: Store, cluster_ids: Sequence[int]) -> dict[int, list[
     reports: dict[int, list[ReportRow]] = {}
     for part in chunked(list(cluster_ids)):
         marks = ",".join("?" * len(part))
-        for cid, outlet, link, title, published, reason, joined, feed_id in store.db.execute(
+        for cid, outlet, link, title, published, reason, joined, feed_id in store.execute(
                 f"SELECT m.cluster_id, {OUTLET_SQL}, e.link, e.title, e.published, m.reason, m.joined,"
                 f" e.feed_id"
                 f" FROM memberships m JOIN entries e ON e.id = m.entry_id JOIN feeds f ON f.id = e.feed_id"
@@ -126,7 +126,7 @@ def lead_members(store: Store, cluster_ids: Sequence[int]) -> dict[int, list[Lea
     members: dict[int, list[LeadMember]] = {}
     for part in chunked(list(cluster_ids)):
         marks = ",".join("?" * len(part))
-        for cid, entry_id, feed_id, title, matched, has_text in store.db.execute(
+        for cid, entry_id, feed_id, title, matched, has_text in store.execute(
                 f"SELECT m.cluster_id, e.id, e.feed_id, e.title, m.matched_entry_id, e.text != ''"
                 f" FROM memberships m JOIN entries e ON e.id = m.entry_id"
                 f" WHERE m.cluster_id IN ({marks}) ORDER BY e.published, e.id", list(part)):
@@ -139,7 +139,7 @@ def entry_texts(store: Store, entry_ids: Sequence[int], chars: int) -> dict[int,
     texts: dict[int, str] = {}
     for part in chunked(list(entry_ids)):
         marks = ",".join("?" * len(part))
-        texts.update(store.db.execute(f"SELECT id, substr(text, 1, ?) FROM entries WHERE id IN ({marks})",
+        texts.update(store.execute(f"SELECT id, substr(text, 1, ?) FROM entries WHERE id IN ({marks})",
                                       [chars, *part]))
     return texts
 
@@ -150,7 +150,7 @@ def recent_feed_texts(store: Store, feed_id: int, outside: int, limit: int,
     are not members of cluster `outside`: what the feed repeats around every story.
 
     Bounded: the ids are read from the (feed_id, entry_key) index alone, then `limit` rows."""
-    return [(title, text) for title, text in store.db.execute(
+    return [(title, text) for title, text in store.execute(
         "SELECT title, substr(text, 1, ?) FROM entries WHERE id IN ("
         " SELECT id FROM entries WHERE feed_id = ? AND id NOT IN"
         " (SELECT entry_id FROM memberships WHERE cluster_id = ?) ORDER BY id DESC LIMIT ?) AND text != ''",
@@ -162,12 +162,12 @@ def recent_feed_texts(store: Store, feed_id: int, outside: int, limit: int,
 
 def last_runs(store: Store) -> dict[str, datetime]:
     """Topic name -> when its schedule last ran (whether or not that run made a digest)."""
-    return {t: parse_stamp(r) for t, r in store.db.execute("SELECT topic, last_run FROM digest_schedule")}
+    return {t: parse_stamp(r) for t, r in store.execute("SELECT topic, last_run FROM digest_schedule")}
 
 
 def record_run(store: Store, topic: str, now: datetime) -> None:
     """Note that `topic`'s schedule ran at `now`."""
-    store.db.execute("INSERT INTO digest_schedule (topic, last_run) VALUES (?, ?) "
+    store.execute("INSERT INTO digest_schedule (topic, last_run) VALUES (?, ?) "
                      "ON CONFLICT(topic) DO UPDATE SET last_run = excluded.last_run", [topic, iso(now)])
 
 
@@ -185,16 +185,16 @@ def insert_digest(store: Store, *, topic: str, message_id: str, subject: str, re
                   channel: str = MAIL) -> int:
     """Add a rendered digest to the outbox as pending, with its items and one pending row per
     distinct recipient (for a chat destination: its shown name). Returns its id."""
-    digest_id = inserted_id(store.db.execute(
+    digest_id = inserted_id(store.execute(
         "INSERT INTO digests (topic, message_id, subject, recipients, message, created, status, attempts,"
         " sender, channel) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
         [topic, message_id, subject, json.dumps(list(recipients)), message, iso(created), sender, channel]))
-    store.db.conn.executemany(
+    store.conn.executemany(
         "INSERT INTO digest_items (digest_id, cluster_id, kind, outlets, outlet_names, listed)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         [(digest_id, i.cluster_id, i.kind, len(i.outlet_names), json.dumps(i.outlet_names), int(i.listed))
          for i in items])
-    store.db.conn.executemany(
+    store.conn.executemany(
         "INSERT INTO digest_recipients (digest_id, recipient, status) VALUES (?, ?, 'pending')",
         [(digest_id, r) for r in dict.fromkeys(recipients)])
     return digest_id
@@ -238,7 +238,7 @@ def pending_digests(store: Store, topic: str | None = None) -> list[PendingDiges
 def claim_digest(store: Store, digest_id: int, now: datetime, until: datetime) -> bool:
     """Take a pending digest that is due at `now` for sending, keeping other senders off it until
     `until`. False when it is not due, or no longer pending."""
-    cur = store.db.execute(
+    cur = store.execute(
         "UPDATE digests SET next_attempt = ? WHERE id = ? AND status = 'pending' AND "
         "(next_attempt IS NULL OR next_attempt <= ?)", [iso(until), digest_id, iso(now)])
     return cur.rowcount == 1
@@ -252,7 +252,7 @@ def digest_message(store: Store, digest_id: int) -> bytes:
 
 def pending_recipients(store: Store, digest_id: int) -> list[str]:
     """The digest's recipients that have not received it and were not refused for good, sorted."""
-    return [r for (r,) in store.db.execute(
+    return [r for (r,) in store.execute(
         "SELECT recipient FROM digest_recipients WHERE digest_id = ? AND status = 'pending'"
         " ORDER BY recipient", [digest_id])]
 
@@ -260,13 +260,13 @@ def pending_recipients(store: Store, digest_id: int) -> list[str]:
 def set_recipient_status(store: Store, digest_id: int, recipient: str, status: str,
                          error: str | None) -> None:
     """Record what the server said about one recipient: accepted, pending (deferred) or refused."""
-    store.db.execute("UPDATE digest_recipients SET status = ?, error = ?"
+    store.execute("UPDATE digest_recipients SET status = ?, error = ?"
                      " WHERE digest_id = ? AND recipient = ?", [status, error, digest_id, recipient])
 
 
 def refuse_pending_recipients(store: Store, digest_id: int, error: str) -> None:
     """Give up on every recipient still pending; those who accepted keep their status."""
-    store.db.execute("UPDATE digest_recipients SET status = 'refused', error = ? WHERE digest_id = ? AND "
+    store.execute("UPDATE digest_recipients SET status = 'refused', error = ? WHERE digest_id = ? AND "
                      "status = 'pending'", [error, digest_id])
 
 
@@ -279,19 +279,19 @@ def count_recipients(store: Store, digest_id: int, status: str) -> int:
 
 def mark_first_delivery(store: Store, digest_id: int, now: datetime) -> None:
     """A recipient accepted the digest: `sent` becomes `now` unless an earlier attempt set it."""
-    store.db.execute("UPDATE digests SET sent = coalesce(sent, ?) WHERE id = ?", [iso(now), digest_id])
+    store.execute("UPDATE digests SET sent = coalesce(sent, ?) WHERE id = ?", [iso(now), digest_id])
 
 
 def defer_digest(store: Store, digest_id: int, attempts: int, error: str, retry: datetime) -> None:
     """Leave the digest pending after a failed attempt: `attempts` so far, the last error, and
     when to try again."""
-    store.db.execute("UPDATE digests SET attempts = ?, last_error = ?, next_attempt = ? WHERE id = ?",
+    store.execute("UPDATE digests SET attempts = ?, last_error = ?, next_attempt = ? WHERE id = ?",
                      [attempts, error, iso(retry), digest_id])
 
 
 def finish_digest(store: Store, digest_id: int, status: str, error: str | None) -> None:
     """End the digest's attempts with `status` (sent | failed), counting this one."""
-    store.db.execute("UPDATE digests SET status = ?, attempts = attempts + 1, last_error = ?,"
+    store.execute("UPDATE digests SET status = ?, attempts = attempts + 1, last_error = ?,"
                      " next_attempt = NULL WHERE id = ?", [status, error, digest_id])
 
 
@@ -325,7 +325,7 @@ def list_outbox(store: Store, statuses: Sequence[str], limit: int) -> list[Outbo
                        [*statuses, limit])
     result = []
     for r in rows:
-        recipients = dict(store.db.execute(
+        recipients = dict(store.execute(
             "SELECT recipient, status FROM digest_recipients WHERE digest_id = ? ORDER BY recipient",
             [r["id"]]))
         result.append(OutboxEntry(
@@ -351,7 +351,7 @@ def channel_activity(store: Store) -> dict[tuple[str, str], ChannelActivity]:
     """(topic, channel) -> its deliveries, for every channel with a digest stored."""
     return {(topic, channel): ChannelActivity(parse_iso(last_sent), sent or 0, pending or 0, failed or 0,
                                               error)
-            for topic, channel, last_sent, sent, pending, failed, error in store.db.execute(
+            for topic, channel, last_sent, sent, pending, failed, error in store.execute(
                 "SELECT topic, channel, max(sent), sum(status = 'sent'), sum(status = 'pending'),"
                 " sum(status = 'failed'),"
                 " (SELECT e.last_error FROM digests e WHERE e.topic = d.topic AND e.channel = d.channel"

@@ -25,7 +25,7 @@ def query_error(store_or_conn: Store | sqlite3.Connection, query: str) -> str | 
     `LIMIT 0` would accept anything, since the scan never starts; the impossible rowid makes
     FTS5 parse the query and then return nothing at once.
     """
-    conn = store_or_conn.db.conn if isinstance(store_or_conn, Store) else store_or_conn
+    conn = store_or_conn.conn if isinstance(store_or_conn, Store) else store_or_conn
     try:
         conn.execute("SELECT rowid FROM entries_fts WHERE entries_fts MATCH ? AND rowid = -1",
                      [query]).fetchall()
@@ -43,7 +43,7 @@ def highlighted_matches(store: Store, query: str, entry_ids: Sequence[int], open
         marks = ",".join("?" * len(part))
         # FTS5 turns a bare `rowid IN (...)` into one lookup per id (about 0.3 ms each); a rowid
         # range it can seek, and the unary `+` keeps the IN list a plain filter on that range.
-        rows = store.db.execute(
+        rows = store.execute(
             f"SELECT rowid, highlight(entries_fts, 0, ?, ?), highlight(entries_fts, 1, ?, ?)"
             f" FROM entries_fts WHERE entries_fts MATCH ? AND rowid >= ? AND rowid <= ?"
             f" AND +rowid IN ({marks})",

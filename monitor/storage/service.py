@@ -20,7 +20,7 @@ def record_service_state(store: Store, values: Mapping[str, str], now: datetime)
     stamp = iso(now)
     with store.write():
         for name, value in values.items():
-            store.db.execute("INSERT OR REPLACE INTO service_state (name, value, updated) VALUES (?, ?, ?)",
+            store.execute("INSERT OR REPLACE INTO service_state (name, value, updated) VALUES (?, ?, ?)",
                              [name, value, stamp])
 
 
@@ -61,7 +61,7 @@ def entry_counts(store: Store, day_ago: datetime) -> EntryCounts:
 
 def outbox_counts(store: Store) -> OutboxCounts:
     """Digests in the outbox by status (all channels), and those of chat destinations apart."""
-    counts = {status: (n, chat) for status, n, chat in store.db.execute(
+    counts = {status: (n, chat) for status, n, chat in store.execute(
         "SELECT status, count(*), sum(channel != ?) FROM digests GROUP BY status", [MAIL])}
     pending, failed, sent = (counts.get(status, (0, 0)) for status in ("pending", "failed", "sent"))
     return OutboxCounts(pending=pending[0], failed=failed[0], sent=sent[0], chat_pending=pending[1],

@@ -100,13 +100,16 @@ def test_unusable_database_is_one_line_with_exit_74(run):
 
 def newer_database(path: Path) -> None:
     """A database as a later release leaves it: one more migration applied (the version check reads
-    the applied migrations' names) and the table that migration made."""
+    the applied migrations' names), the table that migration made, and the file stamped with the
+    number of migrations (its user_version, see design.md)."""
     open_store(str(path)).close()
     with closing(sqlite3.connect(path, isolation_level=None)) as db:
         db.execute("BEGIN")
         db.execute("CREATE TABLE m999_things (id INTEGER PRIMARY KEY)")
         db.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at)"
                    " VALUES ('monitor', 'm999_future', '2030-01-01')")
+        applied = db.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0]
+        db.execute(f"PRAGMA user_version = {applied}")
         db.execute("COMMIT")
 
 
@@ -238,9 +241,10 @@ def test_readme_documents_every_command_and_config_key():
 
 
 # Imported only by the operations that need them: polling (httpx, feedparser), clustering,
-# rendering digests (Jinja2) and sending chat (Apprise).
+# rendering digests (Jinja2), sending chat (Apprise), and creating or upgrading the schema
+# (sqlite-utils and the migrations: a current database opens on its stamp, see design.md).
 HEAVY = ["httpx", "feedparser", "jinja2", "apprise", "monitor.events.clusterer", "monitor.feeds.cycle",
-         "monitor.digests.outbox", "monitor.digests.mailer"]
+         "monitor.digests.outbox", "monitor.digests.mailer", "sqlite_utils", "monitor.storage.migrations"]
 
 
 # Composing digests and chat messages: only `topics list` needs them, to name chat destinations.
@@ -269,3 +273,4 @@ def test_reading_commands_import_no_polling_clustering_or_digest_machinery(tmp_p
                           capture_output=True, text=True, timeout=60)
     assert "IMPORTED []" in proc.stdout, proc.stdout + proc.stderr
     assert "EXIT 74" not in proc.stdout and "EXIT 78" not in proc.stdout, proc.stderr  # it did run
+

@@ -334,6 +334,8 @@ def back_to_version_9(db: Path) -> None:
         conn.execute("ALTER TABLE digests DROP COLUMN channel")
         conn.execute("DELETE FROM _sqlite_migrations WHERE name IN"
                      " ('m010_follow_ups', 'm011_digest_summary', 'm012_fts_words', 'm013_chat_deliveries')")
+        conn.execute("PRAGMA user_version = 0")  # that release did not stamp its files
+        conn.execute("PRAGMA application_id = 0")
         conn.execute("COMMIT")
 
 

@@ -189,14 +189,64 @@ def test_cluster_summary_finds_each_clusters_topics_through_an_index(tmp_path):
 
 
 def test_newer_database_is_refused(tmp_path):
+    """A newer release records its migration and stamps the file with its own schema version."""
     path = tmp_path / "new.db"
     open_store(str(path)).close()
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("INSERT INTO _sqlite_migrations (migration_set, name, applied_at)"
                " VALUES ('monitor', 'm999_future', 'x')")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.close()
-    with pytest.raises(StorageError, match="newer monitor"):
-        open_store(str(path))
+    for create in (True, False):
+        with pytest.raises(StorageError, match="newer monitor"):
+            open_store(str(path), create=create)
+
+
+def _stamp(path) -> tuple[int, int, int]:
+    """(application id, user_version, migrations recorded) of a database file."""
+    with closing(sqlite3.connect(path)) as db:
+        return (db.execute("PRAGMA application_id").fetchone()[0],
+                db.execute("PRAGMA user_version").fetchone()[0],
+                db.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0])
+
+
+def test_a_database_is_stamped_with_its_schema_version_and_monitors_application_id(tmp_path):
+    """The documented marks (design.md): application_id 0x6D6F6E69 ("moni"), user_version the
+    number of migrations applied."""
+    path = tmp_path / "m.db"
+    open_store(str(path)).close()
+    app, version, recorded = _stamp(path)
+    assert app == int.from_bytes(b"moni", "big") == 0x6D6F6E69
+    assert version == recorded == len(KNOWN)
+
+
+def test_a_database_from_before_stamps_opens_for_reading_and_a_writer_stamps_it(tmp_path):
+    """Databases written before the stamps existed (application_id and user_version 0) still open:
+    a reader leaves the file as it is, the first writer stamps it; the data stays."""
+    path = tmp_path / "old.db"
+    with open_store(str(path)) as store:
+        store.upsert_feeds([FeedSource("https://a.example/f")], NOW)
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("PRAGMA application_id = 0")
+        db.execute("PRAGMA user_version = 0")
+    with open_store(str(path), create=False) as store:
+        assert [f.url for f in store.feeds()] == ["https://a.example/f"]
+    assert _stamp(path)[:2] == (0, 0)
+    with open_store(str(path)) as store:
+        assert [f.url for f in store.feeds()] == ["https://a.example/f"]
+    app, version, recorded = _stamp(path)
+    assert (app, version) == (0x6D6F6E69, recorded)
+
+
+def test_another_programs_database_is_not_taken_for_a_current_one(tmp_path):
+    """A SQLite file of some other program, whatever its user_version, is not a monitor database:
+    a reader refuses it rather than query tables it does not have."""
+    path = tmp_path / "other.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+        db.execute(f"PRAGMA user_version = {len(KNOWN)}")
+    with pytest.raises(StorageError, match="needs a schema upgrade"):
+        open_store(str(path), create=False)
 
 
 def test_not_a_database(tmp_path):
