@@ -47,7 +47,7 @@ from .normalize import (
     text_to_html,
     title_text,
 )
-from .rawfeed import MAX_TITLE, MAX_WARNING, RawEntry, RawFeed, parse_date
+from .rawfeed import MAX_FIELD, MAX_TITLE, MAX_WARNING, RawEntry, RawFeed, parse_date
 
 try:  # fastfeed uses feedparser's internals: a release that moved them is read by feedparser alone
     from . import fastfeed
@@ -62,7 +62,6 @@ def parser_info() -> ParserInfo:
     return ParserInfo(feedparser.__version__, fastfeed.ENABLED, tuple(fastfeed.VERIFIED_FEEDPARSER))
 
 
-MAX_FIELD = 200_000  # characters of summary/content/text per entry
 MAX_AUTHOR = 200
 MAX_ID = 2_048
 FUTURE_SLACK = timedelta(days=1)  # a date further ahead than this is a publisher's mistake

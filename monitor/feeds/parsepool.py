@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Literal, cast
 from monitor.errors import FailureReason, ParseError
 from monitor.types import ParsedFeed
 
-from .parse import MAX_FIELD, parse_feed
+from .rawfeed import MAX_FIELD
 
 if TYPE_CHECKING:
     from multiprocessing.context import ForkContext, ForkServerContext, SpawnContext
@@ -78,6 +78,11 @@ class _Worker:
 
 
 def _parse_task(task: _Task, max_entries: int, max_field: int) -> Outcome:
+    # Imported here, not by the process that runs the pool: a worker has it from the fork
+    # server (FORKSERVER_PRELOAD), and the polling process, which parses nothing itself, does
+    # not pay for feedparser at start-up.
+    from .parse import parse_feed
+
     try:
         return parse_feed(
             task.body,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import NamedTuple
 
+MAX_FIELD = 200_000  # characters of summary/content/text per entry
 MAX_TITLE = 1_000  # characters of a feed or entry title
 MAX_WARNING = 300  # characters of a warning or a refusal's detail
 

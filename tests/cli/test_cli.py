@@ -274,3 +274,34 @@ def test_reading_commands_import_no_polling_clustering_or_digest_machinery(tmp_p
     assert "IMPORTED []" in proc.stdout, proc.stdout + proc.stderr
     assert "EXIT 74" not in proc.stdout and "EXIT 78" not in proc.stdout, proc.stderr  # it did run
 
+
+def test_a_poll_imports_neither_feedparser_nor_sqlite_utils_in_its_own_process(tmp_path):
+    """The polling process fetches, stores and clusters; documents are parsed in the worker
+    processes (which have feedparser from the fork server) and the schema is current, so neither
+    is imported where it would only lengthen every poll's start-up (docs/performance.md)."""
+    server = LoopbackServer()
+    try:
+        items = [{"title": "Council votes on the harbour bridge", "guid": "g1"},
+                 {"title": "Storm closes the coast road", "guid": "g2"}]
+        server.routes["/f.xml"] = feed_route(rss(items))
+        (tmp_path / "monitor.toml").write_text(f'[polling]\nallow_hosts = ["127.0.0.1:{server.port}"]\n'
+                                               'parse_workers = 1\n')
+        db = tmp_path / "x.db"
+        base = [sys.executable, "-m", "monitor", "--db", str(db), "--config", "monitor.toml"]
+        subprocess.run([*base, "feeds", "add", server.url("/f.xml")], cwd=tmp_path, check=True,
+                       capture_output=True, timeout=60)
+        probe = ("import runpy, sys\n"
+                 "sys.argv = ['monitor', *sys.argv[1:]]\n"
+                 "try:\n"
+                 "    runpy.run_module('monitor', run_name='__main__')\n"
+                 "except SystemExit as exit:\n"
+                 "    print('EXIT', exit.code)\n"
+                 "print('IMPORTED', sorted(m for m in ['feedparser', 'sqlite_utils'] if m in sys.modules))\n")
+        proc = subprocess.run([sys.executable, "-c", probe, *base[3:], "poll", "--all"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert "IMPORTED []" in proc.stdout and "EXIT 0" in proc.stdout, proc.stdout + proc.stderr
+        with closing(sqlite3.connect(db)) as conn:
+            assert conn.execute("SELECT count(*) FROM entries").fetchone()[0] == 2  # parsed and stored
+            assert conn.execute("SELECT count(*) FROM memberships").fetchone()[0] == 2  # and clustered
+    finally:
+        server.close()
