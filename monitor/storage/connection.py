@@ -122,8 +122,7 @@ class Connection:
     def _setup(self, create: bool) -> None:
         conn = self.conn
         conn.execute("PRAGMA foreign_keys = ON")
-        app = conn.execute("PRAGMA application_id").fetchone()[0]
-        if (app, conn.execute("PRAGMA user_version").fetchone()[0]) != (APPLICATION_ID, SCHEMA_VERSION):
+        if self._stamp() != (APPLICATION_ID, SCHEMA_VERSION):
             self._migrate(create)
         # NORMAL is durable across process crashes in WAL mode; a power loss may undo the last
         # transactions, which the next poll fetches again (validators roll back with them).
@@ -256,6 +255,14 @@ class Connection:
         return row[0] if row else None
 
     def schema_version(self) -> int:
+        """The number of migrations applied (a current stamp says so without reading them)."""
+        if self._stamp() == (APPLICATION_ID, SCHEMA_VERSION):
+            return SCHEMA_VERSION
         from monitor.storage.migrations import migrations
 
         return len(migrations.applied(self.db))
+
+    def _stamp(self) -> tuple[int, int]:
+        """The file's (application_id, user_version), which a writer sets after migrating."""
+        app = self.conn.execute("PRAGMA application_id").fetchone()[0]
+        return app, self.conn.execute("PRAGMA user_version").fetchone()[0]
