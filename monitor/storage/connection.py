@@ -122,6 +122,9 @@ class Connection:
     def _setup(self, create: bool) -> None:
         conn = self.conn
         conn.execute("PRAGMA foreign_keys = ON")
+        # As sqlite-utils sets it on the connections it makes (the schema's triggers were written
+        # under it): a REPLACE fires delete triggers, and triggers may fire triggers.
+        conn.execute("PRAGMA recursive_triggers = ON")
         if self._stamp() != (APPLICATION_ID, SCHEMA_VERSION):
             self._migrate(create)
         # NORMAL is durable across process crashes in WAL mode; a power loss may undo the last
