@@ -251,6 +251,20 @@ HEAVY = ["httpx", "feedparser", "jinja2", "apprise", "monitor.events.clusterer",
 DIGESTS = ["monitor.digests.digest", "monitor.digests.chat", "monitor.digests.notifier"]
 
 
+def run_probe(unwanted: list[str], args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run `monitor ARGS` in a fresh interpreter; its output ends with "EXIT code" (when it exited
+    with one) and "IMPORTED [...]": which of the `unwanted` modules it imported."""
+    probe = ("import runpy, sys\n"
+             "sys.argv = ['monitor', *sys.argv[1:]]\n"
+             "try:\n"
+             "    runpy.run_module('monitor', run_name='__main__')\n"
+             "except SystemExit as exit:\n"
+             "    print('EXIT', exit.code)\n"
+             f"print('IMPORTED', sorted(m for m in {unwanted!r} if m in sys.modules))\n")
+    return subprocess.run([sys.executable, "-c", probe, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
 @pytest.mark.parametrize("command", [["clusters", "list"], ["clusters", "show", "1"], ["search", "x"],
                                      ["feeds", "list"], ["topics", "list"], ["status"]])
 def test_reading_commands_import_no_polling_clustering_or_digest_machinery(tmp_path, command):
@@ -264,15 +278,7 @@ def test_reading_commands_import_no_polling_clustering_or_digest_machinery(tmp_p
     unwanted = HEAVY + (DIGESTS if command[0] != "topics" else [])
     if command == ["status"]:  # it names the feed parser's version and whether its fast path is on
         unwanted.remove("feedparser")
-    probe = ("import runpy, sys\n"
-             "sys.argv = ['monitor', *sys.argv[1:]]\n"
-             "try:\n"
-             "    runpy.run_module('monitor', run_name='__main__')\n"
-             "except SystemExit as exit:\n"
-             "    print('EXIT', exit.code)\n"
-             f"print('IMPORTED', sorted(m for m in {unwanted!r} if m in sys.modules))\n")
-    proc = subprocess.run([sys.executable, "-c", probe, "--db", str(db), *command], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    proc = run_probe(unwanted, ["--db", str(db), *command], tmp_path)
     assert "IMPORTED []" in proc.stdout, proc.stdout + proc.stderr
     assert "EXIT 74" not in proc.stdout and "EXIT 78" not in proc.stdout, proc.stderr  # it did run
 
@@ -292,15 +298,7 @@ def test_a_poll_imports_neither_feedparser_nor_sqlite_utils_in_its_own_process(t
         base = [sys.executable, "-m", "monitor", "--db", str(db), "--config", "monitor.toml"]
         subprocess.run([*base, "feeds", "add", server.url("/f.xml")], cwd=tmp_path, check=True,
                        capture_output=True, timeout=60)
-        probe = ("import runpy, sys\n"
-                 "sys.argv = ['monitor', *sys.argv[1:]]\n"
-                 "try:\n"
-                 "    runpy.run_module('monitor', run_name='__main__')\n"
-                 "except SystemExit as exit:\n"
-                 "    print('EXIT', exit.code)\n"
-                 "print('IMPORTED', sorted(m for m in ['feedparser', 'sqlite_utils'] if m in sys.modules))\n")
-        proc = subprocess.run([sys.executable, "-c", probe, *base[3:], "poll", "--all"], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
+        proc = run_probe(["feedparser", "sqlite_utils"], [*base[3:], "poll", "--all"], tmp_path)
         assert "IMPORTED []" in proc.stdout and "EXIT 0" in proc.stdout, proc.stdout + proc.stderr
         with closing(sqlite3.connect(db)) as conn:
             assert conn.execute("SELECT count(*) FROM entries").fetchone()[0] == 2  # parsed and stored
