@@ -246,8 +246,13 @@ class Connection:
                 conn.execute("COMMIT")
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict]:
+        """The rows of a statement that returns rows, as dicts by column name.
+
+        Another statement is a mistake in the caller: it has run when the ValueError says so."""
         try:
             cur = self.conn.execute(sql, params)
+            if cur.description is None:
+                raise ValueError(f"query() is for statements that return rows, use execute(): {sql}")
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur]
         except sqlite3.OperationalError as exc:

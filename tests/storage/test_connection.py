@@ -289,3 +289,12 @@ def test_chunked_keeps_every_value_once_in_order():
     assert [len(p) for p in parts] == [900, 900, 200]  # under SQLite's old 999-parameter limit
     assert [v for p in parts for v in p] == values
     assert list(chunked([], 5)) == [] and list(chunked([1, 2, 3], 2)) == [[1, 2], [3]]
+
+
+def test_query_gives_rows_by_column_name_and_refuses_statements_without_rows(tmp_path):
+    with open_store(str(tmp_path / "m.db")) as store:
+        store.upsert_feeds([FeedSource("https://a.example/f", title="A")], NOW)
+        assert [(r["url"], r["title"]) for r in store.query("SELECT url, title FROM feeds")] == [
+            ("https://a.example/f", "A")]
+        with pytest.raises(ValueError, match="statements that return rows"):
+            store.query("UPDATE feeds SET title = 'B'")
