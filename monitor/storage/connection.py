@@ -109,8 +109,8 @@ class Connection:
         if path != ":memory:" and not os.path.isdir(parent):
             raise StorageError(f"cannot create database {path}: folder {parent} does not exist")
         try:
-            # isolation_level=None: no implicit transactions; we open them explicitly, and
-            # sqlite-utils' atomic() issues its own BEGIN/SAVEPOINT.
+            # isolation_level=None: no implicit transactions; write() and read() open them
+            # explicitly (a nested write() is a savepoint), and so do the migrations.
             conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             self.conn = conn
