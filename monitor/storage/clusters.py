@@ -77,7 +77,7 @@ def warm_start(store: Store, first: datetime, clusterer: Clusterer) -> datetime 
     before it, or earlier when that holds fewer than `warm_entries` entries (None: all)."""
     start = first - clusterer.warm_span
     row = store.execute("SELECT published FROM entries WHERE published < ? ORDER BY published DESC"
-                           " LIMIT 1 OFFSET ?", [iso(first), clusterer.warm_entries - 1]).fetchone()
+                        " LIMIT 1 OFFSET ?", [iso(first), clusterer.warm_entries - 1]).fetchone()
     if row is None:
         return None
     return min(start, parse_stamp(row[0]))
@@ -171,7 +171,7 @@ def apply(store: Store, decisions: Iterable[tuple[Assignment, ClusterDoc]], now:
 
 def _new_cluster(store: Store, cluster_id: int, doc: ClusterDoc, stamp: str) -> None:
     store.execute("INSERT INTO clusters (id, headline, created, last_activity) VALUES (?, ?, ?, ?)",
-                     [cluster_id, doc.title, stamp, stamp])
+                  [cluster_id, doc.title, stamp, stamp])
 
 
 def _add_member(store: Store, a: Assignment, cluster_id: int, stamp: str) -> None:
@@ -199,10 +199,10 @@ def _move_topic_matches(store: Store, absorbed: int, into: int) -> None:
                 [row["first_matched"], row["last_matched"], _union(e["entry_ids"], row["entry_ids"]),
                  _union(e["terms"], row["terms"]), row["topic"], into])
             store.execute("DELETE FROM topic_matches WHERE topic = ? AND cluster_id = ?",
-                             [row["topic"], absorbed])
+                          [row["topic"], absorbed])
         else:
             store.execute("UPDATE topic_matches SET cluster_id = ? WHERE topic = ? AND cluster_id = ?",
-                             [into, row["topic"], absorbed])
+                          [into, row["topic"], absorbed])
 
 
 def _union(a: str, b: str) -> str:
@@ -272,7 +272,7 @@ def feed_furniture(store: Store, feed_id: int, cache: dict[int, Affixes]) -> Aff
     (bounded) after `clean_headline`, and its names; once per feed in `cache`."""
     if feed_id not in cache:
         feed = store.execute("SELECT title, channel_title, site_url, url FROM feeds WHERE id = ?",
-                                [feed_id]).fetchone()
+                             [feed_id]).fetchone()
         if feed is None:
             cache[feed_id] = Affixes()
             return cache[feed_id]
@@ -365,7 +365,7 @@ def _topics_of(store: Store, ids: list[int]) -> dict[int, list[str]]:
     for chunk in chunked(ids):
         marks = ",".join("?" * len(chunk))
         for cid, topic in store.execute("SELECT cluster_id, topic FROM topic_matches"
-                                           f" WHERE cluster_id IN ({marks}) ORDER BY topic", chunk):
+                                        f" WHERE cluster_id IN ({marks}) ORDER BY topic", chunk):
             out[cid].append(topic)
     return out
 
@@ -507,7 +507,7 @@ def search(store: Store, query: str, limit: int = 50) -> list[SearchHit]:
     for chunk in chunked(ids):
         marks = ",".join("?" * len(chunk))
         heads.update(store.execute(f"SELECT id, headline FROM clusters WHERE id IN ({marks})",
-                                      chunk).fetchall())
+                                   chunk).fetchall())
     return [SearchHit(entry=_entry(r), snippet=r["snippet"],
                       cluster=(ClusterHeadline(id=r["cluster_id"], title=heads.get(r["cluster_id"]))
                                if r["cluster_id"] is not None else None)) for r in rows]
@@ -614,11 +614,11 @@ def purge(store: Store, before: datetime, now: datetime) -> int:
             "SELECT DISTINCT m.cluster_id FROM memberships m JOIN entries e ON e.id = m.entry_id"
             " WHERE e.published < ?", [cutoff]).fetchall()]
         store.execute("UPDATE memberships SET matched_entry_id = NULL WHERE matched_entry_id IN"
-                         " (SELECT id FROM entries WHERE published < ?)", [cutoff])
+                      " (SELECT id FROM entries WHERE published < ?)", [cutoff])
         store.execute("UPDATE cluster_merges SET entry_id = NULL WHERE entry_id IN"
-                         " (SELECT id FROM entries WHERE published < ?)", [cutoff])
+                      " (SELECT id FROM entries WHERE published < ?)", [cutoff])
         store.execute("DELETE FROM memberships WHERE entry_id IN"
-                         " (SELECT id FROM entries WHERE published < ?)", [cutoff])
+                      " (SELECT id FROM entries WHERE published < ?)", [cutoff])
         deleted = store.execute("DELETE FROM entries WHERE published < ?", [cutoff]).rowcount
         stamp = iso(now)
         furniture: dict[int, Affixes] = {}  # each feed's title furniture, learned once for the purge

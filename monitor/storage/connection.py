@@ -142,8 +142,7 @@ class Connection:
         from monitor.storage.migrations import KNOWN, migrations
 
         conn = self.conn
-        recorded = self.db[migrations.migrations_table].exists()
-        applied = [m.name for m in migrations.applied(self.db)] if recorded else []
+        applied = [m.name for m in migrations.applied(self.db)]  # none when the table is missing
         unknown = [name for name in applied if name not in KNOWN]
         if unknown:
             raise StorageError(

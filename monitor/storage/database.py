@@ -69,7 +69,7 @@ def survivors(store: Store, cluster_ids: Iterable[int] | None = None) -> dict[in
     for chunk in chunked(ids):
         marks = ",".join("?" * len(chunk))
         rows.update(store.execute(f"SELECT id, merged_into FROM clusters WHERE id IN ({marks})",
-                                     chunk).fetchall())
+                                  chunk).fetchall())
     found = {}
     for start in ids:
         cid, seen = start, set()
@@ -77,7 +77,7 @@ def survivors(store: Store, cluster_ids: Iterable[int] | None = None) -> dict[in
             seen.add(cid)
             if target not in rows:
                 rows.update(store.execute("SELECT id, merged_into FROM clusters WHERE id = ?",
-                                             [target]).fetchall())
+                                          [target]).fetchall())
             cid = target
         if cid in rows:  # else the chain ends at a cluster that is not stored
             found[start] = cid

@@ -47,7 +47,7 @@ class FeedTables(Connection):
                 new = (src.title or row[1], src.category or row[2], src.site_url or row[3])
                 if new != tuple(row[1:]):
                     self.execute("UPDATE feeds SET title = ?, category = ?, site_url = ? WHERE id = ?",
-                                    [*new, row[0]])
+                                 [*new, row[0]])
                     counts["updated"] += 1
                 else:
                     counts["unchanged"] += 1
@@ -64,7 +64,7 @@ class FeedTables(Connection):
                 self.upsert_feeds([src], now)
             if row[1]:
                 self.execute("UPDATE feeds SET disabled = 0, disabled_reason = NULL, error_count = 0, "
-                                "next_poll = NULL WHERE id = ?", [row[0]])
+                             "next_poll = NULL WHERE id = ?", [row[0]])
                 return "enabled"
             return "exists"
 
@@ -131,7 +131,7 @@ class FeedTables(Connection):
         entries = list(entries)
         with self.write():
             stored = self.execute("SELECT last_polled, error_count, etag, last_modified FROM feeds"
-                                     " WHERE id = ?", [feed.id]).fetchone()
+                                  " WHERE id = ?", [feed.id]).fetchone()
             known = self._known_entries(feed.id, {e.key for e in entries})
             for e in entries:
                 row = known.get(e.key)
@@ -167,7 +167,7 @@ class FeedTables(Connection):
             pending = self.scalar("SELECT count(*) FROM fts_pending")
             if pending:
                 self.execute("INSERT INTO entries_fts (rowid, title, text) SELECT e.id, e.title, e.text"
-                                " FROM fts_pending p JOIN entries e ON e.id = p.entry_id ORDER BY e.id")
+                             " FROM fts_pending p JOIN entries e ON e.id = p.entry_id ORDER BY e.id")
                 self.execute("DELETE FROM fts_pending")
         return pending
 
@@ -207,12 +207,12 @@ class FeedTables(Connection):
             self.execute("UPDATE feeds SET body_hash = ? WHERE id = ?", [u.body_hash, feed.id])
         if u.disabled_reason:
             self.execute("UPDATE feeds SET disabled = 1, disabled_reason = ? WHERE id = ?",
-                            [u.disabled_reason, feed.id])
+                         [u.disabled_reason, feed.id])
         if u.new_url:
             taken = self.execute("SELECT 1 FROM feeds WHERE url = ?", [u.new_url]).fetchone()
             if taken:  # two feeds redirect to one: keep both rows, note it, poll the old URL
                 self.execute("UPDATE feeds SET last_warning = ? WHERE id = ?",
-                                [f"moved permanently to {u.new_url}, which is already a feed", feed.id])
+                             [f"moved permanently to {u.new_url}, which is already a feed", feed.id])
             else:
                 self.execute("UPDATE feeds SET url = ? WHERE id = ?", [u.new_url, feed.id])
 
@@ -221,7 +221,7 @@ class FeedTables(Connection):
     def start_cycle(self, now: datetime, feeds: int) -> int:
         with self.write():
             return inserted_id(self.execute("INSERT INTO cycles (started, feeds) VALUES (?, ?)",
-                                               [iso(now), feeds]))
+                                            [iso(now), feeds]))
 
     def finish_cycle(self, cycle_id: int, now: datetime, counts: dict[str, int],
                      error: str | None = None) -> None:

@@ -55,7 +55,7 @@ def live_cluster_ids(store: Store, active_since: datetime | None = None) -> list
         rows = store.execute("SELECT id FROM clusters WHERE merged_into IS NULL").fetchall()
     else:
         rows = store.execute("SELECT id FROM clusters WHERE merged_into IS NULL AND last_activity >= ?",
-                                [iso(active_since)]).fetchall()
+                             [iso(active_since)]).fetchall()
     return [r[0] for r in rows]
 
 
@@ -71,7 +71,7 @@ def record_match(store: Store, topic: str, cluster_id: int, entry_ids: Sequence[
     terms accumulate (terms first seen first, at most `max_terms`). Call inside a write transaction."""
     stamp = iso(now)
     row = store.execute("SELECT entry_ids, terms FROM topic_matches"
-                           " WHERE topic = ? AND cluster_id = ?", [topic, cluster_id]).fetchone()
+                        " WHERE topic = ? AND cluster_id = ?", [topic, cluster_id]).fetchone()
     if row is None:
         store.execute(
             "INSERT INTO topic_matches (topic, cluster_id, first_matched, last_matched, entry_ids,"

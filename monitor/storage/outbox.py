@@ -140,7 +140,7 @@ def entry_texts(store: Store, entry_ids: Sequence[int], chars: int) -> dict[int,
     for part in chunked(list(entry_ids)):
         marks = ",".join("?" * len(part))
         texts.update(store.execute(f"SELECT id, substr(text, 1, ?) FROM entries WHERE id IN ({marks})",
-                                      [chars, *part]))
+                                   [chars, *part]))
     return texts
 
 
@@ -168,7 +168,7 @@ def last_runs(store: Store) -> dict[str, datetime]:
 def record_run(store: Store, topic: str, now: datetime) -> None:
     """Note that `topic`'s schedule ran at `now`."""
     store.execute("INSERT INTO digest_schedule (topic, last_run) VALUES (?, ?) "
-                     "ON CONFLICT(topic) DO UPDATE SET last_run = excluded.last_run", [topic, iso(now)])
+                  "ON CONFLICT(topic) DO UPDATE SET last_run = excluded.last_run", [topic, iso(now)])
 
 
 class ItemRow(NamedTuple):
@@ -261,13 +261,13 @@ def set_recipient_status(store: Store, digest_id: int, recipient: str, status: s
                          error: str | None) -> None:
     """Record what the server said about one recipient: accepted, pending (deferred) or refused."""
     store.execute("UPDATE digest_recipients SET status = ?, error = ?"
-                     " WHERE digest_id = ? AND recipient = ?", [status, error, digest_id, recipient])
+                  " WHERE digest_id = ? AND recipient = ?", [status, error, digest_id, recipient])
 
 
 def refuse_pending_recipients(store: Store, digest_id: int, error: str) -> None:
     """Give up on every recipient still pending; those who accepted keep their status."""
     store.execute("UPDATE digest_recipients SET status = 'refused', error = ? WHERE digest_id = ? AND "
-                     "status = 'pending'", [error, digest_id])
+                  "status = 'pending'", [error, digest_id])
 
 
 def count_recipients(store: Store, digest_id: int, status: str) -> int:
@@ -286,13 +286,13 @@ def defer_digest(store: Store, digest_id: int, attempts: int, error: str, retry:
     """Leave the digest pending after a failed attempt: `attempts` so far, the last error, and
     when to try again."""
     store.execute("UPDATE digests SET attempts = ?, last_error = ?, next_attempt = ? WHERE id = ?",
-                     [attempts, error, iso(retry), digest_id])
+                  [attempts, error, iso(retry), digest_id])
 
 
 def finish_digest(store: Store, digest_id: int, status: str, error: str | None) -> None:
     """End the digest's attempts with `status` (sent | failed), counting this one."""
     store.execute("UPDATE digests SET status = ?, attempts = attempts + 1, last_error = ?,"
-                     " next_attempt = NULL WHERE id = ?", [status, error, digest_id])
+                  " next_attempt = NULL WHERE id = ?", [status, error, digest_id])
 
 
 # -- looking at the outbox -------------------------------------------------------------------------

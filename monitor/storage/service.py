@@ -21,7 +21,7 @@ def record_service_state(store: Store, values: Mapping[str, str], now: datetime)
     with store.write():
         for name, value in values.items():
             store.execute("INSERT OR REPLACE INTO service_state (name, value, updated) VALUES (?, ?, ?)",
-                             [name, value, stamp])
+                          [name, value, stamp])
 
 
 def scheduler_state(store: Store) -> SchedulerState:
