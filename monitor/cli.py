@@ -127,7 +127,8 @@ def _status_json(st: Status) -> dict[str, Any]:
             "outbox": _plain(st.outbox),
             "scheduler": _plain(st.scheduler),
             "parser": {"feedparser": st.parser.feedparser, "fast_path": st.parser.fast_path,
-                       "verified": list(st.parser.verified)}}
+                       "verified": list(st.parser.verified)},
+            "clustering": {"compiled": st.compiled_search}}
 
 
 def with_monitor(create: bool = False, on_upgrade: Callable[[int, int], object] | None = None) -> Callable:
@@ -624,6 +625,9 @@ def status(mon: Monitor, as_json: bool) -> None:
                    + _chat_counts(st)),
         ("database", f"{db.path} ({db.size / 1e6:.1f} MB, schema {db.schema_version})"),
         ("parser", _parser_line(st)),
+        ("clustering", "compiled candidate search" if st.compiled_search else
+         paint("candidate search in Python (built without a C compiler): clustering runs slower; "
+               "reinstall with one", "warning")),
         ("scheduler", f"{sched.state}"
                       + (f", pid {sched.pid}, heartbeat {ago(sched.heartbeat, now)}"
                          if sched.heartbeat else "")),

@@ -131,6 +131,7 @@ class Monitor:
                 outbox=service.outbox_counts(st),
                 scheduler=service.scheduler_state(st),
                 parser=_parser_info(),
+                compiled_search=compiled_search(),
             )
 
     # -- the cycle --------------------------------------------------------------------------
@@ -358,6 +359,13 @@ class Monitor:
                            error_count=f.error_count, next_poll=f.next_poll, disabled=f.disabled,
                            entries=counts.get(f.id, 0))
                 for f in self.store.feeds()]
+
+
+def compiled_search() -> bool:
+    """Whether clustering's candidate search runs compiled (built at install with a C compiler)."""
+    from monitor.events.scan import COMPILED
+
+    return COMPILED
 
 
 def _parser_info() -> ParserInfo:

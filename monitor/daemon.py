@@ -22,7 +22,7 @@ from apscheduler.events import EVENT_SCHEDULER_STARTED
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from monitor.core import Monitor
+from monitor.core import Monitor, compiled_search
 from monitor.feeds.parse import parser_info
 from monitor.logs import event, get_logger, setup_logging
 from monitor.storage import service
@@ -223,6 +223,8 @@ class Daemon:
         if not parser.fast_path:  # never silently: every poll parses several times slower
             event(log, "fast_parser_off", logging.WARNING, feedparser=parser.feedparser,
                   compared_with=",".join(parser.verified))
+        if not compiled_search():  # the same decisions, but clustering a first poll takes longer
+            event(log, "compiled_search_off", logging.WARNING, detail="built without a C compiler")
         self._record_state()
         self.scheduler.start()  # blocks until shutdown
         # Wait for the job that is using the database connection to finish with it: the

@@ -320,6 +320,7 @@ class Status:
     outbox: OutboxCounts
     scheduler: SchedulerState
     parser: ParserInfo
+    compiled_search: bool  # the candidate search's loops run compiled (monitor.events.scan)
 
     @property
     def last_poll(self) -> datetime | None:

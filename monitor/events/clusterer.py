@@ -27,13 +27,13 @@ import contextlib
 import gc
 import heapq
 import math
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from monitor.types import ClusterDoc
 
+from . import scan
 from . import similarity as sim
 from .followups import FollowUps
 from .reading import Reading
@@ -330,50 +330,18 @@ class Clusterer:
                 break
             reach += b
             minor.add(t)
-        opened: set[int] = set()
-        if minor:
-            opened.update(*(p for t, _, p in active if t not in minor))
-        acc: defaultdict[int, float] = defaultdict(float)
-        for t, w, p in active:
-            if t not in minor:
-                if not acc:  # the first term: the same sums (0.0 + x is x), made in one pass
-                    acc = defaultdict(float, {eid: w * dw for eid, dw in p.items()})
-                    continue
-                for eid, dw in p.items():
-                    acc[eid] += w * dw
-            elif opened:
-                for eid in p.keys() & opened:
-                    acc[eid] += w * p[eid]
-        stamps, specific = self._stamps, self._names
-        promising = []
-        ts, window, half_inv_scale2 = q.ts, self._window, 0.5 / (self._scale * self._scale)
-        exp = math.exp
-        names = q.specific
-        for eid, partial in acc.items():
-            if partial < floor:
-                continue
-            upper = partial + bound
-            gap = abs(ts - stamps[eid])
-            if gap > window:
-                continue
-            decay = exp(-gap * gap * half_inv_scale2)  # = self._decay(gap)
-            if upper >= SYNDICATED_COSINE:
-                promising.append((upper, eid, decay))
-            elif upper * decay >= join and (upper * decay >= CONFIDENT_JOIN
-                                            or not names.isdisjoint(specific[eid])):
-                # below CONFIDENT_JOIN only a member that names someone q names can be joined through
-                promising.append((upper, eid, decay))
+        promising = scan.scan([(w, p, t in minor) for t, w, p in active], floor, bound, self._stamps, q.ts,
+                              self._window, 0.5 / (self._scale * self._scale), join, CONFIDENT_JOIN,
+                              SYNDICATED_COSINE, q.specific, self._names)
         if len(promising) > RESCORE_CANDIDATES:
             promising.sort(key=lambda x: (-x[0], x[1]))
             del promising[RESCORE_CANDIDATES:]
         matches: dict[int, _Match] = {}
         docs = self._docs
-        for _, eid, decay in promising:
+        for _, eid, decay, full in promising:
             other, cid = docs[eid]
-            full = acc[eid]
             if skipped:
-                ov = other.vec
-                full += sum(w * ov.get(t, 0.0) for t, w in skipped)
+                full += scan.dot(skipped, other.vec)
             synd = full >= SYNDICATED_COSINE and sim.is_syndicated_copy(q, other)
             score = raw = 0.0
             if full * decay >= join:

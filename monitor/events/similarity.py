@@ -16,6 +16,7 @@ from rapidfuzz import fuzz, process
 
 from monitor.types import ClusterDoc
 
+from . import scan
 from . import textfeatures as tf
 from .reading import TITLE_WEIGHT, Reading, read
 
@@ -406,14 +407,7 @@ def cosine(a: dict[str, float], b: dict[str, float]) -> float:
     return sum(w * b.get(t, 0.0) for t, w in a.items())
 
 
-def lead_cosine(a: dict[str, float], a_lead: frozenset[str], b: dict[str, float]) -> float:
-    """Cosine of the title-and-lead part of `a` (renormalised) with all of `b`."""
-    num = n2 = 0.0
-    for t, w in a.items():
-        if t in a_lead:
-            n2 += w * w
-            num += w * b.get(t, 0.0)
-    return num / math.sqrt(n2) if n2 else 0.0
+lead_cosine = scan.lead_cosine  # cosine of a's title-and-lead part (renormalised) with all of b
 
 
 def pair_similarity(a: DocFeatures, b: DocFeatures, full: float | None = None) -> float:
