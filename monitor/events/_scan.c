@@ -1,43 +1,239 @@
-/* Compiled loops of the candidate search (monitor.events.scan has the same functions in Python).
+/* The window's inverted index and the candidate search's inner loops, compiled
+ * (monitor/events/scan.py has the same in Python: WindowIndexPy, lead_cosine_py, dot_py).
  *
  * Every function here computes exactly what its Python twin computes, operation for operation:
  * the same products and sums of doubles in the same order (the build turns off fused
  * multiply-add, which would round differently), the same comparisons, libm's exp and sqrt as
- * Python's math module calls them. So a decision never depends on whether this module was
- * built; tests/events/test_scan.py compares the two on random and generated input.
+ * Python's math module calls them, and the same order of entries in what it returns. So a
+ * decision never depends on whether this module was built; tests/events/test_scan.py compares
+ * the two on random and generated input.
+ *
+ * A term's postings are three flat arrays (entry ids, the term's weights, the entries' published
+ * times) in the order the entries were added, so the search reads them in sequence instead of
+ * reaching number objects all over memory. Entries leave the window oldest first, so removal
+ * finds them near the front.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
-/* --- a small open-addressing table: entry id -> running sum -------------------------------- */
+/* --- one term's postings ---------------------------------------------------------------------- */
 
 typedef struct {
+    PyObject_HEAD
+    Py_ssize_t n, cap;
+    long long *ids;
+    double *ws; /* the term's weight in each entry's vector */
+    double *ts; /* each entry's published time */
+    double maxw; /* the highest weight in ws */
+} PostingsObject;
+
+static void postings_dealloc(PostingsObject *self) {
+    PyMem_Free(self->ids);
+    PyMem_Free(self->ws);
+    PyMem_Free(self->ts);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject PostingsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "monitor.events._scan.Postings",
+    .tp_basicsize = sizeof(PostingsObject),
+    .tp_dealloc = (destructor)postings_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One term's postings in a WindowIndex (internal).",
+};
+
+static int postings_reserve(PostingsObject *p, Py_ssize_t cap) {
+    long long *ids = PyMem_Realloc(p->ids, sizeof(long long) * cap);
+    if (ids == NULL) goto nomem;
+    p->ids = ids;
+    double *ws = PyMem_Realloc(p->ws, sizeof(double) * cap);
+    if (ws == NULL) goto nomem;
+    p->ws = ws;
+    double *ts = PyMem_Realloc(p->ts, sizeof(double) * cap);
+    if (ts == NULL) goto nomem;
+    p->ts = ts;
+    p->cap = cap;
+    return 0;
+nomem:
+    PyErr_NoMemory();
+    return -1;
+}
+
+static PostingsObject *postings_new(void) {
+    PostingsObject *p = PyObject_New(PostingsObject, &PostingsType);
+    if (p == NULL) return NULL;
+    p->n = p->cap = 0;
+    p->ids = NULL;
+    p->ws = p->ts = NULL;
+    p->maxw = 0.0;
+    if (postings_reserve(p, 4) < 0) {
+        Py_DECREF(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* --- the index ---------------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *terms; /* dict: term -> PostingsObject */
+    Py_ssize_t entries;
+} IndexObject;
+
+static int index_traverse(IndexObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->terms);
+    return 0;
+}
+
+static int index_clear(IndexObject *self) {
+    Py_CLEAR(self->terms);
+    return 0;
+}
+
+static void index_dealloc(IndexObject *self) {
+    PyObject_GC_UnTrack(self);
+    index_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *index_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError, "WindowIndex() takes no arguments");
+        return NULL;
+    }
+    IndexObject *self = (IndexObject *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->terms = PyDict_New();
+    if (self->terms == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->entries = 0;
+    return (PyObject *)self;
+}
+
+static Py_ssize_t index_len(IndexObject *self) { return self->entries; }
+
+static int as_weight(PyObject *value, double *w) {
+    *w = PyFloat_AsDouble(value);
+    return (*w == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static PyObject *index_add(IndexObject *self, PyObject *args) {
+    long long eid;
+    double ts;
+    PyObject *vec;
+    if (!PyArg_ParseTuple(args, "LdO!:add", &eid, &ts, &PyDict_Type, &vec)) return NULL;
+    PyObject *term, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(vec, &pos, &term, &value)) {
+        double w;
+        if (as_weight(value, &w) < 0) return NULL;
+        PostingsObject *p = (PostingsObject *)PyDict_GetItemWithError(self->terms, term);
+        if (p == NULL) {
+            if (PyErr_Occurred()) return NULL;
+            p = postings_new();
+            if (p == NULL) return NULL;
+            int rc = PyDict_SetItem(self->terms, term, (PyObject *)p);
+            Py_DECREF(p); /* the dict holds it */
+            if (rc < 0) return NULL;
+            p->maxw = w;
+        } else if (w > p->maxw) {
+            p->maxw = w;
+        }
+        if (p->n == p->cap && postings_reserve(p, p->cap * 2) < 0) return NULL;
+        p->ids[p->n] = eid;
+        p->ws[p->n] = w;
+        p->ts[p->n] = ts;
+        p->n++;
+    }
+    self->entries++;
+    Py_RETURN_NONE;
+}
+
+static PyObject *index_remove(IndexObject *self, PyObject *args) {
+    long long eid;
+    PyObject *vec;
+    if (!PyArg_ParseTuple(args, "LO!:remove", &eid, &PyDict_Type, &vec)) return NULL;
+    PyObject *term, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(vec, &pos, &term, &value)) {
+        double w;
+        if (as_weight(value, &w) < 0) return NULL;
+        PostingsObject *p = (PostingsObject *)PyDict_GetItemWithError(self->terms, term);
+        if (p == NULL) {
+            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, term);
+            return NULL;
+        }
+        Py_ssize_t i = 0;
+        while (i < p->n && p->ids[i] != eid) i++;
+        if (i == p->n) {
+            PyObject *key = PyLong_FromLongLong(eid);
+            if (key != NULL) {
+                PyErr_SetObject(PyExc_KeyError, key);
+                Py_DECREF(key);
+            }
+            return NULL;
+        }
+        if (p->n == 1) {
+            if (PyDict_DelItem(self->terms, term) < 0) return NULL;
+            continue;
+        }
+        Py_ssize_t tail = p->n - i - 1;
+        memmove(p->ids + i, p->ids + i + 1, sizeof(long long) * tail);
+        memmove(p->ws + i, p->ws + i + 1, sizeof(double) * tail);
+        memmove(p->ts + i, p->ts + i + 1, sizeof(double) * tail);
+        p->n--;
+        if (w == p->maxw) { /* the highest weight left: a stale bound would open candidates for nothing */
+            double m = p->ws[0];
+            for (Py_ssize_t j = 1; j < p->n; j++)
+                if (p->ws[j] > m) m = p->ws[j];
+            p->maxw = m;
+        }
+        if (p->cap > 16 && p->n * 4 < p->cap && postings_reserve(p, p->cap / 2) < 0) return NULL;
+    }
+    self->entries--;
+    Py_RETURN_NONE;
+}
+
+static PyObject *index_postings(IndexObject *self, PyObject *term) {
+    PyObject *out = PyDict_New();
+    if (out == NULL) return NULL;
+    PostingsObject *p = (PostingsObject *)PyDict_GetItemWithError(self->terms, term);
+    if (p == NULL) {
+        if (PyErr_Occurred()) Py_CLEAR(out);
+        return out;
+    }
+    for (Py_ssize_t i = 0; i < p->n; i++) {
+        PyObject *k = PyLong_FromLongLong(p->ids[i]), *v = PyFloat_FromDouble(p->ws[i]);
+        if (k == NULL || v == NULL || PyDict_SetItem(out, k, v) < 0) {
+            Py_XDECREF(k);
+            Py_XDECREF(v);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(k);
+        Py_DECREF(v);
+    }
+    return out;
+}
+
+/* --- search ------------------------------------------------------------------------------------- */
+
+/* a small open-addressing table: entry id -> running sum */
+typedef struct {
     long long key;
-    PyObject *eid;    /* borrowed from a postings dict, alive for the call */
+    double stamp;
     double sum;
     Py_ssize_t order; /* place in the order of first additions, -1 before the first */
     int used;
 } slot_t;
-
-typedef struct {
-    slot_t *slots;
-    size_t mask;
-} table_t;
-
-static int table_init(table_t *t, Py_ssize_t expected) {
-    size_t cap = 16;
-    while (cap < (size_t)expected * 2 + 1) cap <<= 1;
-    t->slots = PyMem_Calloc(cap, sizeof(slot_t));
-    if (t->slots == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    t->mask = cap - 1;
-    return 0;
-}
 
 static inline size_t mix(long long key) {
     uint64_t x = (uint64_t)key;
@@ -47,97 +243,153 @@ static inline size_t mix(long long key) {
     return (size_t)x;
 }
 
-/* The slot of `key`: its own, or the empty one where it would go. */
-static inline slot_t *table_find(table_t *t, long long key) {
-    size_t i = mix(key) & t->mask;
+static inline slot_t *table_find(slot_t *slots, size_t mask, long long key) {
+    size_t i = mix(key) & mask;
     for (;;) {
-        slot_t *s = &t->slots[i];
+        slot_t *s = &slots[i];
         if (!s->used || s->key == key) return s;
-        i = (i + 1) & t->mask;
+        i = (i + 1) & mask;
     }
 }
 
-static int as_key(PyObject *eid, long long *key) {
-    *key = PyLong_AsLongLong(eid);
-    if (*key == -1 && PyErr_Occurred()) return -1;
-    return 0;
+typedef struct {
+    PyObject *term; /* borrowed from the query vector */
+    PostingsObject *p; /* borrowed from the index */
+    double w, b;
+    int minor;
+} active_t;
+
+static int by_bound_then_term(const void *x, const void *y) {
+    const active_t *a = *(active_t *const *)x, *b = *(active_t *const *)y;
+    if (a->b < b->b) return -1;
+    if (a->b > b->b) return 1;
+    return PyUnicode_Compare(a->term, b->term); /* terms are distinct str */
 }
 
-/* --- scan ------------------------------------------------------------------------------------ */
+/* not a.isdisjoint(b), for the small name sets */
+static int intersects(PyObject *a, PyObject *b) {
+    if (!PyAnySet_Check(a) || !PyAnySet_Check(b)) {
+        PyObject *r = PyObject_CallMethod(a, "isdisjoint", "O", b);
+        if (r == NULL) return -1;
+        int disjoint = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        return disjoint < 0 ? -1 : !disjoint;
+    }
+    if (PySet_GET_SIZE(a) > PySet_GET_SIZE(b)) {
+        PyObject *t = a;
+        a = b;
+        b = t;
+    }
+    PyObject *it = PyObject_GetIter(a), *item;
+    if (it == NULL) return -1;
+    int found = 0;
+    while (!found && (item = PyIter_Next(it)) != NULL) {
+        found = PySet_Contains(b, item);
+        Py_DECREF(item);
+    }
+    Py_DECREF(it);
+    if (found < 0 || PyErr_Occurred()) return -1;
+    return found;
+}
 
-PyDoc_STRVAR(scan_doc,
-"scan(terms, floor, bound, stamps, ts, window, half_inv_scale2, join, confident, syndicated,\n"
-"     names, specific) -> list of (upper, eid, decay, partial)\n\n"
-"See monitor.events.scan.scan_py.");
+PyDoc_STRVAR(search_doc,
+"search(vec, common, join, confident, syndicated, ts, window, half_inv_scale2, names, specific)\n"
+"-> (found, skipped)\n\nSee monitor.events.scan.WindowIndexPy.search.");
 
-static PyObject *scan(PyObject *self, PyObject *args) {
-    PyObject *terms, *stamps, *names, *specific;
-    double floor_, bound, ts, window, h, join, confident, syndicated;
-    if (!PyArg_ParseTuple(args, "O!ddO!ddddddOO!:scan", &PyList_Type, &terms, &floor_, &bound,
-                          &PyDict_Type, &stamps, &ts, &window, &h, &join, &confident, &syndicated,
-                          &names, &PyDict_Type, &specific))
+static PyObject *index_search(IndexObject *self, PyObject *args) {
+    PyObject *vec, *names, *specific;
+    double common, join, confident, syndicated, ts, window, h;
+    if (!PyArg_ParseTuple(args, "O!dddddddOO:search", &PyDict_Type, &vec, &common, &join, &confident,
+                          &syndicated, &ts, &window, &h, &names, &specific))
         return NULL;
-
-    Py_ssize_t n_terms = PyList_GET_SIZE(terms);
-    Py_ssize_t opened_total = 0;
-    for (Py_ssize_t i = 0; i < n_terms; i++) {
-        PyObject *item = PyList_GET_ITEM(terms, i);
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3 || !PyFloat_Check(PyTuple_GET_ITEM(item, 0))
-            || !PyDict_Check(PyTuple_GET_ITEM(item, 1)) || !PyBool_Check(PyTuple_GET_ITEM(item, 2))) {
-            PyErr_SetString(PyExc_TypeError, "scan: terms must be (float, dict, bool) tuples");
-            return NULL;
-        }
-        if (PyTuple_GET_ITEM(item, 2) == Py_False)
-            opened_total += PyDict_GET_SIZE(PyTuple_GET_ITEM(item, 1));
-    }
-
-    table_t t;
-    if (table_init(&t, opened_total) < 0) return NULL;
-    Py_ssize_t *order = PyMem_Malloc(sizeof(Py_ssize_t) * (opened_total + 1));
-    PyObject *out = NULL;
-    if (order == NULL) {
+    Py_ssize_t n_vec = PyDict_GET_SIZE(vec), n_active = 0, opened_total = 0, n_open = 0;
+    active_t *active = PyMem_Malloc(sizeof(active_t) * (n_vec + 1));
+    active_t **sorted = PyMem_Malloc(sizeof(active_t *) * (n_vec + 1));
+    slot_t *slots = NULL;
+    Py_ssize_t *order = NULL;
+    PyObject *skipped = PyList_New(0), *found = NULL, *result = NULL;
+    if (active == NULL || sorted == NULL) {
         PyErr_NoMemory();
         goto done;
     }
+    if (skipped == NULL) goto done;
 
+    double bound = 0.0; /* most that the skipped common terms can add to any cosine */
+    PyObject *term, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(vec, &pos, &term, &value)) {
+        double w;
+        if (as_weight(value, &w) < 0) goto done;
+        PostingsObject *p = (PostingsObject *)PyDict_GetItemWithError(self->terms, term);
+        if (p == NULL) {
+            if (PyErr_Occurred()) goto done;
+            continue;
+        }
+        if ((double)p->n > common) {
+            PyObject *pair = PyTuple_Pack(2, term, value);
+            if (pair == NULL || PyList_Append(skipped, pair) < 0) {
+                Py_XDECREF(pair);
+                goto done;
+            }
+            Py_DECREF(pair);
+            bound = bound + w * p->maxw;
+        } else {
+            active_t *a = &active[n_active];
+            a->term = term;
+            a->p = p;
+            a->w = w;
+            a->b = w * p->maxw;
+            a->minor = 0;
+            sorted[n_active++] = a;
+            opened_total += p->n;
+        }
+    }
+    double floor_ = (syndicated < join ? syndicated : join) - bound;
+    /* Terms whose bounds add up to less than the floor open no candidates (see the Python twin). */
+    qsort(sorted, n_active, sizeof(active_t *), by_bound_then_term);
+    if (PyErr_Occurred()) goto done;
+    double reach = 0.0;
+    for (Py_ssize_t k = 0; k < n_active; k++) {
+        if (reach + sorted[k]->b >= floor_) break;
+        reach = reach + sorted[k]->b;
+        sorted[k]->minor = 1;
+        opened_total -= sorted[k]->p->n;
+    }
+
+    size_t cap = 16;
+    while (cap < (size_t)opened_total * 2 + 1) cap <<= 1;
+    size_t mask = cap - 1;
+    slots = PyMem_Calloc(cap, sizeof(slot_t));
+    order = PyMem_Malloc(sizeof(Py_ssize_t) * (opened_total + 1));
+    if (slots == NULL || order == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     /* The entries that terms which are not minor open (a minor term adds only to those). */
-    for (Py_ssize_t i = 0; i < n_terms; i++) {
-        PyObject *item = PyList_GET_ITEM(terms, i);
-        if (PyTuple_GET_ITEM(item, 2) == Py_True) continue;
-        PyObject *p = PyTuple_GET_ITEM(item, 1), *eid, *dw;
-        Py_ssize_t pos = 0;
-        while (PyDict_Next(p, &pos, &eid, &dw)) {
-            long long key;
-            if (as_key(eid, &key) < 0) goto done;
-            slot_t *s = table_find(&t, key);
+    for (Py_ssize_t i = 0; i < n_active; i++) {
+        if (active[i].minor) continue;
+        const PostingsObject *p = active[i].p;
+        for (Py_ssize_t j = 0; j < p->n; j++) {
+            slot_t *s = table_find(slots, mask, p->ids[j]);
             if (!s->used) {
                 s->used = 1;
-                s->key = key;
-                s->eid = eid;
+                s->key = p->ids[j];
+                s->stamp = p->ts[j];
                 s->order = -1;
             }
         }
     }
     /* The sums, term by term in the vector's order, each entry's first addition giving its place. */
-    Py_ssize_t n_open = 0;
-    for (Py_ssize_t i = 0; i < n_terms; i++) {
-        PyObject *item = PyList_GET_ITEM(terms, i);
-        double w = PyFloat_AS_DOUBLE(PyTuple_GET_ITEM(item, 0));
-        PyObject *p = PyTuple_GET_ITEM(item, 1), *eid, *dw;
-        Py_ssize_t pos = 0;
-        while (PyDict_Next(p, &pos, &eid, &dw)) {
-            long long key;
-            if (as_key(eid, &key) < 0) goto done;
-            slot_t *s = table_find(&t, key);
+    for (Py_ssize_t i = 0; i < n_active; i++) {
+        const PostingsObject *p = active[i].p;
+        double w = active[i].w;
+        for (Py_ssize_t j = 0; j < p->n; j++) {
+            slot_t *s = table_find(slots, mask, p->ids[j]);
             if (!s->used) continue; /* a minor term's entry that nothing else opened */
-            if (!PyFloat_Check(dw)) {
-                PyErr_SetString(PyExc_TypeError, "scan: posting weights must be floats");
-                goto done;
-            }
-            double x = w * PyFloat_AS_DOUBLE(dw);
+            double x = w * p->ws[j];
             if (s->order < 0) {
                 s->order = n_open;
-                order[n_open++] = s - t.slots;
+                order[n_open++] = s - slots;
                 s->sum = 0.0 + x;
             } else {
                 s->sum = s->sum + x;
@@ -145,61 +397,86 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         }
     }
 
-    out = PyList_New(0);
-    if (out == NULL) goto done;
+    found = PyList_New(0);
+    if (found == NULL) goto done;
     for (Py_ssize_t k = 0; k < n_open; k++) {
-        slot_t *s = &t.slots[order[k]];
+        slot_t *s = &slots[order[k]];
         double partial = s->sum;
         if (partial < floor_) continue;
         double upper = partial + bound;
-        PyObject *stamp = PyDict_GetItemWithError(stamps, s->eid);
-        if (stamp == NULL) {
-            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, s->eid);
-            goto fail;
-        }
-        double st = PyFloat_AsDouble(stamp);
-        if (st == -1.0 && PyErr_Occurred()) goto fail;
-        double gap = fabs(ts - st);
+        double gap = fabs(ts - s->stamp);
         if (gap > window) continue;
         double decay = exp(-gap * gap * h);
-        int keep;
-        if (upper >= syndicated) {
-            keep = 1;
-        } else {
-            double reach = upper * decay;
-            keep = 0;
-            if (reach >= join) {
-                if (reach >= confident) {
-                    keep = 1;
-                } else {
-                    PyObject *theirs = PyDict_GetItemWithError(specific, s->eid);
-                    if (theirs == NULL) {
-                        if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, s->eid);
-                        goto fail;
-                    }
-                    PyObject *disjoint = PyObject_CallMethod(names, "isdisjoint", "O", theirs);
-                    if (disjoint == NULL) goto fail;
-                    keep = !PyObject_IsTrue(disjoint);
-                    Py_DECREF(disjoint);
-                }
+        double decayed = upper * decay;
+        PyObject *eid = NULL;
+        int keep = upper >= syndicated || (decayed >= join && decayed >= confident);
+        if (!keep && decayed >= join) { /* below `confident`: only an entry that names someone q names */
+            eid = PyLong_FromLongLong(s->key);
+            if (eid == NULL) goto fail;
+            PyObject *theirs = PyObject_GetItem(specific, eid);
+            if (theirs == NULL) {
+                Py_DECREF(eid);
+                goto fail;
+            }
+            keep = intersects(names, theirs);
+            Py_DECREF(theirs);
+            if (keep < 0) {
+                Py_DECREF(eid);
+                goto fail;
             }
         }
-        if (!keep) continue;
-        PyObject *row = Py_BuildValue("(dOdd)", upper, s->eid, decay, partial);
-        if (row == NULL || PyList_Append(out, row) < 0) {
+        if (!keep) {
+            Py_XDECREF(eid);
+            continue;
+        }
+        if (eid == NULL && (eid = PyLong_FromLongLong(s->key)) == NULL) goto fail;
+        PyObject *row = Py_BuildValue("(dNdd)", upper, eid, decay, partial); /* N: the row takes eid */
+        if (row == NULL || PyList_Append(found, row) < 0) {
             Py_XDECREF(row);
             goto fail;
         }
         Py_DECREF(row);
     }
+    result = PyTuple_Pack(2, found, skipped);
     goto done;
 fail:
-    Py_CLEAR(out);
+    Py_CLEAR(found);
 done:
+    Py_XDECREF(found);
+    Py_XDECREF(skipped);
+    PyMem_Free(active);
+    PyMem_Free(sorted);
+    PyMem_Free(slots);
     PyMem_Free(order);
-    PyMem_Free(t.slots);
-    return out;
+    return result;
 }
+
+static PyMethodDef index_methods[] = {
+    {"add", (PyCFunction)index_add, METH_VARARGS, "add(eid, ts, vec): index an entry's vector."},
+    {"remove", (PyCFunction)index_remove, METH_VARARGS, "remove(eid, vec): take out an entry."},
+    {"postings", (PyCFunction)index_postings, METH_O,
+     "postings(term) -> {eid: weight}, in the order the entries were added."},
+    {"search", (PyCFunction)index_search, METH_VARARGS, search_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods index_as_sequence = {
+    .sq_length = (lenfunc)index_len,
+};
+
+static PyTypeObject IndexType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "monitor.events._scan.WindowIndex",
+    .tp_basicsize = sizeof(IndexObject),
+    .tp_dealloc = (destructor)index_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Inverted index over the window's entry vectors (see monitor.events.scan.WindowIndexPy).",
+    .tp_traverse = (traverseproc)index_traverse,
+    .tp_clear = (inquiry)index_clear,
+    .tp_methods = index_methods,
+    .tp_as_sequence = &index_as_sequence,
+    .tp_new = index_new,
+};
 
 /* --- dot products over term -> weight dicts --------------------------------------------------- */
 
@@ -259,14 +536,24 @@ static PyObject *dot(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"scan", scan, METH_VARARGS, scan_doc},
     {"lead_cosine", lead_cosine, METH_VARARGS, lead_cosine_doc},
     {"dot", dot, METH_VARARGS, dot_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_scan", "Compiled loops of monitor.events.scan.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_scan", "Compiled twins of monitor.events.scan.", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__scan(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__scan(void) {
+    if (PyType_Ready(&PostingsType) < 0 || PyType_Ready(&IndexType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&IndexType);
+    if (PyModule_AddObject(m, "WindowIndex", (PyObject *)&IndexType) < 0) {
+        Py_DECREF(&IndexType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

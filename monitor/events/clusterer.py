@@ -135,13 +135,10 @@ class Clusterer:
         self._window = self.config.window.total_seconds()
         self._scale = self.config.time_scale.total_seconds()
         self._docs: dict[int, tuple[sim.DocFeatures, int]] = {}  # entry id -> (features, cluster id)
-        # entry id -> published ts, and -> names: compact maps for the candidate scan
-        self._stamps: dict[int, float] = {}
-        self._names: dict[int, frozenset[str]] = {}
+        self._names: dict[int, frozenset[str]] = {}  # entry id -> names: a compact map for the candidate scan
         self._fixed: dict[int, dict[str, int]] = {}  # entry id -> its vector in centroid units (_fixed)
         self._expiry: list[tuple[float, int]] = []  # heap of (published ts, entry id)
-        self._postings: dict[str, dict[int, float]] = {}  # term -> entry id -> weight
-        self._maxw: dict[str, float] = {}  # term -> its highest weight in the postings
+        self._index = scan.WindowIndex()  # term -> the window's entries that have it
         self._clusters: dict[int, _Cluster] = {}
         self._alias: dict[int, int] = {}  # absorbed cluster id -> surviving id
         self.weigher = Weigher(self._window)  # the stream's statistics, over the same window
@@ -238,19 +235,9 @@ class Clusterer:
     def _insert(self, feats: sim.DocFeatures, cid: int) -> None:
         eid = feats.entry_id
         self._docs[eid] = (feats, cid)
-        self._stamps[eid] = feats.ts
         self._names[eid] = feats.specific
         heapq.heappush(self._expiry, (feats.ts, eid))
-        postings, maxw = self._postings, self._maxw
-        for t, w in feats.vec.items():
-            p = postings.get(t)
-            if p is None:
-                postings[t] = {eid: w}
-                maxw[t] = w
-            else:
-                p[eid] = w
-                if w > maxw[t]:
-                    maxw[t] = w
+        self._index.add(eid, feats.ts, feats.vec)
         fixed = self._fixed[eid] = _fixed(feats.vec)
         c = self._clusters.get(cid)
         if c is None:
@@ -264,18 +251,9 @@ class Clusterer:
 
     def _evict(self, eid: int) -> None:
         feats, cid = self._docs.pop(eid)
-        del self._stamps[eid]
         del self._names[eid]
         fixed = self._fixed.pop(eid)
-        postings, maxw = self._postings, self._maxw
-        for t, w in feats.vec.items():
-            p = postings[t]
-            del p[eid]
-            if not p:
-                del postings[t]
-                del maxw[t]
-            elif w == maxw[t]:  # the highest weight left: a stale bound would open candidates for nothing
-                maxw[t] = max(p.values())
+        self._index.remove(eid, feats.vec)
         c = self._clusters[cid]
         del c.members[eid]
         if not c.members:
@@ -301,38 +279,15 @@ class Clusterer:
         Candidate entries come from the postings of q's terms. Terms common in the window
         (long postings) open no candidates; what they can add to a cosine is bounded by
         their highest weight in the window, so an entry that could reach the bar through
-        them is still examined unless that bound alone exceeds the bar.
+        them is still examined unless that bound alone exceeds the bar (scan.WindowIndexPy.search).
+        At most RESCORE_CANDIDATES of the entries found are scored exactly.
         """
         n = len(self._docs) + 1  # the window's entries, q included (as its document frequencies count)
         common = max(COMMON_TERM_MIN, COMMON_TERM_SHARE * n)
         join = self.config.join
-        postings, maxw = self._postings, self._maxw
-        skipped: list[tuple[str, float]] = []
-        active: list[tuple[str, float, dict[int, float]]] = []
-        bound = 0.0  # most that the skipped common terms can add to any cosine
-        for t, w in q.vec.items():
-            p = postings.get(t)
-            if not p:
-                continue
-            if len(p) > common:
-                skipped.append((t, w))
-                bound += w * maxw[t]
-            else:
-                active.append((t, w, p))
-        floor = min(join, SYNDICATED_COSINE) - bound
-        # An entry that shares only terms whose bounds add up to less than the floor can
-        # never be examined, so those terms open no candidates: they only add to the
-        # entries that the others opened (the same sums, in the same order, for less work).
-        minor: set[str] = set()
-        reach = 0.0
-        for b, t in sorted((w * maxw[t], t) for t, w, _ in active):
-            if reach + b >= floor:
-                break
-            reach += b
-            minor.add(t)
-        promising = scan.scan([(w, p, t in minor) for t, w, p in active], floor, bound, self._stamps, q.ts,
-                              self._window, 0.5 / (self._scale * self._scale), join, CONFIDENT_JOIN,
-                              SYNDICATED_COSINE, q.specific, self._names)
+        promising, skipped = self._index.search(q.vec, common, join, CONFIDENT_JOIN, SYNDICATED_COSINE, q.ts,
+                                                self._window, 0.5 / (self._scale * self._scale), q.specific,
+                                                self._names)
         if len(promising) > RESCORE_CANDIDATES:
             promising.sort(key=lambda x: (-x[0], x[1]))
             del promising[RESCORE_CANDIDATES:]

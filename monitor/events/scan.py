@@ -1,62 +1,151 @@
-"""The inner loops of the candidate search, in Python and, where it was built, in C.
+"""The window's inverted index and the candidate search's inner loops, in Python and, where it
+was built, in C.
 
-`scan` sums an entry's dot products with the window's entries through the inverted index
-and keeps those that could reach the join bar; `lead_cosine` and `dot` are the dot
-products of the exact scoring. They are most of a decision's time, and each is a few
-lines over dictionaries, so `monitor/events/_scan.c` has them compiled. The compiled
-functions compute exactly what these do (the same products and sums in the same order,
-libm's exp and sqrt), so a decision never depends on whether the extension was built:
-`COMPILED` says which ones run, and `monitor status` shows it.
+`WindowIndex` holds, for each term, the window's entries that have it (with the term's weight
+and the entry's time); its `search` sums an entry's partial cosines through it and keeps the
+entries that could reach the join bar. `lead_cosine` and `dot` are the dot products of the
+exact scoring. They are most of a decision's time, in Python loops over dictionaries, so
+`monitor/events/_scan.c` has them compiled, with each term's postings in flat arrays rather
+than dictionaries of number objects spread over memory (reaching those was most of the
+time). The compiled twins compute exactly what these do (the same products and sums in the
+same order, libm's exp and sqrt as Python's math calls them), so a decision never depends on
+whether the extension was built: `COMPILED` says which run, and `monitor status` shows it.
 """
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
-# (weight of the term in the entry, the term's postings: entry id -> weight, minor): a minor
-# term only adds to entries that the others open (see Clusterer._candidates)
-Term = tuple[float, dict[int, float], bool]
 # (upper bound of the cosine, entry id, time decay, partial cosine from the terms scanned)
 Found = tuple[float, int, float, float]
 
 
-def scan_py(terms: list[Term], floor: float, bound: float, stamps: dict[int, float], ts: float,
-            window: float, half_inv_scale2: float, join: float, confident: float, syndicated: float,
-            names: frozenset[str], specific: dict[int, frozenset[str]]) -> list[Found]:
-    """The window's entries that could join: partial cosines summed term by term (in `terms`'
-    order), kept when at least `floor`, within `window` seconds of `ts`, and when the cosine's
-    upper bound (partial + `bound`) is a syndicated copy's (>= `syndicated`) or, decayed by the
-    time gap, reaches `join` (and `confident`, unless the entry names someone in `names`).
-    In the order the entries were first added to."""
-    opened: set[int] = set()
-    if any(minor for _, _, minor in terms):
-        opened.update(*(p for _, p, minor in terms if not minor))
-    acc: defaultdict[int, float] = defaultdict(float)
-    for w, p, minor in terms:
-        if not minor:
-            for eid, dw in p.items():
-                acc[eid] += w * dw
-        elif opened:
-            for eid, dw in p.items():
-                if eid in opened:
+class Index(Protocol):
+    """What the clusterer uses of a window index (WindowIndexPy documents each method)."""
+
+    def __len__(self) -> int: ...
+    def add(self, eid: int, ts: float, vec: dict[str, float]) -> None: ...
+    def remove(self, eid: int, vec: dict[str, float]) -> None: ...
+    def postings(self, term: str) -> dict[int, float]: ...
+    def search(self, vec: dict[str, float], common: float, join: float, confident: float, syndicated: float,
+               ts: float, window: float, half_inv_scale2: float, names: frozenset[str],
+               specific: dict[int, frozenset[str]]) -> tuple[list[Found], list[tuple[str, float]]]: ...
+
+
+class WindowIndexPy:
+    """Inverted index over the window's entry vectors: term -> entry id -> weight."""
+
+    def __init__(self) -> None:
+        self._postings: dict[str, dict[int, float]] = {}  # term -> entry id -> weight
+        self._maxw: dict[str, float] = {}  # term -> its highest weight in the postings
+        self._stamps: dict[int, float] = {}  # entry id -> published time
+
+    def __len__(self) -> int:
+        """The number of entries indexed."""
+        return len(self._stamps)
+
+    def add(self, eid: int, ts: float, vec: dict[str, float]) -> None:
+        """Index an entry's vector; `ts` is its published time (POSIX seconds)."""
+        self._stamps[eid] = ts
+        postings, maxw = self._postings, self._maxw
+        for t, w in vec.items():
+            p = postings.get(t)
+            if p is None:
+                postings[t] = {eid: w}
+                maxw[t] = w
+            else:
+                p[eid] = w
+                if w > maxw[t]:
+                    maxw[t] = w
+
+    def remove(self, eid: int, vec: dict[str, float]) -> None:
+        """Take out an entry indexed with `vec`."""
+        del self._stamps[eid]
+        postings, maxw = self._postings, self._maxw
+        for t, w in vec.items():
+            p = postings[t]
+            del p[eid]
+            if not p:
+                del postings[t]
+                del maxw[t]
+            elif w == maxw[t]:  # the highest weight left: a stale bound would open candidates for nothing
+                maxw[t] = max(p.values())
+
+    def postings(self, term: str) -> dict[int, float]:
+        """The entries that have `term`, with its weight in each, in the order they were added."""
+        return dict(self._postings.get(term, {}))
+
+    def search(self, vec: dict[str, float], common: float, join: float, confident: float, syndicated: float,
+               ts: float, window: float, half_inv_scale2: float, names: frozenset[str],
+               specific: dict[int, frozenset[str]]) -> tuple[list[Found], list[tuple[str, float]]]:
+        """The indexed entries that an entry with `vec`, published at `ts`, could join or copy.
+
+        Terms in more than `common` entries open no candidates: what they can add to a cosine
+        is bounded by their highest weight, and that bound is added to every partial cosine.
+        An entry is kept when its upper bound (partial + bound) reaches `syndicated`, or when,
+        decayed by the time gap (exp(-gap^2 x `half_inv_scale2`), no more than `window` apart),
+        it reaches `join`, and `confident` too unless the entry names someone in `names`.
+        Returns those entries, in the order the sums first reached them, and the common
+        terms with their weights in `vec` (for the exact scores).
+        """
+        postings, maxw = self._postings, self._maxw
+        skipped: list[tuple[str, float]] = []
+        active: list[tuple[str, float, dict[int, float]]] = []
+        bound = 0.0  # most that the skipped common terms can add to any cosine
+        for t, w in vec.items():
+            p = postings.get(t)
+            if not p:
+                continue
+            if len(p) > common:
+                skipped.append((t, w))
+                bound += w * maxw[t]
+            else:
+                active.append((t, w, p))
+        floor = min(join, syndicated) - bound
+        # An entry that shares only terms whose bounds add up to less than the floor can
+        # never be examined, so those terms open no candidates: they only add to the
+        # entries that the others opened (the same sums, in the same order, for less work).
+        minor: set[str] = set()
+        reach = 0.0
+        for b, t in sorted((w * maxw[t], t) for t, w, _ in active):
+            if reach + b >= floor:
+                break
+            reach += b
+            minor.add(t)
+        opened: set[int] = set()
+        if minor:
+            opened.update(*(p for t, _, p in active if t not in minor))
+        acc: defaultdict[int, float] = defaultdict(float)
+        for t, w, p in active:
+            if t not in minor:
+                if not acc:  # the first term: the same sums (0.0 + x is x), made in one pass
+                    acc = defaultdict(float, {eid: w * dw for eid, dw in p.items()})
+                    continue
+                for eid, dw in p.items():
                     acc[eid] += w * dw
-    found: list[Found] = []
-    exp = math.exp
-    for eid, partial in acc.items():
-        if partial < floor:
-            continue
-        upper = partial + bound
-        gap = abs(ts - stamps[eid])
-        if gap > window:
-            continue
-        decay = exp(-gap * gap * half_inv_scale2)
-        # a copy's bound always qualifies; below `confident` only an entry that names someone q names
-        reach = upper * decay
-        if upper >= syndicated or (reach >= join and (reach >= confident
-                                                      or not names.isdisjoint(specific[eid]))):
-            found.append((upper, eid, decay, partial))
-    return found
+            elif opened:
+                for eid, dw in p.items():
+                    if eid in opened:
+                        acc[eid] += w * dw
+        stamps = self._stamps
+        found: list[Found] = []
+        exp = math.exp
+        for eid, partial in acc.items():
+            if partial < floor:
+                continue
+            upper = partial + bound
+            gap = abs(ts - stamps[eid])
+            if gap > window:
+                continue
+            decay = exp(-gap * gap * half_inv_scale2)
+            # a copy's bound always qualifies; below `confident` only an entry that names someone q names
+            decayed = upper * decay
+            if upper >= syndicated or (decayed >= join and (decayed >= confident
+                                                            or not names.isdisjoint(specific[eid]))):
+                found.append((upper, eid, decay, partial))
+        return found, skipped
 
 
 def lead_cosine_py(a: Mapping[str, float], a_lead: frozenset[str], b: Mapping[str, float]) -> float:
@@ -77,7 +166,7 @@ def dot_py(pairs: list[tuple[str, float]], b: Mapping[str, float]) -> float:
     return s
 
 
-scan = scan_py
+WindowIndex: Callable[[], Index] = WindowIndexPy
 lead_cosine = lead_cosine_py
 dot = dot_py
 try:
@@ -85,5 +174,5 @@ try:
 except ImportError:  # built without a C compiler: the same results, slower
     COMPILED = False
 else:
-    scan, lead_cosine, dot = _scan.scan, _scan.lead_cosine, _scan.dot
+    WindowIndex, lead_cosine, dot = _scan.WindowIndex, _scan.lead_cosine, _scan.dot
     COMPILED = True

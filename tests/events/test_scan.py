@@ -1,10 +1,11 @@
-"""The candidate search's inner loops, compiled and in Python (monitor.events.scan).
+"""The window index and the candidate search, compiled and in Python (monitor.events.scan).
 
-What must hold: the compiled functions return exactly what their Python twins return, float
-for float and in the same order, so that no decision depends on whether the extension was
-built; clustering a stream decides the same with either; wrong input is refused with an
-error, not a crash. A test install builds the extension (it needs a C compiler): where it was
-not built, these tests skip, and a skip fails the run under CI.
+What must hold: the compiled twins return exactly what the Python ones return, float for
+float and in the same order, after any sequence of entries added and removed, so that no
+decision depends on whether the extension was built; clustering a stream decides the same
+with either; wrong input is refused with an error, not a crash. A test install builds the
+extension (it needs a C compiler): where it was not built these tests skip, and a skip
+fails the run under CI.
 """
 from __future__ import annotations
 
@@ -25,80 +26,126 @@ if not scan.COMPILED:
 
 from monitor.events import _scan  # only importable where it was built
 
-
-def _random_scan_args(rng: random.Random) -> tuple:
-    """A query's terms over a random window: postings that overlap, minor terms before and after
-    the others, entries that only minor terms reach, stamps near and far, names shared or not."""
-    entries = rng.sample(range(1, 10**9), rng.randint(0, 60))
-    stamps = {e: rng.uniform(0, 20 * 86400) for e in entries}
-    pool = [f"n{i}" for i in range(8)]
-    specific = {e: frozenset(rng.sample(pool, rng.randint(0, 3))) for e in entries}
-    terms = []
-    for _ in range(rng.randint(0, 12)):
-        members = rng.sample(entries, rng.randint(0, len(entries))) if entries else []
-        postings = {e: rng.uniform(0.01, 0.6) for e in members}
-        terms.append((rng.uniform(0.01, 0.6), postings, rng.random() < 0.3))
-    window = 7 * 86400.0
-    scale = rng.choice([24, 96, 240]) * 3600.0
-    return (terms, rng.uniform(-0.2, 0.3), rng.uniform(0.0, 0.3), stamps, rng.uniform(0, 20 * 86400), window,
-            0.5 / (scale * scale), 0.15, 0.3, 0.5, frozenset(rng.sample(pool, rng.randint(0, 3))), specific)
+DAY = 86400.0
+WORDS = [f"w{i:02d}" for i in range(30)]
+NAMES = [f"n{i}" for i in range(8)]
 
 
-@pytest.mark.parametrize("seed", range(300))
-def test_compiled_scan_returns_what_the_python_scan_returns(seed: int) -> None:
-    args = _random_scan_args(random.Random(seed))
-    compiled, python = _scan.scan(*args), scan.scan_py(*args)
-    assert compiled == python
-    # and the floats are the same bits, not only equal to the printed digits
-    assert [tuple(map(float.hex, (u, d, p))) for u, _, d, p in compiled] == \
-           [tuple(map(float.hex, (u, d, p))) for u, _, d, p in python]
+def _both() -> tuple[scan.Index, scan.Index]:
+    return _scan.WindowIndex(), scan.WindowIndexPy()
 
 
-def test_scan_keeps_what_the_rules_say() -> None:
-    """Worked by hand: two terms open entries 1-3, a minor term adds to 2 and would open 4."""
-    day = 86400.0
-    terms = [(0.5, {1: 0.4, 2: 0.2}, False), (0.25, {2: 0.4, 4: 0.9}, True), (0.5, {3: 0.2, 2: 0.2}, False)]
-    stamps = {1: 0.0, 2: 3 * day, 3: 0.0, 4: 0.0}
-    specific = {1: frozenset(), 2: frozenset({"smith"}), 3: frozenset(), 4: frozenset()}
+def _hexed(found: list) -> list:
+    """The floats' exact bits, not only their printed digits."""
+    return [(u.hex(), eid, d.hex(), p.hex()) for u, eid, d, p in found]
+
+
+def _random_window(rng: random.Random) -> tuple[list, dict, dict]:
+    """Entries added and removed in a random order (as a window moves), some removed again
+    right after they came, and weights that repeat, so that a term's highest weight leaves."""
+    entries, specific, added = [], {}, {}
+    compiled, python = _both()
+    for _ in range(rng.randint(0, 80)):
+        eid = rng.randrange(1, 2**62)
+        terms = rng.sample(WORDS, rng.randint(1, 12))
+        vec = {t: rng.choice([0.25, 0.5, rng.uniform(0.01, 0.7)]) for t in terms}
+        ts = rng.uniform(0, 20 * DAY)
+        for index in (compiled, python):
+            index.add(eid, ts, vec)
+        added[eid] = vec
+        specific[eid] = frozenset(rng.sample(NAMES, rng.randint(0, 3)))
+        entries.append(eid)
+        if added and rng.random() < 0.35:  # the oldest usually, any other sometimes
+            gone = entries.pop(0 if rng.random() < 0.7 else rng.randrange(len(entries)))
+            for index in (compiled, python):
+                index.remove(gone, added[gone])
+            del added[gone]
+    return [compiled, python], added, specific
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_the_compiled_index_finds_what_the_python_index_finds(seed: int) -> None:
+    rng = random.Random(seed)
+    (compiled, python), added, specific = _random_window(rng)
+    assert len(compiled) == len(python) == len(added)
+    for t in WORDS:
+        assert list(compiled.postings(t).items()) == list(python.postings(t).items())
+    for _ in range(5):
+        vec = {t: rng.uniform(0.01, 0.6) for t in rng.sample(WORDS, rng.randint(0, 15))}
+        scale = rng.choice([24, 96, 240]) * 3600.0
+        args = (vec, rng.choice([1, 3, 50, 4.5]), rng.choice([0.15, 0.3]), 0.3, 0.5, rng.uniform(0, 20 * DAY),
+                7 * DAY, 0.5 / (scale * scale), frozenset(rng.sample(NAMES, rng.randint(0, 3))), specific)
+        (found_c, skipped_c), (found_py, skipped_py) = compiled.search(*args), python.search(*args)
+        assert _hexed(found_c) == _hexed(found_py)
+        assert skipped_c == skipped_py
+
+
+def test_search_keeps_what_the_rules_say() -> None:
+    """Worked by hand. "c" is in 4 entries, more than the common limit of 3: it opens no
+    candidates and only bounds what it can add, q's 0.2 x its highest weight 0.5 = 0.1."""
     scale = 96 * 3600.0
-    for fn in (_scan.scan, scan.scan_py):
-        found = fn(terms, 0.05, 0.0, stamps, 0.0, 7 * day, 0.5 / scale**2, 0.15, 0.3, 0.5,
-                   frozenset({"smith"}), specific)
-        # entry 1: 0.5 x 0.4 = 0.2 (no gap, >= 0.15 but < 0.3, names no one q names: dropped);
-        # entry 2: 0.1 + 0.1 + 0.1 = 0.3, decayed by 3 days (0.3 x 0.75 = 0.23), shares "smith": kept;
-        # entry 3: 0.1 < 0.15: dropped; entry 4: only the minor term reaches it: never scanned
-        assert [eid for _, eid, _, _ in found] == [2]
-        upper, _, decay, partial = found[0]
-        assert partial == pytest.approx(0.3) and upper == partial
-        assert decay == pytest.approx(math.exp(-0.5 * (72 / 96) ** 2))
+    for index in _both():
+        index.add(1, 0.0, {"a": 0.4, "c": 0.5})
+        index.add(2, 3 * DAY, {"a": 0.2, "b": 0.4, "c": 0.1})
+        index.add(3, 0.0, {"b": 0.2, "c": 0.3})
+        index.add(4, 9 * DAY, {"a": 0.9, "c": 0.05})
+        names = {1: frozenset(), 2: frozenset({"smith"}), 3: frozenset(), 4: frozenset()}
+        found, skipped = index.search({"a": 0.6, "b": 0.5, "c": 0.2}, 3, 0.15, 0.3, 0.5, 0.0, 7 * DAY,
+                                      0.5 / scale**2, frozenset({"smith"}), names)
+        assert skipped == [("c", 0.2)]
+        # The floor is 0.15 - 0.1 = 0.05 and the bound of "b" alone (0.5 x 0.4) reaches it, so
+        # both "a" and "b" open candidates. Partial cosines, and with the bound 0.1 added:
+        # entry 1: 0.24 -> 0.34 at no gap, above 0.3: kept;
+        # entry 2: 0.12 + 0.2 = 0.32 -> 0.42 x decay(3 days) 0.75 = 0.317, above 0.3: kept;
+        # entry 3: 0.1 -> 0.2, under 0.3, and it names no one q names: dropped;
+        # entry 4: 0.54 -> 0.64 would be a copy's bound, but it is 9 days away: dropped.
+        assert [eid for _, eid, _, _ in found] == [1, 2]
+        (u1, _, d1, p1), (u2, _, d2, p2) = found
+        assert (p1, u1, d1) == (pytest.approx(0.24), pytest.approx(0.34), 1.0)
+        assert (p2, u2) == (pytest.approx(0.32), pytest.approx(0.42))
+        assert d2 == pytest.approx(math.exp(-0.5 * (72 / 96) ** 2))
+        index.remove(1, {"a": 0.4, "c": 0.5})
+        assert index.postings("a") == {2: 0.2, 4: 0.9} and len(index) == 3
+        # "c" left with its highest weight: its bound is now 0.2 x 0.3 = 0.06 (not 0.1). Entry 3:
+        # 0.5 x 0.2 = 0.1 -> 0.16, under 0.3 but it names "x" as q does: kept; entry 2: 0.2 ->
+        # 0.26 x 0.75 = 0.196, names no one: dropped.
+        found, skipped = index.search({"b": 0.5, "c": 0.2}, 2, 0.15, 0.3, 0.5, 0.0, 7 * DAY, 0.5 / scale**2,
+                                      frozenset({"x"}), {2: frozenset(), 3: frozenset({"x"}), 4: frozenset()})
+        assert skipped == [("c", 0.2)]
+        assert [(eid, round(u, 9), p) for u, eid, _, p in found] == [(3, 0.16, 0.1)]
 
 
 @pytest.mark.parametrize("seed", range(100))
 def test_compiled_dot_products_return_what_the_python_ones_return(seed: int) -> None:
     rng = random.Random(seed)
-    words = [f"w{i}" for i in range(40)]
-    a = {t: rng.random() for t in rng.sample(words, rng.randint(0, 30))}
-    b = {t: rng.random() for t in rng.sample(words, rng.randint(0, 30))}
-    lead = frozenset(rng.sample(words, rng.randint(0, 40)))
+    a = {t: rng.random() for t in rng.sample(WORDS, rng.randint(0, 25))}
+    b = {t: rng.random() for t in rng.sample(WORDS, rng.randint(0, 25))}
+    lead = frozenset(rng.sample(WORDS, rng.randint(0, 30)))
     assert _scan.lead_cosine(a, lead, b).hex() == scan.lead_cosine_py(a, lead, b).hex()
     pairs = list(a.items())
     assert _scan.dot(pairs, b).hex() == scan.dot_py(pairs, b).hex()
 
 
 def test_wrong_input_is_refused_with_an_error() -> None:
-    ok = ([(0.5, {1: 0.5}, False)], 0.0, 0.0, {1: 0.0}, 0.0, 1.0, 1.0, 0.1, 0.3, 0.5, frozenset(),
-          {1: frozenset()})
+    index = _scan.WindowIndex()
     with pytest.raises(TypeError):
-        _scan.scan([(0.5, {1: "x"}, False)], *ok[1:])
+        index.add(1, 0.0, {"a": "heavy"})
     with pytest.raises(TypeError):
-        _scan.scan([(0.5, {1: 0.5})], *ok[1:])
-    with pytest.raises(KeyError):
-        _scan.scan(ok[0], *ok[1:3], {}, *ok[4:])
+        index.add(1, 0.0, [("a", 0.5)])
     with pytest.raises(OverflowError):
-        _scan.scan([(0.5, {2**70: 0.5}, False)], *ok[1:])
+        index.add(2**70, 0.0, {"a": 0.5})
+    with pytest.raises(TypeError):
+        _scan.WindowIndex(5)
+    index.add(1, 0.0, {"a": 0.2})
+    with pytest.raises(KeyError):  # an entry it does not hold
+        index.remove(2, {"a": 0.2})
+    with pytest.raises(KeyError):  # a term it does not hold
+        index.remove(1, {"b": 0.2})
+    with pytest.raises(KeyError):  # 0.5 x 0.2 reaches the bar 0.1 but not 0.3: the names are needed
+        index.search({"a": 0.5}, 50, 0.1, 0.3, 0.5, 0.0, DAY, 1e-10, frozenset(), {})
     with pytest.raises(TypeError):
         _scan.dot([("a",)], {})
-    assert _scan.scan(*ok) == scan.scan_py(*ok)
+    assert index.postings("a") == {1: 0.2} and len(index) == 1  # nothing was half done
 
 
 def _stream(n: int) -> list:
@@ -117,16 +164,18 @@ def _stream(n: int) -> list:
     return out
 
 
-def test_clustering_decides_the_same_with_the_python_loops(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_clustering_decides_the_same_with_the_python_twins(monkeypatch: pytest.MonkeyPatch) -> None:
     docs = _stream(1500)
     cl = Clusterer()
     compiled = [cl.assign(d) for d in docs]
-    monkeypatch.setattr(scan, "scan", scan.scan_py)
+    monkeypatch.setattr(scan, "WindowIndex", scan.WindowIndexPy)
     monkeypatch.setattr(scan, "dot", scan.dot_py)
     monkeypatch.setattr(sim, "lead_cosine", scan.lead_cosine_py)
     cl = Clusterer()
+    assert isinstance(cl._index, scan.WindowIndexPy)
     python = [cl.assign(d) for d in docs]
     assert python == compiled
-    # the stream exercises what the loops decide: joins, copies and merges
+    # the stream exercises what the index decides: joins, copies, merges and entries leaving
     assert {a.reason for a in compiled} >= {"new", "similar", "syndicated"}
     assert any(a.merged for a in compiled)
+    assert cl.window_entries < len(docs)
