@@ -625,9 +625,9 @@ def status(mon: Monitor, as_json: bool) -> None:
                    + _chat_counts(st)),
         ("database", f"{db.path} ({db.size / 1e6:.1f} MB, schema {db.schema_version})"),
         ("parser", _parser_line(st)),
-        ("clustering", "compiled candidate search" if st.compiled_search else
-         paint("candidate search in Python (built without a C compiler): clustering runs slower; "
-               "reinstall with one", "warning")),
+        ("clustering", "compiled index, search and reading" if st.compiled_search else
+         paint("index, search and reading in Python (built without a C compiler): clustering runs "
+               "slower; reinstall with one", "warning")),
         ("scheduler", f"{sched.state}"
                       + (f", pid {sched.pid}, heartbeat {ago(sched.heartbeat, now)}"
                          if sched.heartbeat else "")),

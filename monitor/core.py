@@ -362,10 +362,10 @@ class Monitor:
 
 
 def compiled_search() -> bool:
-    """Whether clustering's candidate search runs compiled (built at install with a C compiler)."""
-    from monitor.events.scan import COMPILED
+    """Whether clustering's index, search and reading run compiled (built at install with a C compiler)."""
+    from monitor.events import reading, scan
 
-    return COMPILED
+    return scan.COMPILED and reading.COMPILED
 
 
 def _parser_info() -> ParserInfo:

@@ -320,7 +320,7 @@ class Status:
     outbox: OutboxCounts
     scheduler: SchedulerState
     parser: ParserInfo
-    compiled_search: bool  # the candidate search's loops run compiled (monitor.events.scan)
+    compiled_search: bool  # clustering's index, search and reading run compiled (events: scan, reading)
 
     @property
     def last_poll(self) -> datetime | None:

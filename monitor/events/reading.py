@@ -97,9 +97,14 @@ def sentence_key(tokens: Sequence[str], title_words: frozenset[str]) -> int | No
     fewer than two words left are too short to tell boilerplate from text.
     """
     kept = [t for t in tokens if t > "9" and t not in title_words]  # "9" sorts after every number
-    if len(kept) < 2:
+    return _key("\x1f".join(kept)) if len(kept) > 1 else None
+
+
+def _key(kept: str | None) -> int | None:
+    """sentence_key of a sentence's kept tokens joined by U+001F (None: fewer than two)."""
+    if kept is None:
         return None
-    digest = blake2b("\x1f".join(kept).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    digest = blake2b(kept.encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "little", signed=True)
 
 
@@ -144,25 +149,49 @@ def _day_words(tokens: Iterable[str]) -> tuple[str, ...]:
 
 _NO_TOKENS: tuple[tuple, ...] = ((), (), (), ())
 
+# What a sentence's tokens say: (lower-cased tokens, the same joined by spaces, their terms,
+# name terms, terms of lower-case tokens, name pairs, day words, the tokens sentence_key keeps
+# joined by U+001F or None)
+Parts = tuple[tuple[str, ...], str, tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...],
+              tuple[str, ...], str | None]
+
+
+def sentence_parts_py(raw: list[str], tokens: dict[str, tf.TokenInfo], title_words: frozenset[str],
+                      day_or_month: frozenset[str]) -> Parts:
+    """Everything of a sentence that comes from its tokens (`raw`, as written), through the
+    token cache `tokens` (tf.TOKENS): one look-up per token, then filters over the results."""
+    # lower-cased tokens, their terms (None for stopwords and noise), whether they start
+    # with a capital and with a lower-case letter
+    low, terms, capital, lower_case = zip(*map(tokens.__getitem__, raw), strict=True) if raw else _NO_TOKENS
+    kept = [t for t in low if t > "9" and t not in title_words]  # as sentence_key keeps them
+    found = day_or_month.intersection(low)
+    names = tuple(filter(None, compress(terms[1:], capital[1:])))
+    return (low, " ".join(low), tuple(filter(None, terms)), names,
+            tuple(filter(None, compress(terms, lower_case))), name_pairs(raw, capital, terms),
+            tuple(sorted(found)) if found else (), "\x1f".join(kept) if len(kept) > 1 else None)
+
+
+sentence_parts = sentence_parts_py
+try:
+    from ._reading import sentence_parts
+except ImportError:  # built without a C compiler: the same results, slower
+    COMPILED = False
+else:
+    COMPILED = True
+
 
 def _sentence(sent: str, title_words: frozenset[str]) -> Sentence:
-    term_of = tf.term_of
     raw = tf.raw_tokens(sent)
-    # lower-cased tokens, their terms (None for stopwords and noise), whether they start
-    # with a capital and with a lower-case letter: one look-up per token
-    low, terms, capital, lower_case = zip(*map(tf.token_info, raw), strict=True) if raw else _NO_TOKENS
-    names = tuple(filter(None, compress(terms[1:], capital[1:])))
+    low, text, terms, names, lower, pairs, day_words, kept = sentence_parts(raw, tf.TOKENS, title_words,
+                                                                            _DAY_OR_MONTH)
     compounds = tuple(map(tf.stem, tf.compound_names(sent))) if "-" in sent else ()
     tail = None
     if not sent.isascii():  # lower-casing can change tokens only outside ASCII
         tail_low = tf.raw_tokens(sent.lower())
         if tuple(tail_low) != low:
             tail = (sentence_key(tail_low, title_words), len(tail_low), " ".join(tail_low),
-                    tuple(filter(None, map(term_of, tail_low))))
-    lower = tuple(filter(None, compress(terms, lower_case)))
-    return Sentence(sent, sentence_key(low, title_words), len(low), " ".join(low),
-                    tuple(filter(None, terms)), _day_words(low), names, compounds, tail,
-                    name_pairs(raw, capital, terms), lower)
+                    tuple(filter(None, map(tf.term_of, tail_low))))
+    return Sentence(sent, _key(kept), len(low), text, terms, day_words, names, compounds, tail, pairs, lower)
 
 
 def name_pairs(raw: list[str], capital: Sequence[bool] | None = None,

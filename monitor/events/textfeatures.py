@@ -274,7 +274,8 @@ class _Tokens(dict):
         return info
 
 
-token_info = _Tokens().__getitem__  # TokenInfo of one token as written (raw_tokens)
+TOKENS = _Tokens()  # token as written -> TokenInfo (monitor.events.reading reads it in C too)
+token_info = TOKENS.__getitem__  # TokenInfo of one token as written (raw_tokens)
 
 
 def sentences(text: str) -> list[str]:

@@ -261,12 +261,12 @@ def test_status_says_the_fast_parser_is_on_for_the_installed_feedparser(run):
     assert line.split(None, 1)[1] == f"feedparser {parser['feedparser']}, fast path on"
 
 
-def test_status_says_the_candidate_search_runs_compiled(run):
-    """The install compiles clustering's candidate search (monitor/events/_scan.c) where a C
-    compiler is at hand, as the README's commands have one; without it the same decisions take
-    longer, and the README promises `monitor status` says so. A test install that lost the
-    extension fails here."""
+def test_status_says_clustering_runs_compiled(run):
+    """The install compiles clustering's index, search and reading (monitor/events/_scan.c and
+    _reading.c) where a C compiler is at hand, as the README's commands have one; without it
+    the same decisions take longer, and the README promises `monitor status` says so. A test
+    install that lost an extension fails here."""
     run("init")
     assert run.json("status")["clustering"] == {"compiled": True}
     line = next(x for x in run("status").stdout.splitlines() if x.startswith("clustering"))
-    assert line.split(None, 1)[1] == "compiled candidate search"
+    assert line.split(None, 1)[1] == "compiled index, search and reading"

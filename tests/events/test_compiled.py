@@ -1,11 +1,12 @@
-"""The window index and the candidate search, compiled and in Python (monitor.events.scan).
+"""Clustering's compiled twins against their Python ones: the window index and the candidate
+search (monitor.events.scan), and reading a sentence's tokens (monitor.events.reading).
 
 What must hold: the compiled twins return exactly what the Python ones return, float for
-float and in the same order, after any sequence of entries added and removed, so that no
-decision depends on whether the extension was built; clustering a stream decides the same
-with either; wrong input is refused with an error, not a crash. A test install builds the
-extension (it needs a C compiler): where it was not built these tests skip, and a skip
-fails the run under CI.
+float, string for string and in the same order, after any sequence of entries added and
+removed, so that no decision depends on whether the extensions were built; clustering a
+stream decides the same with either; wrong input is refused with an error, not a crash. A
+test install builds the extensions (it needs a C compiler): where they were not built these
+tests skip, and a skip fails the run under CI.
 """
 from __future__ import annotations
 
@@ -16,15 +17,17 @@ from datetime import timedelta
 
 import pytest
 
-from monitor.events import scan
+from monitor.events import reading, scan
 from monitor.events import similarity as sim
+from monitor.events import textfeatures as tf
 from monitor.events.clusterer import Clusterer
 from tests.support.corpus import DOCS
 
-if not scan.COMPILED:
-    pytest.skip("monitor.events._scan was not built (no C compiler at install)", allow_module_level=True)
+if not (scan.COMPILED and reading.COMPILED):
+    pytest.skip("monitor.events._scan or _reading was not built (no C compiler at install)",
+                allow_module_level=True)
 
-from monitor.events import _scan  # only importable where it was built
+from monitor.events import _reading, _scan  # only importable where they were built
 
 DAY = 86400.0
 WORDS = [f"w{i:02d}" for i in range(30)]
@@ -171,6 +174,7 @@ def test_clustering_decides_the_same_with_the_python_twins(monkeypatch: pytest.M
     monkeypatch.setattr(scan, "WindowIndex", scan.WindowIndexPy)
     monkeypatch.setattr(scan, "dot", scan.dot_py)
     monkeypatch.setattr(sim, "lead_cosine", scan.lead_cosine_py)
+    monkeypatch.setattr(reading, "sentence_parts", reading.sentence_parts_py)
     cl = Clusterer()
     assert isinstance(cl._index, scan.WindowIndexPy)
     python = [cl.assign(d) for d in docs]
@@ -179,3 +183,76 @@ def test_clustering_decides_the_same_with_the_python_twins(monkeypatch: pytest.M
     assert {a.reason for a in compiled} >= {"new", "similar", "syndicated"}
     assert any(a.merged for a in compiled)
     assert cl.window_entries < len(docs)
+
+
+# --- reading a sentence's tokens ------------------------------------------------------------------
+
+TRICKY = [
+    "",
+    "A",
+    "Police in Tehran said: the IRGC's CEO, Mr. ÖZIL Ahmed-Zadeh, met John Smith on Monday, June 5 at 10:30.",
+    "NEW YORK (AP) - Maria Lopez and Ana de la Cruz of Peregrin Park said Friday, friday and May 5.",
+    "Встреча в Анкаре прошла в понедельник, сказал Иван Петров Сидоров.",
+    "İSTANBUL: Kılıçdaroğlu met Erdoğan; Erdoğan's aide O'Neill said 5,000 people, 85.4% of them.",  # noqa: RUF001
+    "Email Print Share This Story Posted 3 hours ago By Jane Doe Jane Doe",
+    "the the THE The tHe 9 99 9a a9 Zz",
+]
+
+
+def _sentences() -> list[str]:
+    out = list(TRICKY)
+    for d in DOCS:
+        r = reading.read(d.title, d.text, d.outlet, whole=True)
+        out += [r.title, *(s.text for s in r.sentences)]
+    rng = random.Random(3)  # word salad: every mix of capitals, names, days, numbers and stopwords
+    pool = ("Tehran tehran Monday june June NATO U.S. the The of Peregrin Park Jacob Melendez melendez "
+            "al-Abadi Farnaghi-Zadeh 12 3:40 5,000 O'Brien it's ÉCOLE école Ünal ÇAY Petrov").split()
+    out += [" ".join(rng.choices(pool, k=rng.randint(1, 25))) for _ in range(400)]
+    return out
+
+
+@pytest.mark.parametrize("title_words", [frozenset(), frozenset({"police", "said", "maria", "tehran"})])
+def test_compiled_sentence_parts_return_what_the_python_ones_return(title_words: frozenset[str]) -> None:
+    for sentence in _sentences():
+        raw = tf.raw_tokens(sentence)
+        compiled = _reading.sentence_parts(raw, tf.TOKENS, title_words, reading._DAY_OR_MONTH)
+        python = reading.sentence_parts_py(raw, tf.TOKENS, title_words, reading._DAY_OR_MONTH)
+        assert compiled == python, sentence
+        assert [type(x) for x in compiled] == [type(x) for x in python], sentence
+
+
+def test_sentence_parts_hold_their_tokens_while_the_cache_empties() -> None:
+    """The token cache empties itself when it is full, in the middle of a sentence: what was
+    looked up before must stay valid. Here it empties on every miss."""
+
+    class Forgetful(dict):
+        def __missing__(self, token: str) -> tf.TokenInfo:
+            self.clear()
+            low = token.lower()
+            info = tf.TokenInfo(low, tf.term_of(low), token[0].isupper(), token[0].islower())
+            self[token] = info
+            return info
+
+    for sentence in _sentences()[:200]:
+        raw = tf.raw_tokens(sentence)
+        expected = reading.sentence_parts_py(raw, tf.TOKENS, frozenset(), reading._DAY_OR_MONTH)
+        assert _reading.sentence_parts(raw, Forgetful(), frozenset(), reading._DAY_OR_MONTH) == expected
+
+
+def test_reading_is_the_same_with_the_python_twin(monkeypatch: pytest.MonkeyPatch) -> None:
+    readings = [reading.read(d.title, d.text, d.outlet, whole=w) for d in DOCS for w in (False, True)]
+    monkeypatch.setattr(reading, "sentence_parts", reading.sentence_parts_py)
+    assert [reading.read(d.title, d.text, d.outlet, whole=w) for d in DOCS for w in (False, True)] == readings
+    assert any(s.pairs for r in readings for s in r.sentences)  # names were read
+    assert any(s.day_words for r in readings for s in r.sentences)
+
+
+def test_reading_refuses_wrong_tokens_with_an_error() -> None:
+    with pytest.raises(TypeError):
+        _reading.sentence_parts(["fine", 7], tf.TOKENS, frozenset(), reading._DAY_OR_MONTH)
+    with pytest.raises(TypeError):  # a cache that does not hold (low, term, capital, lower)
+        _reading.sentence_parts(["word"], {"word": "word"}, frozenset(), reading._DAY_OR_MONTH)
+    with pytest.raises(KeyError):
+        _reading.sentence_parts(["word"], {}, frozenset(), reading._DAY_OR_MONTH)
+    with pytest.raises(TypeError):
+        _reading.sentence_parts(("a", "tuple"), tf.TOKENS, frozenset(), reading._DAY_OR_MONTH)

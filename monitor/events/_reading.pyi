@@ -1,0 +1,7 @@
+from collections.abc import Mapping
+
+from . import textfeatures as tf
+from .reading import Parts
+
+def sentence_parts(raw: list[str], tokens: Mapping[str, tf.TokenInfo], title_words: frozenset[str],
+                   day_or_month: frozenset[str]) -> Parts: ...
