@@ -1,12 +1,16 @@
-/* The per-token part of reading a sentence, compiled (monitor/events/reading.py has the same in
- * Python: sentence_parts_py, and name_pairs).
+/* Reading and weighing an entry, the parts compiled: a sentence's tokens (monitor/events/reading.py
+ * has the same in Python: sentence_parts_py, with name_pairs) and an entry's tf-idf vector
+ * (monitor/events/similarity.py: count_and_vectorize_py).
  *
- * It returns exactly what its Python twin returns: the same strings (the token cache's own
- * objects, or joined from them), in the same order. A sentence has a dozen or two tokens; the
- * Python twin spends most of its time in the calls between them, this does them in one pass.
+ * Each returns exactly what its Python twin returns: the same strings (the token cache's own
+ * objects, or joined from them) and the same doubles (the same operations in the same order,
+ * libm's log and sqrt as Python's math calls them; the build turns off fused multiply-add), in
+ * the same order. The Python twins spend most of their time in the calls between builtins.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
+#include <stdlib.h>
 
 static PyObject *str_isupper, *str_space, *str_unit, *str_nine;
 
@@ -168,13 +172,90 @@ done:
     return result;
 }
 
+/* --- count_and_vectorize -------------------------------------------------------------------------- */
+
+typedef struct {
+    double s; /* minus the term's tf-idf */
+    PyObject *t; /* borrowed from weights */
+} scored_t;
+
+static int by_score_then_term(const void *x, const void *y) {
+    const scored_t *a = x, *b = y;
+    if (a->s < b->s) return -1;
+    if (a->s > b->s) return 1;
+    return PyUnicode_Compare(a->t, b->t); /* distinct str keys */
+}
+
+PyDoc_STRVAR(count_and_vectorize_doc,
+"count_and_vectorize(df, weights, total, k) -> vector\n\nSee monitor.events.similarity.count_and_vectorize_py.");
+
+static PyObject *count_and_vectorize(PyObject *self, PyObject *args) {
+    PyObject *df, *weights;
+    double total;
+    Py_ssize_t k;
+    if (!PyArg_ParseTuple(args, "O!O!dn:count_and_vectorize", &PyDict_Type, &df, &PyDict_Type, &weights, &total,
+                          &k))
+        return NULL;
+    Py_ssize_t n = PyDict_GET_SIZE(weights), i = 0, pos = 0;
+    scored_t *scored = PyMem_Malloc(sizeof(scored_t) * (n ? n : 1));
+    if (scored == NULL) return PyErr_NoMemory();
+    PyObject *term, *value, *out = NULL;
+    /* count each term once more, as Counter.update does, then read the count back */
+    while (PyDict_Next(weights, &pos, &term, &value)) {
+        PyObject *old = PyDict_GetItemWithError(df, term);
+        if (old == NULL && PyErr_Occurred()) goto done;
+        long long d = 0;
+        if (old != NULL) {
+            d = PyLong_AsLongLong(old);
+            if (d == -1 && PyErr_Occurred()) goto done;
+        }
+        d += 1;
+        PyObject *count = PyLong_FromLongLong(d);
+        if (count == NULL) goto done;
+        int rc = PyDict_SetItem(df, term, count);
+        Py_DECREF(count);
+        if (rc < 0) goto done;
+        double w = PyFloat_AsDouble(value);
+        if (w == -1.0 && PyErr_Occurred()) goto done;
+        double dd = (double)d;
+        scored[i].s = -w * log(1.0 + (total - dd) / (dd + 0.5));
+        scored[i].t = term;
+        i++;
+    }
+    if (n > k) {
+        qsort(scored, n, sizeof(scored_t), by_score_then_term);
+        if (PyErr_Occurred()) goto done;
+        n = k;
+    }
+    double norm2 = 0.0;
+    for (i = 0; i < n; i++) norm2 = norm2 + scored[i].s * scored[i].s;
+    double norm = sqrt(norm2);
+    if (norm == 0.0) norm = 1.0;
+    out = PyDict_New();
+    if (out == NULL) goto done;
+    for (i = 0; i < n; i++) {
+        PyObject *v = PyFloat_FromDouble(-scored[i].s / norm);
+        if (v == NULL || PyDict_SetItem(out, scored[i].t, v) < 0) {
+            Py_XDECREF(v);
+            Py_CLEAR(out);
+            goto done;
+        }
+        Py_DECREF(v);
+    }
+done:
+    PyMem_Free(scored);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"sentence_parts", sentence_parts, METH_VARARGS, sentence_parts_doc},
+    {"count_and_vectorize", count_and_vectorize, METH_VARARGS, count_and_vectorize_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_reading", "Compiled twin of monitor.events.reading.sentence_parts_py.", -1,
+    PyModuleDef_HEAD_INIT, "_reading", "Compiled twins of reading.sentence_parts_py, similarity.count_and_vectorize_py.",
+    -1,
     methods,
 };
 

@@ -6,6 +6,7 @@ the clusterer can add and evict entries as its time window moves.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -183,18 +184,32 @@ class DocumentFrequencies:
     def add_and_vectorize(self, weights: dict[str, float], k: int = VECTOR_TERMS) -> dict[str, float]:
         """`add` the entry's terms, then its tf-idf vector of the top-k terms, scaled to unit
         length (ties broken by term: deterministic)."""
-        df = self.df
         self.n += 1
-        total = self.n + self.prior + 0.5
-        log = math.log
-        df.update(iter(weights))  # counted in C; the counts are then read back from a table just touched
-        scored = [(-w * log(1.0 + (total - d) / (d + 0.5)), t)
-                  for t, w, d in zip(weights, weights.values(), map(df.__getitem__, weights), strict=True)]
-        if len(scored) > k:
-            scored.sort()
-            del scored[k:]
-        norm = math.sqrt(sum(s * s for s, _ in scored)) or 1.0
-        return {t: -s / norm for s, t in scored}
+        return count_and_vectorize(self.df, weights, self.n + self.prior + 0.5, k)
+
+
+def count_and_vectorize_py(df: Counter[str], weights: dict[str, float], total: float,
+                           k: int) -> dict[str, float]:
+    """Count each term of `weights` once more in `df`, then the tf-idf vector of the top-k terms
+    (idf as DocumentFrequencies.idf, `total` being its n + prior + 0.5), scaled to unit length.
+    More than k terms are ranked by weight, ties by term; k or fewer keep the order of `weights`."""
+    log = math.log
+    df.update(iter(weights))  # counted in C; the counts are then read back from a table just touched
+    scored = [(-w * log(1.0 + (total - d) / (d + 0.5)), t)
+              for t, w, d in zip(weights, weights.values(), map(df.__getitem__, weights), strict=True)]
+    if len(scored) > k:
+        scored.sort()
+        del scored[k:]
+    norm2 = 0.0
+    for s, _ in scored:  # left to right, as the compiled twin adds
+        norm2 += s * s
+    norm = math.sqrt(norm2) or 1.0
+    return {t: -s / norm for s, t in scored}
+
+
+count_and_vectorize = count_and_vectorize_py
+with contextlib.suppress(ImportError):  # built without a C compiler: the same results, slower
+    from ._reading import count_and_vectorize
 
 
 class WrittenCase:

@@ -1,5 +1,6 @@
 """Clustering's compiled twins against their Python ones: the window index and the candidate
-search (monitor.events.scan), and reading a sentence's tokens (monitor.events.reading).
+search (monitor.events.scan), reading a sentence's tokens (monitor.events.reading) and an
+entry's tf-idf vector (monitor.events.similarity).
 
 What must hold: the compiled twins return exactly what the Python ones return, float for
 float, string for string and in the same order, after any sequence of entries added and
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 
@@ -175,6 +177,7 @@ def test_clustering_decides_the_same_with_the_python_twins(monkeypatch: pytest.M
     monkeypatch.setattr(scan, "dot", scan.dot_py)
     monkeypatch.setattr(sim, "lead_cosine", scan.lead_cosine_py)
     monkeypatch.setattr(reading, "sentence_parts", reading.sentence_parts_py)
+    monkeypatch.setattr(sim, "count_and_vectorize", sim.count_and_vectorize_py)
     cl = Clusterer()
     assert isinstance(cl._index, scan.WindowIndexPy)
     python = [cl.assign(d) for d in docs]
@@ -256,3 +259,37 @@ def test_reading_refuses_wrong_tokens_with_an_error() -> None:
         _reading.sentence_parts(["word"], {}, frozenset(), reading._DAY_OR_MONTH)
     with pytest.raises(TypeError):
         _reading.sentence_parts(("a", "tuple"), tf.TOKENS, frozenset(), reading._DAY_OR_MONTH)
+
+
+# --- an entry's tf-idf vector ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", range(150))
+def test_compiled_vectors_and_counts_are_the_python_ones(seed: int) -> None:
+    """Counts, weights, order and ties: equal weights on terms with equal counts score the
+    same, and the term decides which of them make the top k."""
+    rng = random.Random(seed)
+    counts = {t: rng.randint(1, 40) for t in rng.sample(WORDS, rng.randint(0, 30))}
+    terms = rng.sample(WORDS, rng.randint(0, 30))
+    weights = {t: rng.choice([1.0, 1.25, 2.0, rng.uniform(0.1, 3.0)]) for t in terms}
+    total, k = rng.uniform(60, 5000), rng.choice([1, 5, 12, 48])
+    df_c, df_py = Counter(counts), Counter(counts)
+    compiled = _reading.count_and_vectorize(df_c, weights, total, k)
+    python = sim.count_and_vectorize_py(df_py, weights, total, k)
+    assert [(t, w.hex()) for t, w in compiled.items()] == [(t, w.hex()) for t, w in python.items()]
+    assert df_c == df_py and list(df_c.items()) == list(df_py.items())
+    assert len(compiled) == min(k, len(weights))
+
+
+def test_vectors_rank_by_weight_then_term() -> None:
+    """Worked by hand: with equal counts the idf is the same, so the tf weights rank the terms;
+    "b" and "c" tie, and "b" comes first. The vector has unit length."""
+    df: Counter[str] = Counter({"a": 3, "b": 3, "c": 3, "d": 3})
+    vec = _reading.count_and_vectorize(df, {"d": 1.0, "c": 2.0, "b": 2.0, "a": 3.0}, 100.5, 3)
+    assert list(vec) == ["a", "b", "c"]
+    assert vec["a"] / vec["b"] == pytest.approx(1.5)
+    assert sum(w * w for w in vec.values()) == pytest.approx(1.0)
+    assert df == {"a": 4, "b": 4, "c": 4, "d": 4}
+    with pytest.raises(TypeError):
+        _reading.count_and_vectorize(df, {"a": "heavy"}, 100.5, 3)
+    with pytest.raises(TypeError):
+        _reading.count_and_vectorize(Counter({"a": "many"}), {"a": 1.0}, 100.5, 3)
