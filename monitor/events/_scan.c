@@ -120,9 +120,15 @@ static PyObject *index_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
 
 static Py_ssize_t index_len(IndexObject *self) { return self->entries; }
 
-static int as_weight(PyObject *value, double *w) {
-    *w = PyFloat_AsDouble(value);
-    return (*w == -1.0 && PyErr_Occurred()) ? -1 : 0;
+/* The next (term, weight) of an entry's vector, with the term's postings (NULL when the index has
+ * none): 1, or 0 at the end, or -1 with an exception set. */
+static int next_term(IndexObject *self, PyObject *vec, Py_ssize_t *pos, PyObject **term, PyObject **value,
+                     double *w, PostingsObject **p) {
+    if (!PyDict_Next(vec, pos, term, value)) return 0;
+    *w = PyFloat_AsDouble(*value);
+    if (*w == -1.0 && PyErr_Occurred()) return -1;
+    *p = (PostingsObject *)PyDict_GetItemWithError(self->terms, *term);
+    return (*p == NULL && PyErr_Occurred()) ? -1 : 1;
 }
 
 static PyObject *index_add(IndexObject *self, PyObject *args) {
@@ -131,13 +137,12 @@ static PyObject *index_add(IndexObject *self, PyObject *args) {
     PyObject *vec;
     if (!PyArg_ParseTuple(args, "LdO!:add", &eid, &ts, &PyDict_Type, &vec)) return NULL;
     PyObject *term, *value;
+    PostingsObject *p;
+    double w;
     Py_ssize_t pos = 0;
-    while (PyDict_Next(vec, &pos, &term, &value)) {
-        double w;
-        if (as_weight(value, &w) < 0) return NULL;
-        PostingsObject *p = (PostingsObject *)PyDict_GetItemWithError(self->terms, term);
+    int more;
+    while ((more = next_term(self, vec, &pos, &term, &value, &w, &p)) > 0) {
         if (p == NULL) {
-            if (PyErr_Occurred()) return NULL;
             p = postings_new();
             if (p == NULL) return NULL;
             int rc = PyDict_SetItem(self->terms, term, (PyObject *)p);
@@ -153,6 +158,7 @@ static PyObject *index_add(IndexObject *self, PyObject *args) {
         p->ts[p->n] = ts;
         p->n++;
     }
+    if (more < 0) return NULL;
     self->entries++;
     Py_RETURN_NONE;
 }
@@ -162,13 +168,13 @@ static PyObject *index_remove(IndexObject *self, PyObject *args) {
     PyObject *vec;
     if (!PyArg_ParseTuple(args, "LO!:remove", &eid, &PyDict_Type, &vec)) return NULL;
     PyObject *term, *value;
+    PostingsObject *p;
+    double w;
     Py_ssize_t pos = 0;
-    while (PyDict_Next(vec, &pos, &term, &value)) {
-        double w;
-        if (as_weight(value, &w) < 0) return NULL;
-        PostingsObject *p = (PostingsObject *)PyDict_GetItemWithError(self->terms, term);
+    int more;
+    while ((more = next_term(self, vec, &pos, &term, &value, &w, &p)) > 0) {
         if (p == NULL) {
-            if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, term);
+            PyErr_SetObject(PyExc_KeyError, term);
             return NULL;
         }
         Py_ssize_t i = 0;
@@ -198,6 +204,7 @@ static PyObject *index_remove(IndexObject *self, PyObject *args) {
         }
         if (p->cap > 16 && p->n * 4 < p->cap && postings_reserve(p, p->cap / 2) < 0) return NULL;
     }
+    if (more < 0) return NULL;
     self->entries--;
     Py_RETURN_NONE;
 }
@@ -316,15 +323,12 @@ static PyObject *index_search(IndexObject *self, PyObject *args) {
 
     double bound = 0.0; /* most that the skipped common terms can add to any cosine */
     PyObject *term, *value;
+    PostingsObject *p;
+    double w;
     Py_ssize_t pos = 0;
-    while (PyDict_Next(vec, &pos, &term, &value)) {
-        double w;
-        if (as_weight(value, &w) < 0) goto done;
-        PostingsObject *p = (PostingsObject *)PyDict_GetItemWithError(self->terms, term);
-        if (p == NULL) {
-            if (PyErr_Occurred()) goto done;
-            continue;
-        }
+    int more;
+    while ((more = next_term(self, vec, &pos, &term, &value, &w, &p)) > 0) {
+        if (p == NULL) continue;
         if ((double)p->n > common) {
             PyObject *pair = PyTuple_Pack(2, term, value);
             if (pair == NULL || PyList_Append(skipped, pair) < 0) {
@@ -344,6 +348,7 @@ static PyObject *index_search(IndexObject *self, PyObject *args) {
             opened_total += p->n;
         }
     }
+    if (more < 0) goto done;
     double floor_ = (syndicated < join ? syndicated : join) - bound;
     /* Terms whose bounds add up to less than the floor open no candidates (see the Python twin). */
     qsort(sorted, n_active, sizeof(active_t *), by_bound_then_term);
@@ -480,6 +485,15 @@ static PyTypeObject IndexType = {
 
 /* --- dot products over term -> weight dicts --------------------------------------------------- */
 
+/* b.get(term, 0.0) as a double: 0, or -1 with an exception set */
+static int weight_in(PyObject *b, PyObject *term, double *y) {
+    *y = 0.0;
+    PyObject *wb = PyDict_GetItemWithError(b, term);
+    if (wb == NULL) return PyErr_Occurred() ? -1 : 0;
+    *y = PyFloat_AsDouble(wb);
+    return (*y == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
 PyDoc_STRVAR(lead_cosine_doc, "lead_cosine(a, a_lead, b) -> float\n\nSee monitor.events.scan.lead_cosine_py.");
 
 static PyObject *lead_cosine(PyObject *self, PyObject *args) {
@@ -495,14 +509,8 @@ static PyObject *lead_cosine(PyObject *self, PyObject *args) {
         double w = PyFloat_AsDouble(wa);
         if (w == -1.0 && PyErr_Occurred()) return NULL;
         n2 = n2 + w * w;
-        PyObject *wb = PyDict_GetItemWithError(b, term);
-        double y = 0.0;
-        if (wb == NULL) {
-            if (PyErr_Occurred()) return NULL;
-        } else {
-            y = PyFloat_AsDouble(wb);
-            if (y == -1.0 && PyErr_Occurred()) return NULL;
-        }
+        double y;
+        if (weight_in(b, term, &y) < 0) return NULL;
         num = num + w * y;
     }
     return PyFloat_FromDouble(n2 ? num / sqrt(n2) : 0.0);
@@ -522,14 +530,8 @@ static PyObject *dot(PyObject *self, PyObject *args) {
         }
         double w = PyFloat_AsDouble(PyTuple_GET_ITEM(item, 1));
         if (w == -1.0 && PyErr_Occurred()) return NULL;
-        PyObject *wb = PyDict_GetItemWithError(b, PyTuple_GET_ITEM(item, 0));
-        double y = 0.0;
-        if (wb == NULL) {
-            if (PyErr_Occurred()) return NULL;
-        } else {
-            y = PyFloat_AsDouble(wb);
-            if (y == -1.0 && PyErr_Occurred()) return NULL;
-        }
+        double y;
+        if (weight_in(b, PyTuple_GET_ITEM(item, 0), &y) < 0) return NULL;
         s = s + w * y;
     }
     return PyFloat_FromDouble(s);
