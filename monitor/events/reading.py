@@ -96,8 +96,13 @@ def sentence_key(tokens: Sequence[str], title_words: frozenset[str]) -> int | No
     entry of a feed; dropping numbers does the same for "Posted 3 hours ago". Sentences with
     fewer than two words left are too short to tell boilerplate from text.
     """
+    return _key(_kept(tokens, title_words))
+
+
+def _kept(tokens: Iterable[str], title_words: frozenset[str]) -> str | None:
+    """The tokens a sentence key is made of, joined by U+001F; None when fewer than two."""
     kept = [t for t in tokens if t > "9" and t not in title_words]  # "9" sorts after every number
-    return _key("\x1f".join(kept)) if len(kept) > 1 else None
+    return "\x1f".join(kept) if len(kept) > 1 else None
 
 
 def _key(kept: str | None) -> int | None:
@@ -142,8 +147,8 @@ def read(title: str, text: str, outlet: str, whole: bool = False) -> Reading:
 _DAY_OR_MONTH = tf.DAY_WORDS | tf.MONTH_WORDS
 
 
-def _day_words(tokens: Iterable[str]) -> tuple[str, ...]:
-    found = _DAY_OR_MONTH.intersection(tokens)
+def _day_words(tokens: Iterable[str], words: frozenset[str] = _DAY_OR_MONTH) -> tuple[str, ...]:
+    found = words.intersection(tokens)
     return tuple(sorted(found)) if found else ()
 
 
@@ -163,12 +168,10 @@ def sentence_parts_py(raw: list[str], tokens: dict[str, tf.TokenInfo], title_wor
     # lower-cased tokens, their terms (None for stopwords and noise), whether they start
     # with a capital and with a lower-case letter
     low, terms, capital, lower_case = zip(*map(tokens.__getitem__, raw), strict=True) if raw else _NO_TOKENS
-    kept = [t for t in low if t > "9" and t not in title_words]  # as sentence_key keeps them
-    found = day_or_month.intersection(low)
     names = tuple(filter(None, compress(terms[1:], capital[1:])))
     return (low, " ".join(low), tuple(filter(None, terms)), names,
             tuple(filter(None, compress(terms, lower_case))), name_pairs(raw, capital, terms),
-            tuple(sorted(found)) if found else (), "\x1f".join(kept) if len(kept) > 1 else None)
+            _day_words(low, day_or_month), _kept(low, title_words))
 
 
 sentence_parts = sentence_parts_py
