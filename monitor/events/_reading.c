@@ -1,5 +1,6 @@
-/* Reading and weighing an entry, the parts compiled: a sentence's tokens (monitor/events/reading.py
- * has the same in Python: sentence_parts_py, with name_pairs) and an entry's tf-idf vector
+/* Reading and weighing an entry, the parts compiled: the words of a plain ASCII sentence
+ * (monitor/events/textfeatures.py has the same in Python: ascii_words_py), a sentence's tokens
+ * (monitor/events/reading.py: sentence_parts_py, with name_pairs) and an entry's tf-idf vector
  * (monitor/events/similarity.py: count_and_vectorize_py).
  *
  * Each returns exactly what its Python twin returns: the same strings (the token cache's own
@@ -247,14 +248,60 @@ done:
     return out;
 }
 
+/* ASCII characters that end a word in ascii_words: what str.split() splits on, and the
+ * punctuation that textfeatures._PUNCTUATION turns into spaces (all but the apostrophe) */
+static unsigned char word_ends[128];
+
+static void init_word_ends(void) {
+    const char *ends = " \t\n\v\f\r\x1c\x1d\x1e\x1f!\"#$%&()*+,-./:;<=>?@[\\]^_`{|}~";
+    for (const char *c = ends; *c; c++) word_ends[(unsigned char)*c] = 1;
+}
+
+PyDoc_STRVAR(ascii_words_doc,
+"ascii_words(text) -> list[str] | None\n\nSee monitor.events.textfeatures.ascii_words_py.");
+
+static PyObject *ascii_words(PyObject *self, PyObject *text) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "ascii_words() takes a str, not %.100s", Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(text)) Py_RETURN_NONE;
+    const char *s = (const char *)PyUnicode_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), i;
+    for (i = 0; i < n; i++)
+        if (s[i] >= '0' && s[i] <= '9') Py_RETURN_NONE;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    i = 0;
+    while (i < n) {
+        while (i < n && word_ends[(unsigned char)s[i]]) i++;
+        Py_ssize_t start = i;
+        while (i < n && !word_ends[(unsigned char)s[i]]) i++;
+        Py_ssize_t end = i;
+        while (start < end && s[start] == '\'') start++;
+        while (end > start && s[end - 1] == '\'') end--;
+        if (start == end) continue;
+        PyObject *word = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, s + start, end - start);
+        if (word == NULL || PyList_Append(out, word) < 0) {
+            Py_XDECREF(word);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(word);
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"ascii_words", ascii_words, METH_O, ascii_words_doc},
     {"sentence_parts", sentence_parts, METH_VARARGS, sentence_parts_doc},
     {"count_and_vectorize", count_and_vectorize, METH_VARARGS, count_and_vectorize_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_reading", "Compiled twins of reading.sentence_parts_py, similarity.count_and_vectorize_py.",
+    PyModuleDef_HEAD_INIT, "_reading", "Compiled twins of textfeatures.ascii_words_py, reading.sentence_parts_py,"
+    " similarity.count_and_vectorize_py.",
     -1,
     methods,
 };
@@ -265,5 +312,6 @@ PyMODINIT_FUNC PyInit__reading(void) {
     str_unit = PyUnicode_InternFromString("\x1f");
     str_nine = PyUnicode_InternFromString("9");
     if (!str_isupper || !str_space || !str_unit || !str_nine) return NULL;
+    init_word_ends();
     return PyModule_Create(&module);
 }

@@ -177,6 +177,7 @@ def test_clustering_decides_the_same_with_the_python_twins(monkeypatch: pytest.M
     monkeypatch.setattr(scan, "dot", scan.dot_py)
     monkeypatch.setattr(sim, "lead_cosine", scan.lead_cosine_py)
     monkeypatch.setattr(reading, "sentence_parts", reading.sentence_parts_py)
+    monkeypatch.setattr(tf, "ascii_words", tf.ascii_words_py)
     monkeypatch.setattr(sim, "count_and_vectorize", sim.count_and_vectorize_py)
     cl = Clusterer()
     assert isinstance(cl._index, scan.WindowIndexPy)
@@ -224,6 +225,20 @@ def test_compiled_sentence_parts_return_what_the_python_ones_return(title_words:
         assert [type(x) for x in compiled] == [type(x) for x in python], sentence
 
 
+def test_compiled_ascii_words_are_the_python_ones() -> None:
+    rng = random.Random(5)
+    # every ASCII character that splits or not (controls, the separators str.split() knows,
+    # apostrophes), digits and a letter from outside ASCII
+    alphabet = [chr(c) for c in range(128)] + ["'"] * 20 + ["a", "B", " "] * 20 + ["é"]
+    salads = ["".join(rng.choices(alphabet, k=rng.randint(0, 40))) for _ in range(3000)]
+    ascii_only = [t for t in salads if t.isascii() and not any(c.isdigit() for c in t)]
+    assert len(ascii_only) > 300  # the compiled path is the one mostly taken
+    for text in _sentences() + salads + ["'", "''", "' '", "a'", "'a", "x\x1cy\x1fz", "\x85 \xa0"]:
+        assert _reading.ascii_words(text) == tf.ascii_words_py(text), repr(text)
+    with pytest.raises(TypeError):
+        _reading.ascii_words(b"bytes")
+
+
 def test_sentence_parts_hold_their_tokens_while_the_cache_empties() -> None:
     """The token cache empties itself when it is full, in the middle of a sentence: what was
     looked up before must stay valid. Here it empties on every miss."""
@@ -245,6 +260,7 @@ def test_sentence_parts_hold_their_tokens_while_the_cache_empties() -> None:
 def test_reading_is_the_same_with_the_python_twin(monkeypatch: pytest.MonkeyPatch) -> None:
     readings = [reading.read(d.title, d.text, d.outlet, whole=w) for d in DOCS for w in (False, True)]
     monkeypatch.setattr(reading, "sentence_parts", reading.sentence_parts_py)
+    monkeypatch.setattr(tf, "ascii_words", tf.ascii_words_py)
     assert [reading.read(d.title, d.text, d.outlet, whole=w) for d in DOCS for w in (False, True)] == readings
     assert any(s.pairs for r in readings for s in r.sentences)  # names were read
     assert any(s.day_words for r in readings for s in r.sentences)
