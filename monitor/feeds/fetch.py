@@ -1,4 +1,5 @@
-"""Fetching feeds over HTTP: the only module of `monitor` that talks HTTP.
+"""Fetching feeds over HTTP: the only module of `monitor` that talks HTTP (its connections
+are monitor.feeds.netstream's).
 
 Every fetch returns a FetchResult and never raises: one feed's failure is a value the
 caller records, not an exception that stops the others. `FetchResult.error` codes (members
@@ -62,6 +63,7 @@ import httpx
 from monitor import __version__
 from monitor.errors import FailureReason, http_reason
 from monitor.feeds import guard
+from monitor.feeds.netstream import AsyncioBackend
 from monitor.types import FetchResult
 
 log = logging.getLogger(__name__)
@@ -127,14 +129,15 @@ class _HopError(Exception):
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
     """Resolve, check every address, then connect to a checked address (no second lookup).
 
-    `inner` opens the connections to the checked addresses: httpcore's AnyIO backend, unless a
-    test passes one that records the address it is asked to dial (and connects to a loopback
-    server instead), which proves the pinning without sending a packet off the machine.
+    `inner` opens the connections to the checked addresses: asyncio's streams (see
+    monitor.feeds.netstream), unless a test passes one that records the address it is asked
+    to dial (and connects to a loopback server instead), which proves the pinning without
+    sending a packet off the machine.
     """
 
     def __init__(self, allow_private: bool, allowed: guard.AllowList,
                  inner: httpcore.AsyncNetworkBackend | None = None) -> None:
-        self._inner = inner or httpcore.AnyIOBackend()
+        self._inner = inner or AsyncioBackend()
         self._allow_private = allow_private
         self._allowed = allowed
 
