@@ -59,8 +59,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if transport.is_closing():
             return
         transport.close()
-        await asyncio.sleep(0)  # lets a plain socket finish closing in the usual way
-        transport.abort()
+        try:
+            await asyncio.sleep(0)  # lets a plain socket finish closing in the usual way
+        finally:  # even when the fetch is being cancelled
+            transport.abort()
 
     async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                         timeout: float | None = None) -> httpcore.AsyncNetworkStream:
