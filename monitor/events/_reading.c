@@ -97,7 +97,8 @@ static PyObject *sentence_parts(PyObject *self, PyObject *args) {
         PyObject *l = PyTuple_GET_ITEM(info, 0), *term = PyTuple_GET_ITEM(info, 1);
         int has_term = truthy(term), capital = truthy(PyTuple_GET_ITEM(info, 2)),
             lower_case = truthy(PyTuple_GET_ITEM(info, 3));
-        if (has_term < 0 || capital < 0 || lower_case < 0) goto done;
+        int day_or_month = PySet_Contains(dom, l);
+        if (has_term < 0 || capital < 0 || lower_case < 0 || day_or_month < 0) goto done;
         if (has_term && PyList_Append(terms, term) < 0) goto done;
         if (has_term && capital && i > 0 && PyList_Append(names, term) < 0) goto done;
         if (has_term && lower_case && PyList_Append(lower, term) < 0) goto done;
@@ -112,11 +113,7 @@ static PyObject *sentence_parts(PyObject *self, PyObject *args) {
                 shouting = r == Py_True;
                 Py_DECREF(r);
             }
-            if (!shouting) {
-                int dm = PySet_Contains(dom, l);
-                if (dm < 0) goto done;
-                if (!dm && term != Py_None) run_term = term;
-            }
+            if (!shouting && !day_or_month && term != Py_None) run_term = term;
             if (run_term != NULL && i == last + 1) {
                 if (PyList_Append(run, run_term) < 0) goto done;
             } else {
@@ -127,9 +124,7 @@ static PyObject *sentence_parts(PyObject *self, PyObject *args) {
             last = run_term != NULL ? i : -2;
         }
         /* day words: each once */
-        int dm = PySet_Contains(dom, l);
-        if (dm < 0) goto done;
-        if (dm) {
+        if (day_or_month) {
             int seen = PySequence_Contains(days, l);
             if (seen < 0 || (!seen && PyList_Append(days, l) < 0)) goto done;
         }

@@ -120,13 +120,17 @@ static PyObject *index_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
 
 static Py_ssize_t index_len(IndexObject *self) { return self->entries; }
 
+static int as_weight(PyObject *value, double *w) {
+    *w = PyFloat_AsDouble(value);
+    return (*w == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
 /* The next (term, weight) of an entry's vector, with the term's postings (NULL when the index has
  * none): 1, or 0 at the end, or -1 with an exception set. */
 static int next_term(IndexObject *self, PyObject *vec, Py_ssize_t *pos, PyObject **term, PyObject **value,
                      double *w, PostingsObject **p) {
     if (!PyDict_Next(vec, pos, term, value)) return 0;
-    *w = PyFloat_AsDouble(*value);
-    if (*w == -1.0 && PyErr_Occurred()) return -1;
+    if (as_weight(*value, w) < 0) return -1;
     *p = (PostingsObject *)PyDict_GetItemWithError(self->terms, *term);
     return (*p == NULL && PyErr_Occurred()) ? -1 : 1;
 }
@@ -490,8 +494,7 @@ static int weight_in(PyObject *b, PyObject *term, double *y) {
     *y = 0.0;
     PyObject *wb = PyDict_GetItemWithError(b, term);
     if (wb == NULL) return PyErr_Occurred() ? -1 : 0;
-    *y = PyFloat_AsDouble(wb);
-    return (*y == -1.0 && PyErr_Occurred()) ? -1 : 0;
+    return as_weight(wb, y);
 }
 
 PyDoc_STRVAR(lead_cosine_doc, "lead_cosine(a, a_lead, b) -> float\n\nSee monitor.events.scan.lead_cosine_py.");
@@ -506,8 +509,8 @@ static PyObject *lead_cosine(PyObject *self, PyObject *args) {
         int in_lead = PyAnySet_Check(lead) ? PySet_Contains(lead, term) : PySequence_Contains(lead, term);
         if (in_lead < 0) return NULL;
         if (!in_lead) continue;
-        double w = PyFloat_AsDouble(wa);
-        if (w == -1.0 && PyErr_Occurred()) return NULL;
+        double w;
+        if (as_weight(wa, &w) < 0) return NULL;
         n2 = n2 + w * w;
         double y;
         if (weight_in(b, term, &y) < 0) return NULL;
@@ -528,8 +531,8 @@ static PyObject *dot(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_TypeError, "dot: pairs must be (term, weight) tuples");
             return NULL;
         }
-        double w = PyFloat_AsDouble(PyTuple_GET_ITEM(item, 1));
-        if (w == -1.0 && PyErr_Occurred()) return NULL;
+        double w;
+        if (as_weight(PyTuple_GET_ITEM(item, 1), &w) < 0) return NULL;
         double y;
         if (weight_in(b, PyTuple_GET_ITEM(item, 0), &y) < 0) return NULL;
         s = s + w * y;
