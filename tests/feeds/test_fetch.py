@@ -35,6 +35,7 @@ from monitor.feeds.fetch import (
     parse_max_age,
     parse_retry_after,
 )
+from monitor.feeds.netstream import AsyncioBackend
 from tests.support.loopback import LoopbackServer
 from tests.support.rawserver import RawServer, stream
 
@@ -156,7 +157,7 @@ class RecordingBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, to: int) -> None:
         self.dialled: list[tuple[str, int]] = []
         self._to = to
-        self._real = httpcore.AnyIOBackend()
+        self._real = AsyncioBackend()  # the connections the fetcher makes itself
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None,
