@@ -8,6 +8,7 @@ links, links are canonical, and no field exceeds its cap.
 """
 from __future__ import annotations
 
+import functools
 import html
 import re
 from html.parser import HTMLParser
@@ -107,6 +108,10 @@ def _run(parser: _Sanitizer, value: str) -> None:
         # after a pass of its own that counts the lines.
         parser.handle_data(data)
         return
+    done = _tokenize_simple(parser, data)
+    if done == len(data) and not parser.rawdata and getattr(parser, "cdata_elem", True) is None:
+        return
+    data = data[done:]
     rest = ""
     for _ in range(_MAX_RESTARTS):
         parser.feed(data)
@@ -118,6 +123,89 @@ def _run(parser: _Sanitizer, value: str) -> None:
     if rest:
         parser.handle_data(html.unescape(rest))
     parser.close()
+
+
+# Markup html.parser reads the same way in every release: start tags with letters-and-digits
+# names and quoted (or no) attribute values, end tags with such names. There is one match per
+# "<"; a match of "<" alone is markup outside that (a comment, a declaration, an unquoted
+# value, a stray "<"), which is left to html.parser.
+_SIMPLE_TAG = re.compile(
+    r"""<(?:([a-zA-Z][a-zA-Z0-9]*)"""  # a start tag's name
+    r"""((?:[ \t\n\r\f]+[a-zA-Z_:][-a-zA-Z0-9_:.]*(?:[ \t\n\r\f]*=[ \t\n\r\f]*(?:"[^"]*"|'[^']*'))?)*)"""
+    r"""[ \t\n\r\f]*(/?)>"""
+    r"""|/([a-zA-Z][a-zA-Z0-9]*)[ \t\n\r\f]*>)?"""  # or an end tag's name
+)
+_SIMPLE_ATTR = re.compile(
+    r"""[ \t\n\r\f]+([a-zA-Z_:][-a-zA-Z0-9_:.]*)(?:[ \t\n\r\f]*=[ \t\n\r\f]*(?:"([^"]*)"|'([^']*)'))?"""
+)
+# Elements whose content html.parser reads as raw text in some release (3.11: script and style;
+# later ones more of these). Each, up to its end tag, is read by html.parser itself.
+_RAW_TEXT = frozenset("script style xmp iframe noembed noframes noscript plaintext textarea title".split())
+
+
+def _tokenize_simple(parser: HTMLParser, data: str) -> int:
+    """Call the parser's handlers exactly as HTMLParser.feed(data) would, as far as the markup
+    is simple (_SIMPLE_TAG); return where that ends (len(data): all of it). The parser is
+    then as a fresh one would be after feeding that much: the rest is for html.parser.
+
+    Most of a sanitising pass went to html.parser's general tokenizer (a regular-expression
+    match per attribute, bookkeeping per token); simple markup, most of what feeds send,
+    takes one match a tag here. An element in _RAW_TEXT is fed to html.parser, through its
+    end tag, and the simple reading goes on after it if html.parser ended there too.
+    """
+    i = 0
+    search = _SIMPLE_TAG.search
+    while (m := search(data, i)) is not None:
+        j = m.start()
+        name, attrs, slash, end = m.groups()
+        if name is None and end is None:  # not simple markup
+            break
+        if (name or end).lower() in _RAW_TEXT:
+            closing = _end_tag(data, (name or end).lower(), m.end())
+            if closing < 0:
+                break
+            if i < j:
+                parser.handle_data(html.unescape(data[i:j]))
+            parser.feed(data[j:closing])
+            i = closing
+            if parser.rawdata or getattr(parser, "cdata_elem", True) is not None:
+                return i  # html.parser is inside something: it reads the rest
+            continue
+        if i < j:
+            parser.handle_data(html.unescape(data[i:j]))
+        if name is None:
+            parser.handle_endtag(end.lower())
+        else:
+            pairs = [_attribute(a) for a in _SIMPLE_ATTR.finditer(attrs)] if attrs else []
+            if slash:
+                parser.handle_startendtag(name.lower(), pairs)
+            else:
+                parser.handle_starttag(name.lower(), pairs)
+        i = m.end()
+    else:
+        if i < len(data):
+            parser.handle_data(html.unescape(data[i:]))
+        return len(data)
+    if i < j:
+        parser.handle_data(html.unescape(data[i:j]))
+    return j
+
+
+def _end_tag(data: str, name: str, start: int) -> int:
+    """Where the first "</name ...>" from `start` ends (after its ">"), or -1."""
+    found = re.compile(f"</{name}", re.IGNORECASE).search(data, start)
+    if found is None:
+        return -1
+    close = data.find(">", found.end())
+    return -1 if close < 0 else close + 1
+
+
+def _attribute(m: re.Match[str]) -> tuple[str, str | None]:
+    """(name, value) as html.parser gives them: the name lower-cased; the value unquoted and
+    its references decoded; None for a name without a value."""
+    name, double, single = m.groups()
+    value = double if double is not None else single
+    return name.lower(), html.unescape(value) if value else value
 
 
 def _finish_text(parser: _Sanitizer, max_len: int | None) -> str:
@@ -183,6 +271,8 @@ def safe_url(value: str | None, base: str | None = None) -> str | None:
     if not value:
         return None
     url = _URL_JUNK.sub("", _URL_EDGE.sub("", value)).replace(" ", "%20")
+    if _PLAIN_URL.fullmatch(url) is not None and (not base or _joins_plainly(base)):
+        return url  # what joining and splitting it would give back
     if base and url and _is_http(base):
         try:
             url = urljoin(base, url)
@@ -197,6 +287,27 @@ def safe_url(value: str | None, base: str | None = None) -> str | None:
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
     return url
+
+
+# An absolute http(s) URL that urljoin() against an http(s) base of either scheme gives back
+# as it is, and urlsplit() splits into its scheme and a host: a lower-case scheme, a plain
+# host (and port), no user, parameters, fragment or empty query, only ASCII.
+_PLAIN_URL = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[-A-Za-z0-9._~!$&'()*+,=:@%/]*)?(?:\?[-A-Za-z0-9._~!$&'()*+,=:@%/?]+)?"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _joins_plainly(base: str) -> bool:
+    """Whether urljoin() can read `base` (it raises ValueError on some), or `base` is not http(s):
+    either way a plain URL joined to it is itself."""
+    if not _is_http(base):
+        return True
+    try:
+        urlsplit(base)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_http(url: str) -> bool:
