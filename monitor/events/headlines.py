@@ -73,6 +73,12 @@ class Affixes:
     names: tuple[str, ...] = ()
 
 
+_WWW = re.compile(r"^(?:www\d?|m)\.")
+_TLD = re.compile(r"\.(?:com|net|org|info|news|co\.uk|com\.au|co)$")
+_THE = re.compile(r"^the\s+")
+_NON_WORD = re.compile(r"[\W_]+")
+
+
 @lru_cache(maxsize=4096)  # a feed's furniture repeats: its segments are keyed again and again
 def name_key(name: str) -> str:
     """An outlet name reduced to what its spellings share: "KHBR.com", "www.khbr.com" and "KHBR" -> "khbr".
@@ -86,10 +92,10 @@ def name_key(name: str) -> str:
         except ValueError:
             return ""
     name = tf.fold(name).lower()
-    name = re.sub(r"^(?:www\d?|m)\.", "", name)
-    name = re.sub(r"\.(?:com|net|org|info|news|co\.uk|com\.au|co)$", "", name)
-    name = re.sub(r"^the\s+", "", name)
-    return re.sub(r"[\W_]+", "", name)
+    name = _WWW.sub("", name)
+    name = _TLD.sub("", name)
+    name = _THE.sub("", name)
+    return _NON_WORD.sub("", name)
 
 
 def learn_affixes(titles: Iterable[str], names: Iterable[str | None] = ()) -> Affixes:

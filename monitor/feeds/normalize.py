@@ -565,12 +565,19 @@ _OUTLET_WORDS = re.compile(
 _DOMAIN = re.compile(r"^[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}$", re.I)
 
 
+_WWW = re.compile(r"^(?:www\.)")
+_TLD = re.compile(r"\.(?:com|net|org|co\.uk|co|info|news)$")
+_THE = re.compile(r"^the\s+")
+_NON_WORD = re.compile(r"\W+")
+
+
+@functools.lru_cache(maxsize=4096)  # an outlet's name and its titles' segments come again and again
 def _outlet_key(name: str) -> str:
     name = name.strip().lower()
-    name = re.sub(r"^(?:www\.)", "", name)
-    name = re.sub(r"\.(?:com|net|org|co\.uk|co|info|news)$", "", name)
-    name = re.sub(r"^the\s+", "", name)
-    return re.sub(r"\W+", "", name)
+    name = _WWW.sub("", name)
+    name = _TLD.sub("", name)
+    name = _THE.sub("", name)
+    return _NON_WORD.sub("", name)
 
 
 def _looks_like_outlet(segment: str, separator: str) -> bool:
@@ -587,6 +594,7 @@ def _looks_like_outlet(segment: str, separator: str) -> bool:
     return capitalised and bool(_OUTLET_WORDS.search(segment))
 
 
+@functools.lru_cache(maxsize=16384)  # a cluster's refresh cleans its members' and its feeds' latest titles
 def clean_headline(title: str, outlet: str | None = None) -> str:
     """A headline for display without wire slugs and outlet branding.
 
