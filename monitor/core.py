@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from monitor.errors import ConfigError, MonitorError, OpmlError, StorageError
 from monitor.feeds.guard import check_url
 from monitor.feeds.opml import OpmlImport, parse_opml, write_opml
 from monitor.feeds.schedule import is_due
+from monitor.logs import event, get_logger
 from monitor.storage import clusters, service
 from monitor.storage.database import Store, open_store
 from monitor.types import (
@@ -29,10 +31,13 @@ from monitor.types import (
     Status,
 )
 
+log = get_logger("cluster")
+
 if TYPE_CHECKING:
     from monitor.digests import mailer, outbox
     from monitor.digests.notifier import ChatTransport
     from monitor.events.clusterer import ClusterConfig, Clusterer
+    from monitor.events.weighpool import ReadAhead
     from monitor.feeds.cycle import CycleReport, FeedOutcome
 
 # The machinery of polling, clustering and digests is imported by the operations that use it:
@@ -154,9 +159,12 @@ class Monitor:
         if on_start:
             on_start(len(feeds))
         cycle_id = self.store.start_cycle(now, len(feeds))
+        ahead = _ReadingAhead(self.store, self._clusterer)
         try:
-            report = run_cycle(self.store, self.settings, feeds, self.clock, stop=stop, progress=progress)
+            report = run_cycle(self.store, self.settings, feeds, self.clock, stop=stop, progress=progress,
+                               on_stored=ahead.stored if ahead.wanted else None)
         except BaseException as exc:
+            ahead.close()
             self.store.finish_cycle(cycle_id, self.clock(), {}, error=f"{type(exc).__name__}: {exc}"[:500])
             raise
         try:
@@ -166,7 +174,7 @@ class Monitor:
             # another writer cannot cluster the same entries meanwhile.
             with self.store.write():
                 report.touched_clusters = self.cluster_pending(on_start=on_cluster_start,
-                                                               progress=on_clustered)
+                                                               progress=on_clustered, ahead=ahead.reader)
                 report.topic_matches = topics.match_clusters(self.store, self.settings.topics,
                                                              report.touched_clusters, self.clock())
         except BaseException as exc:
@@ -174,6 +182,8 @@ class Monitor:
             self.store.finish_cycle(cycle_id, self.clock(), report.counts(),
                                     error=f"cluster/match: {type(exc).__name__}: {exc}"[:500])
             raise
+        finally:
+            ahead.close()  # unless clustering took its worker
         self.store.finish_cycle(cycle_id, self.clock(), report.counts())
         return report
 
@@ -265,13 +275,15 @@ class Monitor:
         return clusterer
 
     def cluster_pending(self, *, on_start: Callable[[int], None] | None = None,
-                        progress: Callable[[int], None] | None = None) -> set[int]:
+                        progress: Callable[[int], None] | None = None,
+                        ahead: ReadAhead | None = None) -> set[int]:
         """Cluster every entry that has no cluster yet, in published order, and add the text
         of new entries to the full-text index. Returns touched cluster ids.
 
         `on_start(n)` is called once there are n entries to cluster (not at all when there are
         none), before the clusterer is restored from stored history, which is part of the stage;
-        `progress(done)` with how many of them are decided so far."""
+        `progress(done)` with how many of them are decided so far. `ahead`: a worker that read
+        entries as the cycle stored them (see _ReadingAhead)."""
         docs = clusters.unclustered(self.store)
         if not docs:
             self.store.index_pending_text()
@@ -285,7 +297,7 @@ class Monitor:
             # The index is written on another thread while the clusterer decides (SQLite
             # releases the GIL); the connection is not used here until that thread is done.
             with collection_paused(), _alongside(self.store.index_pending_text):
-                decisions = clusters.decide(clusterer, docs, progress=progress)
+                decisions = clusters.decide(clusterer, docs, progress=progress, ahead=ahead)
             touched = clusters.apply(self.store, decisions, self.clock())
         except BaseException:
             self._clusterer = None  # memory may be ahead of the database: rebuild next time
@@ -376,6 +388,47 @@ def _parser_info() -> ParserInfo:
 
 def _db_bytes(path: str) -> int:
     return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+
+
+class _ReadingAhead:
+    """A cycle's new entries, sent to a weighing worker as they are stored once there are many
+    (weighpool.ReadAhead): it reads them while the cycle fetches and parses, so clustering,
+    which must wait for the cycle, only weighs and decides.
+
+    Not when there is a single core, nor when a worker already holds the clusterer's statistics
+    from the last run (the daemon after a large run): it goes on with them instead. A worker
+    that cannot start is a log line; clustering then reads as it would have.
+    """
+
+    def __init__(self, store: Store, clusterer: Clusterer | None) -> None:
+        self.store = store
+        self.reader: ReadAhead | None = None
+        self.wanted = clusterer is None or clusterer.weigher.holder is None
+        self.pending: list[int] = []
+
+    def stored(self, ids: list[int]) -> None:
+        from monitor.events import weighpool  # clustering will import it anyway: there are new entries
+
+        if self.reader is None:
+            self.pending += ids
+            if len(self.pending) < weighpool.AHEAD_FROM or not self.wanted:
+                return
+            ids, self.pending = self.pending, []
+            if not weighpool.workers_available():
+                self.wanted = False
+                return
+            try:
+                self.reader = weighpool.ReadAhead()
+            except Exception as exc:  # reading ahead only saves time
+                self.wanted = False
+                event(log, "read_ahead_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+                return
+        if self.reader.sent < weighpool.AHEAD_MAX:
+            self.reader.add(clusters.docs_of(self.store, ids))
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
 
 
 @contextlib.contextmanager

@@ -21,6 +21,12 @@ bytes and are unpickled only when this process needs them (`Weigher.hand_over`),
 the worker stays, holding the same statistics, for the next large run (a recluster, or a
 bench's successive first polls) to go on with and nothing passed at all.
 
+A poll that stores many entries can start the worker before it knows them all
+(`ReadAhead`): the entries are sent to it as they are stored, and it reads them while
+the poll goes on fetching and parsing; when the run begins, it weighs what it has read,
+and this process only decides. Each reading is kept with the fields it was made from,
+and used only for an entry whose fields are still those.
+
 Small runs (a daemon cycle's new entries) are weighed in this process: starting a worker
 and passing the statistics both ways would cost more than it saves; the first one takes
 the statistics back and lets a waiting worker go. A failing worker
@@ -33,7 +39,9 @@ import gc
 import logging
 import os
 import pickle
+import queue
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
@@ -59,6 +67,11 @@ BATCH = 250  # entries per message: large enough that passing them costs little 
 WAIT = 0.002
 SHARE_STEP = 0.1
 MAX_SHARE = 0.8
+
+# Entries a worker reads ahead of a run, at most (their readings wait in its memory, some
+# 15 KB each), and how many a poll stores before it starts one (see ReadAhead).
+AHEAD_MAX = 8000
+AHEAD_FROM = 250
 
 T = TypeVar("T")
 _EMPTY: frozenset[str] = frozenset()
@@ -93,28 +106,47 @@ def _payload(docs: list[ClusterDoc], share: float) -> bytes:
     return pickle.dumps(items or None, pickle.HIGHEST_PROTOCOL)
 
 
-def _weigh(weigher: Weigher, item: tuple) -> DocFeatures:
-    """Weigh one item of a batch (see _payload)."""
-    return weigher.weigh(ClusterDoc(*item[:6]), item[6])
+def _weigh(weigher: Weigher, item: tuple, ahead: dict[int, tuple] | None = None) -> DocFeatures:
+    """Weigh one item of a batch (see _payload), with its reading as it came, or as read ahead
+    from the same outlet, title and text (`ahead`: entry id -> (those fields, reading))."""
+    reading = item[6]
+    if reading is None and ahead:
+        kept = ahead.pop(item[0], None)
+        if kept is not None and kept[0] == item[2:5]:
+            reading = kept[1]
+    return weigher.weigh(ClusterDoc(*item[:6]), reading)
+
+
+def _read_ahead(ahead: dict[int, tuple], items: list[tuple]) -> None:
+    """Read entries sent ahead of a run: (entry id, outlet, title, text) each."""
+    for entry_id, outlet, title, text in items:
+        ahead[entry_id] = ((outlet, title, text), read(title, text, outlet))
 
 
 def _worker_main(conn: Connection) -> None:
-    """Worker loop: the weigher first, then batches of entry fields in, their features out;
-    None asks for a copy of the weigher (the worker goes on with it); a closed pipe ends it.
+    """Worker loop: the weigher first (entries to read ahead may come before it), then batches
+    of entry fields in, their features out; None ends a run and asks for a copy of the weigher
+    (the worker goes on with it); a closed pipe ends it.
 
     One pipe, holding only this end: when the parent dies (even by SIGKILL) the pipe
     closes and recv() raises, so the worker never outlives the process it serves.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     gc.disable()  # as in the deciding process (cluster.collection_paused): the statistics hold no cycles
+    weigher: Weigher | None = None
+    ahead: dict[int, tuple] = {}  # entry id -> (outlet, title, text), reading: read ahead of a run
     try:
-        weigher: Weigher = conn.recv()
         while True:
-            batch = conn.recv()
-            if batch is None:
+            message = conn.recv()
+            if isinstance(message, Weigher):
+                weigher = message
+            elif isinstance(message, tuple):  # ("read", entries) sent ahead of a run
+                _read_ahead(ahead, message[1])
+            elif message is None:  # a run's end
+                ahead.clear()
                 conn.send(weigher)
-                continue
-            conn.send([_to_wire(_weigh(weigher, item)) for item in batch])
+            else:
+                conn.send([_to_wire(_weigh(cast(Weigher, weigher), item, ahead)) for item in message])
     except (EOFError, OSError):
         return
 
@@ -131,7 +163,7 @@ class _Worker:
 
     state: bytes = b""  # the statistics as of the end of the last run, pickled
 
-    def __init__(self, weigher: Weigher) -> None:
+    def __init__(self, weigher: Weigher | None) -> None:
         context = start_context(default_context())
         if context.get_start_method() == "forkserver":
             context.set_forkserver_preload(FORKSERVER_PRELOAD)
@@ -139,6 +171,8 @@ class _Worker:
         self.proc = context.Process(target=_worker_main, args=(child,), name="monitor-weigh", daemon=True)
         self.proc.start()
         child.close()
+        if weigher is None:
+            return  # it is sent later (ReadAhead)
         try:
             self.conn.send(weigher)
         except BaseException:
@@ -171,22 +205,32 @@ def _waiting(held: Holder | None) -> _Worker | None:
 
 @overload
 def weigh_ahead(weigher: Weigher, items: Iterable[ClusterDoc], expected: int, *,
-                workers: int | None = None) -> Iterator[tuple[ClusterDoc, DocFeatures]]: ...
+                workers: int | None = None, ahead: ReadAhead | None = None,
+                ) -> Iterator[tuple[ClusterDoc, DocFeatures]]: ...
 @overload
 def weigh_ahead(weigher: Weigher, items: Iterable[T], expected: int, doc_of: Callable[[T], ClusterDoc], *,
-                workers: int | None = None) -> Iterator[tuple[T, DocFeatures]]: ...
+                workers: int | None = None, ahead: ReadAhead | None = None,
+                ) -> Iterator[tuple[T, DocFeatures]]: ...
 def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
                 doc_of: Callable[[Any], ClusterDoc] = lambda item: item, *,
-                workers: int | None = None) -> Iterator[tuple[Any, DocFeatures]]:
+                workers: int | None = None, ahead: ReadAhead | None = None,
+                ) -> Iterator[tuple[Any, DocFeatures]]:
     """Each item with the features of its document (`doc_of(item)`) as `weigher.weigh` makes
     them, in order. When the iterator is exhausted, `weigher` holds the statistics of all
     the items, wherever they were weighed (until then it must not be used).
 
     `expected` is how many items there are (or about): the worker starts only for
     MIN_PARALLEL or more. `workers` overrides workers_available() (0: weigh here).
+    `ahead`: a worker that has read entries ahead of this run; it weighs the run when it has
+    AHEAD_FROM items or more (its readings are made, so a smaller run than MIN_PARALLEL pays),
+    and is let go otherwise.
     """
     n_workers = workers_available() if workers is None else workers
-    if n_workers < 1 or expected < MIN_PARALLEL:
+    early = ahead.worker() if ahead is not None else None
+    if early is not None and (n_workers < 1 or expected < AHEAD_FROM):
+        early.close()
+        early = None
+    if early is None and (n_workers < 1 or expected < MIN_PARALLEL):
         for item in items:
             yield item, weigher.weigh(doc_of(item))
         return
@@ -194,24 +238,29 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
     source: Iterator[Any] | None = None
     done = 0  # items yielded with features from the worker
     kept = False
+    share = 0.0  # of each batch read here, ahead of the worker
     try:
-        # a worker that holds the statistics already, from the last run: nothing to pass
-        worker = _waiting(weigher.holder) or _Worker(weigher)
+        if early is not None:  # it has read ahead: it weighs, and this process reads nothing
+            worker, early = early, None
+            worker.conn.send(weigher)
+            share = -1.0
+        else:  # a worker that holds the statistics already, from the last run: nothing to pass
+            worker = _waiting(weigher.holder) or _Worker(weigher)
         source = iter(items)
         batch = list(islice(source, BATCH))
         worker.conn.send_bytes(_payload([doc_of(i) for i in batch], 0.0))
-        share = 0.0  # of each batch read here, ahead of the worker
         while batch:
             following = list(islice(source, BATCH))
             # ready before the answer arrives; reading is pure, so where it happens changes nothing
-            payload = _payload([doc_of(i) for i in following], share)
+            payload = _payload([doc_of(i) for i in following], max(share, 0.0))
             waiting = time.perf_counter()
             answer = worker.conn.recv_bytes()
             waiting = time.perf_counter() - waiting
             worker.conn.send_bytes(payload)  # weighed while this one is decided on
             # Long pages make weighing several times the deciding: this process then waits for
             # the worker, so it reads more of each batch itself (and less when the worker waits).
-            share = min(MAX_SHARE, share + SHARE_STEP) if waiting > WAIT else max(0.0, share - SHARE_STEP)
+            if share >= 0.0:
+                share = min(MAX_SHARE, share + SHARE_STEP) if waiting > WAIT else max(0.0, share - SHARE_STEP)
             for item, wire in zip(batch, pickle.loads(answer), strict=True):
                 yield item, _from_wire(wire)
                 done += 1
@@ -227,6 +276,8 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
     finally:
         if worker is not None and not kept:
             worker.close()
+        if early is not None:
+            early.close()
     # the worker died: weigh again here what it had weighed, then go on here
     event(log, "weigh_worker_failed", logging.WARNING, error=f"{type(error).__name__}: {error}", weighed=done)
     if source is None:  # it never started: nothing was taken from the items
@@ -237,3 +288,66 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
         weigher.weigh(doc_of(item))
     for item in islice(items, done, None):
         yield item, weigher.weigh(doc_of(item))
+
+
+class ReadAhead:
+    """A weighing worker started before a run, reading its entries as they are stored.
+
+    `add` never blocks the caller: a thread hands the entries to the worker, which reads
+    them while this process goes on (a poll's fetching, parsing and storing). The run
+    (`weigh_ahead(..., ahead=this)`) then sends the weigher, and the worker weighs the
+    entries with the readings it made, or reads them then (an entry it was not sent, or
+    whose fields changed since). Readings never cross the pipe.
+
+    At most AHEAD_MAX entries are sent; a worker that dies meanwhile is dropped, and the
+    run weighs as it would have without it.
+    """
+
+    def __init__(self) -> None:
+        self._worker: _Worker | None = _Worker(None)
+        self._queue: queue.SimpleQueue[list[tuple] | None] = queue.SimpleQueue()
+        self._failed = False
+        self._sent = 0
+        self._thread = threading.Thread(target=self._send, name="monitor-read-ahead", daemon=True)
+        self._thread.start()
+
+    def add(self, docs: Iterable[ClusterDoc]) -> None:
+        """Send these entries to be read (up to AHEAD_MAX in all)."""
+        room = max(0, AHEAD_MAX - self._sent)
+        items = [(d.entry_id, d.outlet, d.title, d.text) for d in islice(docs, room)]
+        if items and self._worker is not None:
+            self._sent += len(items)
+            self._queue.put(items)
+
+    @property
+    def sent(self) -> int:
+        return self._sent
+
+    def _send(self) -> None:
+        worker = cast(_Worker, self._worker)
+        while (items := self._queue.get()) is not None:
+            if self._failed:
+                continue
+            try:
+                worker.conn.send(("read", items))
+            except (OSError, ValueError):  # it died, or was closed
+                self._failed = True
+
+    def worker(self) -> _Worker | None:
+        """The worker, once every entry added has been handed to it; None if it died. It is
+        the caller's from then on (to weigh a run, or to close)."""
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return None
+        self._queue.put(None)
+        self._thread.join()
+        if self._failed or not worker.proc.is_alive():
+            worker.close()
+            return None
+        return worker
+
+    def close(self) -> None:
+        """Let the worker go, unless a run took it."""
+        worker = self.worker()
+        if worker is not None:
+            worker.close()

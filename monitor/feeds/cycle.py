@@ -85,16 +85,17 @@ def poll_policy(settings: Settings) -> PollPolicy:
 
 def run_cycle(store: Store, settings: Settings, feeds: list[Feed], clock: Callable[[], datetime], *,
               stop: threading.Event | None = None, progress: Callable[[FeedOutcome], None] | None = None,
-              ) -> CycleReport:
+              on_stored: Callable[[list[int]], None] | None = None) -> CycleReport:
     """Fetch, parse and store the given feeds. Returns the report; raises only if storing fails.
 
     `stop` ends fetching at the next result; what was fetched by then is still parsed and stored.
+    `on_stored(ids)` is called with the ids of each feed's new entries once they are committed.
     """
     started = time.monotonic()
     report = CycleReport(feeds=len(feeds))
     if not feeds:
         return report
-    cycle = _Cycle(store, settings, feeds, clock, stop or threading.Event(), report, progress)
+    cycle = _Cycle(store, settings, feeds, clock, stop or threading.Event(), report, progress, on_stored)
     fetcher = threading.Thread(target=cycle.fetch, name="monitor-fetch", daemon=True)
     fetcher.start()
     with contextlib.closing(cycle.pool):
@@ -136,7 +137,8 @@ class _Cycle:
 
     def __init__(self, store: Store, settings: Settings, feeds: list[Feed], clock: Callable[[], datetime],
                  stop: threading.Event, report: CycleReport,
-                 progress: Callable[[FeedOutcome], None] | None) -> None:
+                 progress: Callable[[FeedOutcome], None] | None,
+                 on_stored: Callable[[list[int]], None] | None = None) -> None:
         self.store = store
         self.settings = settings
         self.feeds = {f.id: f for f in feeds}
@@ -145,6 +147,7 @@ class _Cycle:
         self.stop = stop
         self.report = report
         self.progress = progress
+        self.on_stored = on_stored
         self.policy = poll_policy(settings)
         polling = settings.polling
         # Workers start on the first 200: an all-304 cycle never pays for starting them.
@@ -224,6 +227,8 @@ class _Cycle:
                 entries: Iterable[EntryData] = (), detail: str = "", unchanged: bool = False) -> None:
         """Store one feed's poll in one transaction, then count it in the report."""
         new_ids, updated_ids = self.store.apply_poll(feed, update, entries, now)
+        if new_ids and self.on_stored:
+            self.on_stored(new_ids)
         outcome = FeedOutcome(feed, result.status, update.last_error if update.counts_as_error else None,
                               detail, len(new_ids), len(updated_ids))
         report = self.report

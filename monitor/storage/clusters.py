@@ -41,6 +41,7 @@ from monitor.types import (
 
 if TYPE_CHECKING:  # clustering is imported by the operations that cluster (see core)
     from monitor.events.clusterer import Assignment, Clusterer
+    from monitor.events.weighpool import ReadAhead
 
 _DOC_COLUMNS = "e.id, e.feed_id, coalesce(f.title, f.channel_title, f.url), e.title, e.text, e.published"
 _DOC_FROM = "FROM entries e JOIN feeds f ON f.id = e.feed_id"
@@ -58,6 +59,16 @@ def unclustered(store: Store, since: datetime | None = None) -> list[ClusterDoc]
            + (" AND e.published >= ?" if since else "") + " ORDER BY e.published, e.id")
     rows = store.execute(sql, [iso(since)] if since else []).fetchall()
     return [_doc(r) for r in rows]
+
+
+def docs_of(store: Store, ids: list[int]) -> list[ClusterDoc]:
+    """These entries as clustering reads them (as `unclustered` gives them), in id order."""
+    out: list[ClusterDoc] = []
+    for chunk in chunked(sorted(ids)):
+        marks = ",".join("?" * len(chunk))
+        out += map(_doc, store.execute(f"SELECT {_DOC_COLUMNS} {_DOC_FROM} WHERE e.id IN ({marks})"
+                                       " ORDER BY e.id", chunk).fetchall())
+    return out
 
 
 def clustered_since(store: Store, since: datetime | None, before: datetime | None = None,
@@ -125,16 +136,16 @@ PROGRESS_EVERY = 500  # entries between two calls of decide's `progress`
 
 
 def decide(clusterer: Clusterer, docs: list[ClusterDoc], *, progress: Callable[[int], None] | None = None,
-           ) -> list[tuple[Assignment, ClusterDoc]]:
+           ahead: ReadAhead | None = None) -> list[tuple[Assignment, ClusterDoc]]:
     """The clusterer's decision for each entry (`unclustered`), in order; large runs are
-    weighed ahead in a worker (weighpool).
+    weighed ahead in a worker (weighpool), `ahead`'s when it read them as they were stored.
 
     `progress(done)` is called with the number of entries decided so far, every
     PROGRESS_EVERY entries and once at the end (a caller's progress bar; nothing is shown here)."""
     from monitor.events.weighpool import weigh_ahead
 
     out: list[tuple[Assignment, ClusterDoc]] = []
-    for doc, feats in weigh_ahead(clusterer.weigher, docs, len(docs)):
+    for doc, feats in weigh_ahead(clusterer.weigher, docs, len(docs), ahead=ahead):
         out.append((clusterer.place(feats), doc))
         if progress is not None and len(out) % PROGRESS_EVERY == 0:
             progress(len(out))

@@ -252,6 +252,27 @@ def test_weighing_in_a_worker_process_clusters_the_same(polled, run, workdir, mo
     assert sorted(ids(run.json("clusters", "list", "--since", "all")).values()) == sorted(before.values())
 
 
+def test_a_first_poll_read_ahead_as_it_is_stored_clusters_the_same(polled, run, workdir, monkeypatch):
+    """A poll that stores many entries has a worker read them while it fetches and parses,
+    then weigh them for the clusterer: the clusters are those decided without it."""
+    ids = lambda cs: {c["id"]: sorted(e["guid"] for e in c["entries"]) for c in cs}  # noqa: E731
+    before = ids(polled.json("clusters", "list", "--since", "all"))  # weighed here, as a small run
+    monkeypatch.setattr(weighpool, "AHEAD_FROM", 5)
+    monkeypatch.setattr(weighpool, "MIN_PARALLEL", 1)
+    monkeypatch.setattr(weighpool, "BATCH", 5)
+    monkeypatch.setattr(weighpool, "workers_available", lambda: 1)  # on a one-core machine too
+    sent = []
+    add = weighpool.ReadAhead.add
+    monkeypatch.setattr(weighpool.ReadAhead, "add", lambda self, docs: sent.extend(docs) or add(self, docs))
+    feeds = [f["url"] for f in polled.json("feeds", "list")]
+    run.db = workdir / "ahead.db"
+    for url in feeds:
+        run("feeds", "add", url)
+    run("poll")
+    assert ids(run.json("clusters", "list", "--since", "all")) == before
+    assert sorted(d.entry_id for d in sent) == list(range(1, len(CORPUS) + 1))  # every entry, once
+
+
 def test_recluster_keeps_ids_and_partition(polled):
     before = polled.json("clusters", "list", "--since", "all")
     out = polled("recluster").stdout

@@ -1,0 +1,120 @@
+"""Reading ahead: a worker reads entries while they are stored, then weighs the run.
+
+Readings never leave the worker, so the run's features must be those made in this
+process, whatever was read ahead: the same entries, others, or entries whose fields
+changed since they were sent.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import replace
+
+import pytest
+
+from monitor.events import weighpool
+from monitor.events.reading import read
+from monitor.events.weighing import Weigher
+from tests.events.test_weighpool import decided_on, docs, state, weigher
+
+
+@pytest.fixture
+def pooled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(weighpool, "MIN_PARALLEL", 1)
+    monkeypatch.setattr(weighpool, "AHEAD_FROM", 1)
+    monkeypatch.setattr(weighpool, "BATCH", 7)  # several batches
+
+
+def made_here(items: list) -> tuple[list[tuple], tuple]:
+    here = weigher()
+    return [decided_on(here.weigh(d)) for d in items], state(here)
+
+
+def test_a_reading_made_ahead_is_used_only_for_the_same_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = docs()[0]
+    ahead: dict[int, tuple] = {}
+    weighpool._read_ahead(ahead, [(doc.entry_id, doc.outlet, doc.title, doc.text)])
+    assert ahead[doc.entry_id] == ((doc.outlet, doc.title, doc.text), read(doc.title, doc.text, doc.outlet))
+    given = []
+    monkeypatch.setattr(Weigher, "weigh", lambda self, d, reading=None: given.append(reading))
+    fields = (doc.entry_id, doc.feed_id, doc.outlet, doc.title, doc.text, doc.published, None)
+    weighpool._weigh(weigher(), fields, dict(ahead))
+    assert given[-1] == ahead[doc.entry_id][1]  # the same outlet, title and text: read ahead
+    edited = (*fields[:4], doc.text + " A correction was appended.", *fields[5:])
+    weighpool._weigh(weigher(), edited, dict(ahead))
+    assert given[-1] is None  # the text changed since: read again
+    weighpool._weigh(weigher(), (999_999, *fields[1:]), dict(ahead))
+    assert given[-1] is None  # never sent ahead
+
+
+def test_a_run_weighed_by_a_worker_that_read_ahead_is_the_run_weighed_here(pooled: None) -> None:
+    items = docs()
+    expected, expected_state = made_here(items)
+    ahead = weighpool.ReadAhead()
+    # sent in another order, two of them with an older text, one never
+    sent = items[1:][::-1]
+    sent[0] = replace(sent[0], text="An earlier version of this report.")
+    sent[5] = replace(sent[5], title="An earlier headline")
+    ahead.add(sent)
+    assert ahead.sent == len(items) - 1
+    worker = ahead._worker
+    there = weigher()
+    got = [decided_on(f) for _, f in weighpool.weigh_ahead(there, items, len(items), workers=1, ahead=ahead)]
+    assert got == expected
+    assert there.holder is worker  # it weighed the run, and holds the statistics for the next one
+    assert state(there) == expected_state  # (which takes them back)
+    ahead.close()  # the run took the worker: nothing to let go
+
+
+def test_at_most_ahead_max_entries_are_sent(pooled: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(weighpool, "AHEAD_MAX", 5)
+    items = docs()
+    ahead = weighpool.ReadAhead()
+    ahead.add(items[:3])
+    ahead.add(items[3:])
+    assert ahead.sent == 5
+    expected, _ = made_here(items)
+    weighed = weighpool.weigh_ahead(weigher(), items, len(items), workers=1, ahead=ahead)
+    assert [decided_on(f) for _, f in weighed] == expected
+
+
+@pytest.mark.parametrize("when", ["while reading ahead", "during the run"])
+def test_a_worker_killed_after_reading_ahead_costs_nothing_but_time(pooled: None, when: str) -> None:
+    items = docs()
+    expected, expected_state = made_here(items)
+    ahead = weighpool.ReadAhead()
+    worker = ahead._worker
+    assert worker is not None
+    ahead.add(items)
+    if when == "while reading ahead":
+        os.kill(worker.proc.pid, signal.SIGKILL)
+        worker.proc.join(timeout=20)
+        ahead.add(items)  # sending to a dead worker is no error either
+    there = weigher()
+    got = []
+    for n, (_, f) in enumerate(weighpool.weigh_ahead(there, items, len(items), workers=1, ahead=ahead)):
+        got.append(decided_on(f))
+        if n == 10 and when == "during the run":
+            os.kill(worker.proc.pid, signal.SIGKILL)
+    assert got == expected
+    assert state(there) == expected_state
+    assert not worker.proc.is_alive()
+
+
+def test_a_run_smaller_than_it_was_started_for_lets_the_worker_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries stored may be clustered by another process first (two polls at once): the run
+    is then smaller than the one the worker was started for, and it is weighed here."""
+    items = docs()
+    ahead = weighpool.ReadAhead()
+    worker = ahead._worker
+    assert worker is not None
+    ahead.add(items)
+    monkeypatch.setattr(weighpool, "AHEAD_FROM", len(items) + 1)
+    expected, expected_state = made_here(items)
+    there = weigher()
+    got = [decided_on(f) for _, f in weighpool.weigh_ahead(there, items, len(items), workers=1, ahead=ahead)]
+    assert got == expected
+    assert state(there) == expected_state
+    assert there.holder is None  # weighed here
+    worker.proc.join(timeout=20)
+    assert not worker.proc.is_alive()
