@@ -270,9 +270,19 @@ def safe_url(value: str | None, base: str | None = None) -> str | None:
     """
     if not value:
         return None
-    url = _URL_JUNK.sub("", _URL_EDGE.sub("", value)).replace(" ", "%20")
+    url = _as_browsers_read(value)
     if _PLAIN_URL.fullmatch(url) is not None and (not base or _joins_plainly(base)):
-        return url  # what joining and splitting it would give back
+        return url  # what _resolved would give back
+    return _resolved(url, base)
+
+
+def _as_browsers_read(value: str) -> str:
+    """Without the characters browsers ignore in a URL; spaces escaped."""
+    return _URL_JUNK.sub("", _URL_EDGE.sub("", value)).replace(" ", "%20")
+
+
+def _resolved(url: str, base: str | None) -> str | None:
+    """`url` joined to `base` (when that is http(s)), if the result is an absolute http(s) URL."""
     if base and url and _is_http(base):
         try:
             url = urljoin(base, url)
