@@ -397,7 +397,8 @@ class _ReadingAhead:
 
     Not when there is a single core, nor when a worker already holds the clusterer's statistics
     from the last run (the daemon after a large run): it goes on with them instead. A worker
-    that cannot start is a log line; clustering then reads as it would have.
+    that cannot start, or entries that cannot be read back, are a log line; clustering then
+    reads as it would have.
     """
 
     def __init__(self, store: Store, clusterer: Clusterer | None) -> None:
@@ -407,28 +408,36 @@ class _ReadingAhead:
         self.pending: list[int] = []
 
     def stored(self, ids: list[int]) -> None:
+        """The cycle's hook: `ids` were just committed. Reading ahead only saves time, so a
+        failure here is a log line and the end of it, never the cycle's."""
+        if not self.wanted:
+            return
+        try:
+            self._send(ids)
+        except Exception as exc:
+            self.wanted = False
+            self.close()
+            event(log, "read_ahead_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
+
+    def _send(self, ids: list[int]) -> None:
         from monitor.events import weighpool  # clustering will import it anyway: there are new entries
 
         if self.reader is None:
             self.pending += ids
-            if len(self.pending) < weighpool.AHEAD_FROM or not self.wanted:
+            if len(self.pending) < weighpool.AHEAD_FROM:
                 return
             ids, self.pending = self.pending, []
             if not weighpool.workers_available():
                 self.wanted = False
                 return
-            try:
-                self.reader = weighpool.ReadAhead()
-            except Exception as exc:  # reading ahead only saves time
-                self.wanted = False
-                event(log, "read_ahead_failed", logging.WARNING, error=f"{type(exc).__name__}: {exc}")
-                return
+            self.reader = weighpool.ReadAhead()
         if self.reader.sent < weighpool.AHEAD_MAX:
             self.reader.add(clusters.docs_of(self.store, ids))
 
     def close(self) -> None:
         if self.reader is not None:
             self.reader.close()
+            self.reader = None
 
 
 @contextlib.contextmanager

@@ -347,7 +347,12 @@ class ReadAhead:
         return worker
 
     def close(self) -> None:
-        """Let the worker go, unless a run took it."""
-        worker = self.worker()
-        if worker is not None:
-            worker.close()
+        """Let the worker go, unless a run took it. What it holds is only readings: it is
+        killed at once, which also ends a send the thread may be blocked in."""
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        worker.proc.kill()
+        self._queue.put(None)
+        self._thread.join()
+        worker.close()

@@ -273,6 +273,29 @@ def test_a_first_poll_read_ahead_as_it_is_stored_clusters_the_same(polled, run, 
     assert sorted(d.entry_id for d in sent) == list(range(1, len(CORPUS) + 1))  # every entry, once
 
 
+def test_reading_ahead_that_fails_never_fails_the_poll(polled, run, workdir, monkeypatch):
+    ids = lambda cs: {c["id"]: sorted(e["guid"] for e in c["entries"]) for c in cs}  # noqa: E731
+    before = ids(polled.json("clusters", "list", "--since", "all"))
+    monkeypatch.setattr(weighpool, "AHEAD_FROM", 5)
+    monkeypatch.setattr(weighpool, "MIN_PARALLEL", 1)
+    monkeypatch.setattr(weighpool, "workers_available", lambda: 1)
+    from monitor.storage import clusters
+
+    def broken(store, entry_ids):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(clusters, "docs_of", broken)
+    feeds = [f["url"] for f in polled.json("feeds", "list")]
+    run.db = workdir / "ahead.db"
+    for url in feeds:
+        run("feeds", "add", url)
+    result = run("poll", "--json")
+    report = json.loads(result.stdout)
+    assert report["new"] == len(CORPUS) and not report["errors"]
+    assert ids(run.json("clusters", "list", "--since", "all")) == before
+    assert "read_ahead_failed" in result.stderr and "disk I/O error" in result.stderr
+
+
 def test_recluster_keeps_ids_and_partition(polled):
     before = polled.json("clusters", "list", "--since", "all")
     out = polled("recluster").stdout

@@ -118,3 +118,14 @@ def test_a_run_smaller_than_it_was_started_for_lets_the_worker_go(monkeypatch: p
     assert there.holder is None  # weighed here
     worker.proc.join(timeout=20)
     assert not worker.proc.is_alive()
+
+
+def test_closing_lets_the_worker_go_at_once() -> None:
+    ahead = weighpool.ReadAhead()
+    worker = ahead._worker
+    assert worker is not None
+    ahead.add(docs() * 20)  # more than it can have read by now
+    ahead.close()
+    assert not worker.proc.is_alive()
+    ahead.close()  # closing twice is harmless
+    assert ahead.worker() is None
