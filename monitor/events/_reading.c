@@ -1,5 +1,6 @@
 /* Reading and weighing an entry, the parts compiled: the words of a plain ASCII sentence
- * (monitor/events/textfeatures.py has the same in Python: ascii_words_py), a sentence's tokens
+ * (monitor/events/textfeatures.py has the same in Python: ascii_words_py), the tokens of an
+ * ASCII sentence with digits (ascii_tokens_py), a sentence's tokens
  * (monitor/events/reading.py: sentence_parts_py, with name_pairs) and an entry's tf-idf vector
  * (monitor/events/similarity.py: count_and_vectorize_py).
  *
@@ -287,15 +288,64 @@ static PyObject *ascii_words(PyObject *self, PyObject *text) {
     return out;
 }
 
+PyDoc_STRVAR(ascii_tokens_doc,
+"ascii_tokens(text) -> list[str] | None\n\nSee monitor.events.textfeatures.ascii_tokens_py.");
+
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int is_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+/* The tokenising expression's matches in ASCII text, left to right: a number is digits
+ * joined by single '.', ',' or ':' (each followed by a digit), a word is letters joined by
+ * single apostrophes (each followed by a letter); nothing else is part of a token. */
+static PyObject *ascii_tokens(PyObject *self, PyObject *text) {
+    if (!PyUnicode_Check(text)) {
+        PyErr_Format(PyExc_TypeError, "ascii_tokens() takes a str, not %.100s", Py_TYPE(text)->tp_name);
+        return NULL;
+    }
+    if (!PyUnicode_IS_ASCII(text)) Py_RETURN_NONE;
+    const char *s = (const char *)PyUnicode_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    while (i < n) {
+        Py_ssize_t start = i;
+        if (is_digit(s[i])) {
+            while (i < n && is_digit(s[i])) i++;
+            while (i + 1 < n && (s[i] == '.' || s[i] == ',' || s[i] == ':') && is_digit(s[i + 1])) {
+                i++;
+                while (i < n && is_digit(s[i])) i++;
+            }
+        } else if (is_letter(s[i])) {
+            while (i < n && is_letter(s[i])) i++;
+            while (i + 1 < n && s[i] == '\'' && is_letter(s[i + 1])) {
+                i++;
+                while (i < n && is_letter(s[i])) i++;
+            }
+        } else {
+            i++;
+            continue;
+        }
+        PyObject *token = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, s + start, i - start);
+        if (token == NULL || PyList_Append(out, token) < 0) {
+            Py_XDECREF(token);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(token);
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"ascii_words", ascii_words, METH_O, ascii_words_doc},
+    {"ascii_tokens", ascii_tokens, METH_O, ascii_tokens_doc},
     {"sentence_parts", sentence_parts, METH_VARARGS, sentence_parts_doc},
     {"count_and_vectorize", count_and_vectorize, METH_VARARGS, count_and_vectorize_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_reading", "Compiled twins of textfeatures.ascii_words_py, reading.sentence_parts_py,"
+    PyModuleDef_HEAD_INIT, "_reading", "Compiled twins of textfeatures.ascii_words_py and ascii_tokens_py, reading.sentence_parts_py,"
     " similarity.count_and_vectorize_py.",
     -1,
     methods,

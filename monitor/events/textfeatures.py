@@ -196,24 +196,15 @@ def raw_tokens(text: str) -> list[str]:
     ASCII text without digits (most sentences) is split on punctuation and spaces
     (ascii_words), which gives the same tokens as the tokenising expression several times
     faster, but for two or more apostrophes in a row inside a word: "rock''n" stays one
-    token where the expression makes two (no sentence of either corpus has one). ASCII text
-    with digits is split where no token goes on (white space,
-    punctuation other than . , : and '), and only the pieces that are not plain words are
-    tokenised: the same tokens, since the expression never matches across those characters.
+    token where the expression makes two (no sentence of either corpus has one). Other
+    ASCII text gets exactly the expression's tokens, found without it (ascii_tokens); the
+    rest goes through the expression.
     """
     words = ascii_words(text)
     if words is not None:
         return words
-    if not text.isascii():
-        return _TOKEN.findall(text)
-    data = text.encode()
-    tokens: list[str] = []
-    for piece in data.translate(_OUTSIDE_TOKENS).decode().split():
-        if piece.isalpha():
-            tokens.append(piece)
-        else:
-            tokens += _TOKEN.findall(piece)
-    return tokens
+    tokens = ascii_tokens(text)
+    return _TOKEN.findall(text) if tokens is None else tokens
 
 
 def ascii_words_py(text: str) -> list[str] | None:
@@ -230,9 +221,25 @@ def ascii_words_py(text: str) -> list[str] | None:
     return [t for t in (w.strip("'") for w in words) if t]
 
 
+def ascii_tokens_py(text: str) -> list[str] | None:
+    """The tokenising expression's tokens of ASCII text (None for other text): it is split
+    where no token goes on (white space, punctuation other than . , : and '), and only the
+    pieces that are not plain words are tokenised."""
+    if not text.isascii():
+        return None
+    tokens: list[str] = []
+    for piece in text.encode().translate(_OUTSIDE_TOKENS).decode().split():
+        if piece.isalpha():
+            tokens.append(piece)
+        else:
+            tokens += _TOKEN.findall(piece)
+    return tokens
+
+
 ascii_words = ascii_words_py
-with contextlib.suppress(ImportError):  # built without a C compiler: the same words, slower
-    from ._reading import ascii_words
+ascii_tokens = ascii_tokens_py
+with contextlib.suppress(ImportError):  # built without a C compiler: the same tokens, slower
+    from ._reading import ascii_tokens, ascii_words
 
 
 def _term_of(token: str) -> str | None:

@@ -178,6 +178,7 @@ def test_clustering_decides_the_same_with_the_python_twins(monkeypatch: pytest.M
     monkeypatch.setattr(sim, "lead_cosine", scan.lead_cosine_py)
     monkeypatch.setattr(reading, "sentence_parts", reading.sentence_parts_py)
     monkeypatch.setattr(tf, "ascii_words", tf.ascii_words_py)
+    monkeypatch.setattr(tf, "ascii_tokens", tf.ascii_tokens_py)
     monkeypatch.setattr(sim, "count_and_vectorize", sim.count_and_vectorize_py)
     cl = Clusterer()
     assert isinstance(cl._index, scan.WindowIndexPy)
@@ -239,6 +240,24 @@ def test_compiled_ascii_words_are_the_python_ones() -> None:
         _reading.ascii_words(b"bytes")
 
 
+def test_compiled_ascii_tokens_are_the_python_ones_and_the_expressions() -> None:
+    rng = random.Random(7)
+    # digits and the separators that join them, letters and apostrophes, the characters
+    # that end a token, every other ASCII character, and one from outside ASCII
+    alphabet = ([chr(c) for c in range(128)] + list("0123456789") * 8 + list(".,:'") * 10
+                + ["a", "Z", " "] * 15 + ["é"])
+    salads = ["".join(rng.choices(alphabet, k=rng.randint(0, 40))) for _ in range(4000)]
+    numbered = [t for t in salads if t.isascii() and any(c.isdigit() for c in t)]
+    assert len(numbered) > 1000  # the texts the compiled path is for
+    for text in _sentences() + salads + ["5", "5.", ".5", "5..5", "5.,5", "a'", "'a", "a''b", "1:2:3"]:
+        expected = tf.ascii_tokens_py(text)
+        assert _reading.ascii_tokens(text) == expected, repr(text)
+        if expected is not None:
+            assert expected == tf._TOKEN.findall(text), repr(text)
+    with pytest.raises(TypeError):
+        _reading.ascii_tokens(b"bytes")
+
+
 def test_sentence_parts_hold_their_tokens_while_the_cache_empties() -> None:
     """The token cache empties itself when it is full, in the middle of a sentence: what was
     looked up before must stay valid. Here it empties on every miss."""
@@ -261,6 +280,7 @@ def test_reading_is_the_same_with_the_python_twin(monkeypatch: pytest.MonkeyPatc
     readings = [reading.read(d.title, d.text, d.outlet, whole=w) for d in DOCS for w in (False, True)]
     monkeypatch.setattr(reading, "sentence_parts", reading.sentence_parts_py)
     monkeypatch.setattr(tf, "ascii_words", tf.ascii_words_py)
+    monkeypatch.setattr(tf, "ascii_tokens", tf.ascii_tokens_py)
     assert [reading.read(d.title, d.text, d.outlet, whole=w) for d in DOCS for w in (False, True)] == readings
     assert any(s.pairs for r in readings for s in r.sentences)  # names were read
     assert any(s.day_words for r in readings for s in r.sentences)
