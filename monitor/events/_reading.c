@@ -253,14 +253,30 @@ static void init_word_ends(void) {
     for (const char *c = ends; *c; c++) word_ends[(unsigned char)*c] = 1;
 }
 
+/* 1 when `text` is a str, else 0 with a TypeError naming the function */
+static int is_str(PyObject *text, const char *function) {
+    if (PyUnicode_Check(text)) return 1;
+    PyErr_Format(PyExc_TypeError, "%s() takes a str, not %.100s", function, Py_TYPE(text)->tp_name);
+    return 0;
+}
+
+/* Append s[start:end] (ASCII) to `out` as a str: 0, or -1 with `out` released */
+static int append_ascii(PyObject *out, const char *s, Py_ssize_t start, Py_ssize_t end) {
+    PyObject *piece = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, s + start, end - start);
+    if (piece == NULL || PyList_Append(out, piece) < 0) {
+        Py_XDECREF(piece);
+        Py_DECREF(out);
+        return -1;
+    }
+    Py_DECREF(piece);
+    return 0;
+}
+
 PyDoc_STRVAR(ascii_words_doc,
 "ascii_words(text) -> list[str] | None\n\nSee monitor.events.textfeatures.ascii_words_py.");
 
 static PyObject *ascii_words(PyObject *self, PyObject *text) {
-    if (!PyUnicode_Check(text)) {
-        PyErr_Format(PyExc_TypeError, "ascii_words() takes a str, not %.100s", Py_TYPE(text)->tp_name);
-        return NULL;
-    }
+    if (!is_str(text, "ascii_words")) return NULL;
     if (!PyUnicode_IS_ASCII(text)) Py_RETURN_NONE;
     const char *s = (const char *)PyUnicode_DATA(text);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text), i;
@@ -277,13 +293,7 @@ static PyObject *ascii_words(PyObject *self, PyObject *text) {
         while (start < end && s[start] == '\'') start++;
         while (end > start && s[end - 1] == '\'') end--;
         if (start == end) continue;
-        PyObject *word = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, s + start, end - start);
-        if (word == NULL || PyList_Append(out, word) < 0) {
-            Py_XDECREF(word);
-            Py_DECREF(out);
-            return NULL;
-        }
-        Py_DECREF(word);
+        if (append_ascii(out, s, start, end) < 0) return NULL;
     }
     return out;
 }
@@ -298,10 +308,7 @@ static int is_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <
  * joined by single '.', ',' or ':' (each followed by a digit), a word is letters joined by
  * single apostrophes (each followed by a letter); nothing else is part of a token. */
 static PyObject *ascii_tokens(PyObject *self, PyObject *text) {
-    if (!PyUnicode_Check(text)) {
-        PyErr_Format(PyExc_TypeError, "ascii_tokens() takes a str, not %.100s", Py_TYPE(text)->tp_name);
-        return NULL;
-    }
+    if (!is_str(text, "ascii_tokens")) return NULL;
     if (!PyUnicode_IS_ASCII(text)) Py_RETURN_NONE;
     const char *s = (const char *)PyUnicode_DATA(text);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0;
@@ -325,13 +332,7 @@ static PyObject *ascii_tokens(PyObject *self, PyObject *text) {
             i++;
             continue;
         }
-        PyObject *token = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, s + start, i - start);
-        if (token == NULL || PyList_Append(out, token) < 0) {
-            Py_XDECREF(token);
-            Py_DECREF(out);
-            return NULL;
-        }
-        Py_DECREF(token);
+        if (append_ascii(out, s, start, i) < 0) return NULL;
     }
     return out;
 }
