@@ -253,6 +253,9 @@ static void init_word_ends(void) {
     for (const char *c = ends; *c; c++) word_ends[(unsigned char)*c] = 1;
 }
 
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+static int is_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
 /* 1 when `text` is a str, else 0 with a TypeError naming the function */
 static int is_str(PyObject *text, const char *function) {
     if (PyUnicode_Check(text)) return 1;
@@ -281,7 +284,7 @@ static PyObject *ascii_words(PyObject *self, PyObject *text) {
     const char *s = (const char *)PyUnicode_DATA(text);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text), i;
     for (i = 0; i < n; i++)
-        if (s[i] >= '0' && s[i] <= '9') Py_RETURN_NONE;
+        if (is_digit(s[i])) Py_RETURN_NONE;
     PyObject *out = PyList_New(0);
     if (out == NULL) return NULL;
     i = 0;
@@ -301,8 +304,6 @@ static PyObject *ascii_words(PyObject *self, PyObject *text) {
 PyDoc_STRVAR(ascii_tokens_doc,
 "ascii_tokens(text) -> list[str] | None\n\nSee monitor.events.textfeatures.ascii_tokens_py.");
 
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
-static int is_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
 /* The tokenising expression's matches in ASCII text, left to right: a number is digits
  * joined by single '.', ',' or ':' (each followed by a digit), a word is letters joined by

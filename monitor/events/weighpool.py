@@ -239,11 +239,11 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
     done = 0  # items yielded with features from the worker
     kept = False
     share = 0.0  # of each batch read here, ahead of the worker
+    adapt = early is None  # a worker that read ahead has the readings: this process reads none
     try:
-        if early is not None:  # it has read ahead: it weighs, and this process reads nothing
+        if early is not None:
             worker, early = early, None
             worker.conn.send(weigher)
-            share = -1.0
         else:  # a worker that holds the statistics already, from the last run: nothing to pass
             worker = _waiting(weigher.holder) or _Worker(weigher)
         source = iter(items)
@@ -252,14 +252,14 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
         while batch:
             following = list(islice(source, BATCH))
             # ready before the answer arrives; reading is pure, so where it happens changes nothing
-            payload = _payload([doc_of(i) for i in following], max(share, 0.0))
+            payload = _payload([doc_of(i) for i in following], share)
             waiting = time.perf_counter()
             answer = worker.conn.recv_bytes()
             waiting = time.perf_counter() - waiting
             worker.conn.send_bytes(payload)  # weighed while this one is decided on
             # Long pages make weighing several times the deciding: this process then waits for
             # the worker, so it reads more of each batch itself (and less when the worker waits).
-            if share >= 0.0:
+            if adapt:
                 share = min(MAX_SHARE, share + SHARE_STEP) if waiting > WAIT else max(0.0, share - SHARE_STEP)
             for item, wire in zip(batch, pickle.loads(answer), strict=True):
                 yield item, _from_wire(wire)
@@ -276,8 +276,6 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
     finally:
         if worker is not None and not kept:
             worker.close()
-        if early is not None:
-            early.close()
     # the worker died: weigh again here what it had weighed, then go on here
     event(log, "weigh_worker_failed", logging.WARNING, error=f"{type(error).__name__}: {error}", weighed=done)
     if source is None:  # it never started: nothing was taken from the items
@@ -336,11 +334,9 @@ class ReadAhead:
     def worker(self) -> _Worker | None:
         """The worker, once every entry added has been handed to it; None if it died. It is
         the caller's from then on (to weigh a run, or to close)."""
-        worker, self._worker = self._worker, None
+        worker = self._stop_sending()
         if worker is None:
             return None
-        self._queue.put(None)
-        self._thread.join()
         if self._failed or not worker.proc.is_alive():
             worker.close()
             return None
@@ -349,10 +345,18 @@ class ReadAhead:
     def close(self) -> None:
         """Let the worker go, unless a run took it. What it holds is only readings: it is
         killed at once, which also ends a send the thread may be blocked in."""
+        worker = self._stop_sending(kill=True)
+        if worker is not None:
+            worker.close()
+
+    def _stop_sending(self, kill: bool = False) -> _Worker | None:
+        """Take the worker (None if taken already) once the thread has handed it everything,
+        or at once when it is killed first."""
         worker, self._worker = self._worker, None
         if worker is None:
-            return
-        worker.proc.kill()
+            return None
+        if kill:
+            worker.proc.kill()
         self._queue.put(None)
         self._thread.join()
-        worker.close()
+        return worker

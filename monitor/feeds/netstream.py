@@ -78,18 +78,15 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         return self
 
     def get_extra_info(self, info: str) -> Any:
-        extra = self._writer.get_extra_info
-        if info == "ssl_object":
-            return extra("ssl_object")
-        if info == "client_addr":
-            return extra("sockname")
-        if info == "server_addr":
-            return extra("peername")
-        if info == "socket":
-            return extra("socket")
         if info == "is_readable":  # the pool drops a kept-alive connection the server closed
-            return _readable(extra("socket"))
-        return None
+            return _readable(self._writer.get_extra_info("socket"))
+        name = _EXTRA_INFO.get(info)
+        return None if name is None else self._writer.get_extra_info(name)
+
+
+# httpcore's names for a connection's details -> asyncio's
+_EXTRA_INFO = {"ssl_object": "ssl_object", "client_addr": "sockname", "server_addr": "peername",
+               "socket": "socket"}
 
 
 def _readable(sock: socket.socket | None) -> bool:

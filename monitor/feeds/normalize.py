@@ -109,7 +109,7 @@ def _run(parser: _Sanitizer, value: str) -> None:
         parser.handle_data(data)
         return
     done = _tokenize_simple(parser, data)
-    if done == len(data) and not parser.rawdata and getattr(parser, "cdata_elem", True) is None:
+    if done == len(data) and _between_tokens(parser):
         return
     data = data[done:]
     rest = ""
@@ -168,7 +168,7 @@ def _tokenize_simple(parser: HTMLParser, data: str) -> int:
                 parser.handle_data(html.unescape(data[i:j]))
             parser.feed(data[j:closing])
             i = closing
-            if parser.rawdata or getattr(parser, "cdata_elem", True) is not None:
+            if not _between_tokens(parser):
                 return i  # html.parser is inside something: it reads the rest
             continue
         if i < j:
@@ -191,9 +191,17 @@ def _tokenize_simple(parser: HTMLParser, data: str) -> int:
     return j
 
 
+def _between_tokens(parser: HTMLParser) -> bool:
+    """Whether html.parser holds nothing back and reads markup as markup: as a fresh one."""
+    return not parser.rawdata and getattr(parser, "cdata_elem", True) is None
+
+
+_END_TAGS = {name: re.compile(f"</{name}", re.IGNORECASE) for name in _RAW_TEXT}
+
+
 def _end_tag(data: str, name: str, start: int) -> int:
-    """Where the first "</name ...>" from `start` ends (after its ">"), or -1."""
-    found = re.compile(f"</{name}", re.IGNORECASE).search(data, start)
+    """Where the first "</name ...>" (name in _RAW_TEXT) from `start` ends (after its ">"), or -1."""
+    found = _END_TAGS[name].search(data, start)
     if found is None:
         return -1
     close = data.find(">", found.end())
