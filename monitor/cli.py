@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import json
 import os
 import sys
@@ -666,4 +667,20 @@ def datasette_metadata() -> None:
 
 
 def main() -> None:
+    _run_as_module()
     cli(prog_name="monitor")
+
+
+def _run_as_module() -> None:
+    """Let the `monitor` script count as `python -m monitor` for the worker processes.
+
+    A process started by "forkserver" or "spawn" first runs the parent's __main__: the module
+    named by __main__.__spec__, or else the file. A module named `*.__main__` is skipped, so
+    `python -m monitor` costs a worker nothing, but the installed script is a file and would be
+    run again in every worker, importing the CLI with click and everything behind it before the
+    worker could take its first task. The script only imports this function and calls it, so
+    naming it monitor.__main__ changes nothing else.
+    """
+    script = sys.modules.get("__main__")
+    if script is not None and script.__spec__ is None and getattr(script, "main", None) is main:
+        script.__spec__ = importlib.util.find_spec("monitor.__main__")

@@ -1,6 +1,8 @@
 """The CLI contract: every command present, feeds management end to end, one-line errors."""
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -303,5 +305,47 @@ def test_a_poll_imports_neither_feedparser_nor_sqlite_utils_in_its_own_process(t
         with closing(sqlite3.connect(db)) as conn:
             assert conn.execute("SELECT count(*) FROM entries").fetchone()[0] == 2  # parsed and stored
             assert conn.execute("SELECT count(*) FROM memberships").fetchone()[0] == 2  # and clustered
+    finally:
+        server.close()
+
+
+# The `monitor` command as pip writes it (console_scripts), with one line added that notes
+# every run of the file: in the process started, and in any process that runs the file again.
+SCRIPT = """import os, re, sys
+with open(os.environ["SCRIPT_RUNS"], "a") as runs:
+    runs.write(f"{os.getpid()}\\n")
+from monitor.cli import main
+if __name__ == '__main__':
+    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
+    sys.exit(main())
+"""
+
+
+def test_worker_processes_do_not_run_the_monitor_script_again(tmp_path):
+    """A worker started by forkserver runs the parent's __main__ file first unless it is a
+    package's __main__ module; the installed script would import the whole CLI in every parse
+    and weighing worker before its first task (docs/performance.md)."""
+    server = LoopbackServer()
+    try:
+        items = [{"title": "Council votes on the harbour bridge", "guid": "g1"},
+                 {"title": "Storm closes the coast road", "guid": "g2"}]
+        server.routes["/f.xml"] = feed_route(rss(items))
+        server.routes["/g.xml"] = feed_route(rss([{"title": "Ferry strike ends after a week", "guid": "g3"}]))
+        (tmp_path / "monitor.toml").write_text(f'[polling]\nallow_hosts = ["127.0.0.1:{server.port}"]\n'
+                                               'parse_workers = 2\n')
+        script, runs = tmp_path / "monitor-script", tmp_path / "runs.log"
+        script.write_text(SCRIPT)
+        db = tmp_path / "x.db"
+        base = [sys.executable, str(script), "--db", str(db), "--config", "monitor.toml"]
+        env = {**os.environ, "SCRIPT_RUNS": str(runs)}
+        for path in ("/f.xml", "/g.xml"):
+            subprocess.run([*base, "feeds", "add", server.url(path)], cwd=tmp_path, check=True,
+                           capture_output=True, timeout=60, env=env)
+        runs.write_text("")
+        proc = subprocess.run([*base, "poll", "--all", "--json"], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["new"] == 3  # parsed in the workers, and stored
+        assert len(runs.read_text().split()) == 1, runs.read_text()  # the polling process's own run only
     finally:
         server.close()
