@@ -242,7 +242,7 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
     adapt = early is None  # a worker that read ahead has the readings: this process reads none
     try:
         if early is not None:
-            worker, early = early, None
+            worker = early
             worker.conn.send(weigher)
         else:  # a worker that holds the statistics already, from the last run: nothing to pass
             worker = _waiting(weigher.holder) or _Worker(weigher)
