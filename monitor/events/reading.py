@@ -58,6 +58,12 @@ class Sentence(NamedTuple):
     lower: tuple[str, ...] = ()  # terms of the tokens written in lower case
 
 
+# A Sentence's fields, in its order: what a reading passed to another process holds (see plain).
+SentenceFields = tuple[str, int | None, int, str, tuple[str, ...], tuple[str, ...], tuple[str, ...],
+                       tuple[str, ...], tuple[int | None, int, str, tuple[str, ...]] | None, tuple[str, ...],
+                       tuple[str, ...]]
+
+
 class Reading(NamedTuple):
     """An entry's title and first sentences, read without any knowledge of the stream."""
 
@@ -68,8 +74,23 @@ class Reading(NamedTuple):
     title_names: tuple[str, ...]  # name terms of the title (none for a headline in title case)
     title_pairs: tuple[str, ...]  # name pairs of the title (none for a headline in title case)
     headline: frozenset[str]  # content terms of the title
-    sentences: tuple[Sentence, ...]
+    sentences: tuple[SentenceFields, ...]  # Sentence each, or its fields only (see plain)
     complete: bool  # False: the text goes on past BODY_CHARS
+
+
+def plain(r: Reading) -> tuple:
+    """A reading as plain tuples, to pass to another process (`unplain` makes it a Reading again).
+
+    Unpickling a named tuple costs a Python call, and a long page has dozens of sentences:
+    their fields cost half as much to pass. Readings are read by position, so the sentences
+    stay plain tuples on the other side.
+    """
+    return (*r[:-2], tuple(map(tuple, r.sentences)), r.complete)
+
+
+def unplain(fields: tuple) -> Reading:
+    """The reading that `plain` made `fields` of."""
+    return Reading._make(fields)
 
 
 @lru_cache(maxsize=4096)

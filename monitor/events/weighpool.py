@@ -12,9 +12,10 @@ are handed back, so the clusterer continues exactly as if it had weighed every e
 
 Reading an entry (its sentences, tokens, terms) is pure and most of the weighing of a long
 page, which then costs several times the decision: this process would wait for the
-worker. So when it waits, it reads part of each next batch itself, more the longer it
-waits, and passes the readings on with the entries (the worker weighs them as if it had
-read them); when the worker waits instead, it reads less.
+worker. So it reads part of each next batch itself and passes the readings on with the
+entries (the worker weighs them as if it had read them): as large a part as makes the two
+processes take as long over a batch, by the times each measures (`_balanced`). It reads
+the first batch while a new worker starts.
 
 The statistics (megabytes of counts) are costly to pass: after a run they come back as
 bytes and are unpickled only when this process needs them (`Weigher.hand_over`), while
@@ -41,10 +42,12 @@ import os
 import pickle
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import islice
+from functools import partial
+from itertools import chain, islice
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar, cast, overload
 
@@ -53,7 +56,7 @@ from monitor.feeds.parsepool import FORKSERVER_PRELOAD, default_context, start_c
 from monitor.logs import event, get_logger
 from monitor.types import ClusterDoc
 
-from .reading import read
+from .reading import plain, read, unplain
 from .similarity import DocFeatures
 from .weighing import Holder, Weigher
 
@@ -61,11 +64,9 @@ log = get_logger("cluster")
 
 MIN_PARALLEL = 2000  # entries: below this, weighing here is faster than starting a worker
 BATCH = 250  # entries per message: large enough that passing them costs little per entry
-# This process reads part of each batch itself when it waits for the worker more than WAIT
-# seconds a batch: SHARE_STEP more for the next batch, up to MAX_SHARE (a reading costs
-# about a third of its making to pass on, so it pays for long texts only).
-WAIT = 0.002
-SHARE_STEP = 0.1
+# This process reads part of each batch itself, as much as makes the worker and it take as long
+# over a batch, up to MAX_SHARE (see _balanced). A reading costs about a quarter of its making to
+# pass on, so this pays for long texts only.
 MAX_SHARE = 0.8
 
 # Entries a worker reads ahead of a run, at most (their readings wait in its memory, some
@@ -102,14 +103,32 @@ def _payload(docs: list[ClusterDoc], share: float) -> bytes:
     """A batch for the worker: each entry's fields and its reading, made here for the first
     `share` of them (None for the rest: the worker reads those); an empty batch is None."""
     here = round(share * len(docs))
-    items = [(*_fields(d), read(d.title, d.text, d.outlet) if i < here else None) for i, d in enumerate(docs)]
+    items = [(*_fields(d), plain(read(d.title, d.text, d.outlet)) if i < here else None)
+             for i, d in enumerate(docs)]
     return pickle.dumps(items or None, pickle.HIGHEST_PROTOCOL)
+
+
+def _balanced(share: float, here: float, there: float, entries: int, reading: float | None) -> float:
+    """The share of a batch to read here, next, so that both processes take as long over a batch.
+
+    `here` and `there` are the seconds this process (deciding on a batch, making the next
+    payload) and the worker (weighing a batch) took over their last batch of `entries`, and
+    `reading` what a reading costs here, in seconds (None: not measured yet). Moving a reading
+    here costs about what it saves there, so half the gap closes by moving gap / 2 readings;
+    only half of that is moved, as the figures are a batch behind (a full step would overshoot).
+    """
+    gap = there - here
+    if reading is None or reading <= 0.0:
+        step = 0.1 if gap > 0 else -0.1
+    else:
+        step = gap / (4.0 * entries * reading)
+    return min(MAX_SHARE, max(0.0, share + step))
 
 
 def _weigh(weigher: Weigher, item: tuple, ahead: dict[int, tuple] | None = None) -> DocFeatures:
     """Weigh one item of a batch (see _payload), with its reading as it came, or as read ahead
     from the same outlet, title and text (`ahead`: entry id -> (those fields, reading))."""
-    reading = item[6]
+    reading = None if item[6] is None else unplain(item[6])
     if reading is None and ahead:
         kept = ahead.pop(item[0], None)
         if kept is not None and kept[0] == item[2:5]:
@@ -137,7 +156,9 @@ def _worker_main(conn: Connection) -> None:
     ahead: dict[int, tuple] = {}  # entry id -> (outlet, title, text), reading: read ahead of a run
     try:
         while True:
-            message = conn.recv()
+            data = conn.recv_bytes()
+            began = time.perf_counter()
+            message = pickle.loads(data)
             if isinstance(message, Weigher):
                 weigher = message
             elif isinstance(message, tuple):  # ("read", entries) sent ahead of a run
@@ -145,8 +166,9 @@ def _worker_main(conn: Connection) -> None:
             elif message is None:  # a run's end
                 ahead.clear()
                 conn.send(weigher)
-            else:
-                conn.send([_to_wire(_weigh(cast(Weigher, weigher), item, ahead)) for item in message])
+            else:  # a batch: its features, and how long this process took over it (unpickling included)
+                wires = [_to_wire(_weigh(cast(Weigher, weigher), item, ahead)) for item in message]
+                conn.send((time.perf_counter() - began, wires))
     except (EOFError, OSError):
         return
 
@@ -234,34 +256,47 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
         for item in items:
             yield item, weigher.weigh(doc_of(item))
         return
+    source = iter(items)
+    batch = list(islice(source, BATCH))
     worker: _Worker | None = None
-    source: Iterator[Any] | None = None
     done = 0  # items yielded with features from the worker
-    kept = False
-    share = 0.0  # of each batch read here, ahead of the worker
+    kept = looping = False
     adapt = early is None  # a worker that read ahead has the readings: this process reads none
+    # With nothing to decide yet, this process reads most of the first batch itself, and all
+    # of it while a new worker starts; then the two share the reading (see _balanced).
+    share = MAX_SHARE if adapt else 0.0
+    reading: float | None = None  # seconds a reading takes here, with passing it on
+    first = [doc_of(i) for i in batch]
     try:
         if early is not None:
             worker = early
             worker.conn.send(weigher)
+            payload = _payload(first, share)
         else:  # a worker that holds the statistics already, from the last run: nothing to pass
-            worker = _waiting(weigher.holder) or _Worker(weigher)
-        source = iter(items)
-        batch = list(islice(source, BATCH))
-        worker.conn.send_bytes(_payload([doc_of(i) for i in batch], 0.0))
+            worker = _waiting(weigher.holder)
+            if worker is None:
+                worker, payload = _start_while(weigher, partial(_payload, first, 1.0))
+            else:
+                payload = _payload(first, share)
+        worker.conn.send_bytes(payload)
+        sent = time.perf_counter()
+        looping = True  # items past the first batch are taken from here on
         while batch:
             following = list(islice(source, BATCH))
             # ready before the answer arrives; reading is pure, so where it happens changes nothing
+            began = time.perf_counter()
             payload = _payload([doc_of(i) for i in following], share)
-            waiting = time.perf_counter()
-            answer = worker.conn.recv_bytes()
-            waiting = time.perf_counter() - waiting
+            if following and share:
+                reading = (time.perf_counter() - began) / max(1, round(share * len(following)))
+            here = time.perf_counter() - sent
+            there, wires = pickle.loads(worker.conn.recv_bytes())
             worker.conn.send_bytes(payload)  # weighed while this one is decided on
-            # Long pages make weighing several times the deciding: this process then waits for
-            # the worker, so it reads more of each batch itself (and less when the worker waits).
+            sent = time.perf_counter()
+            # Long pages make weighing several times the deciding: this process would wait for
+            # the worker, so it reads part of each batch itself (less when the worker waits).
             if adapt:
-                share = min(MAX_SHARE, share + SHARE_STEP) if waiting > WAIT else max(0.0, share - SHARE_STEP)
-            for item, wire in zip(batch, pickle.loads(answer), strict=True):
+                share = _balanced(share, here, there, len(batch), reading)
+            for item, wire in zip(batch, wires, strict=True):
                 yield item, _from_wire(wire)
                 done += 1
             batch = following
@@ -276,16 +311,41 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
     finally:
         if worker is not None and not kept:
             worker.close()
-    # the worker died: weigh again here what it had weighed, then go on here
+    # the worker died (or never started): weigh again here what it had weighed, then go on here
     event(log, "weigh_worker_failed", logging.WARNING, error=f"{type(error).__name__}: {error}", weighed=done)
-    if source is None:  # it never started: nothing was taken from the items
-        items = iter(items)
-    elif not isinstance(items, Sequence):
-        raise WorkerLost(f"the weighing worker died after {done} entries: {error}")
+    if not isinstance(items, Sequence):
+        if looping:
+            raise WorkerLost(f"the weighing worker died after {done} entries: {error}")
+        items = chain(batch, source)  # it never started: go on with the first batch, taken already
     for item in islice(items, done):
         weigher.weigh(doc_of(item))
     for item in islice(items, done, None):
         yield item, weigher.weigh(doc_of(item))
+
+
+def _start_while(weigher: Weigher, work: Callable[[], bytes]) -> tuple[_Worker, bytes]:
+    """A new worker for `weigher`, and `work()` done here while it starts: starting a process
+    waits on the fork server (the first start starts that server, which imports the package)."""
+    started: list[_Worker | BaseException] = []
+
+    def start() -> None:
+        try:
+            started.append(_Worker(weigher))
+        except BaseException as exc:  # handed to the caller
+            started.append(exc)
+
+    thread = threading.Thread(target=start, name="monitor-weigh-start", daemon=True)
+    thread.start()
+    try:
+        result = work()
+    finally:
+        thread.join()
+        outcome = started[0]
+        if not isinstance(outcome, BaseException) and sys.exc_info()[0] is not None:
+            outcome.close()  # the work failed: nobody will use the worker
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome, result
 
 
 class ReadAhead:

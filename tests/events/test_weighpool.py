@@ -218,7 +218,7 @@ def test_a_worker_killed_while_it_holds_the_statistics_costs_nothing_but_time(po
 def test_entries_read_here_ahead_of_the_worker_weigh_the_same(pooled, monkeypatch):
     """When this process waits for the worker (long pages), it reads part of each batch itself
     and passes the readings on: reading is pure, so features and statistics are the same."""
-    monkeypatch.setattr(weighpool, "WAIT", -1.0)  # every batch counts as waited for: the share climbs
+    monkeypatch.setattr(weighpool, "_balanced", lambda *args: weighpool.MAX_SHARE)  # as when the worker is slower
     read_here = []
     real_read = weighpool.read
     monkeypatch.setattr(weighpool, "read", lambda *args: read_here.append(args[0]) or real_read(*args))
@@ -230,3 +230,33 @@ def test_entries_read_here_ahead_of_the_worker_weigh_the_same(pooled, monkeypatc
     assert got == expected
     assert state(there) == state(here)
     assert len(read_here) > len(items) // 3  # a good part of them was read here
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_worker_that_cannot_start_costs_nothing(pooled, monkeypatch, stream):
+    """The first batch is taken, and read here, while the worker starts: when it cannot start,
+    that batch and the rest are weighed here, from a sequence or from a stream alike."""
+    def no_process(weigher):
+        raise OSError("no process for you")
+
+    monkeypatch.setattr(weighpool, "_Worker", no_process)
+    items = docs()
+    here = weigher()
+    expected = [decided_on(here.weigh(d)) for d in items]
+    there = weigher()
+    source = (d for d in items) if stream else items
+    got = [(doc.entry_id, decided_on(f)) for doc, f in weighpool.weigh_ahead(there, source, len(items), workers=1)]
+    assert got == [(d.entry_id, e) for d, e in zip(items, expected, strict=True)]
+    assert state(there) == state(here)
+
+
+@pytest.mark.parametrize("here,there,reading,expected", [
+    (0.050, 0.090, 0.0002, 0.7),  # the worker took 40 ms longer: 200 readings would close it, half moves
+    (0.090, 0.050, 0.0002, 0.3),  # this process took longer: it reads less
+    (0.050, 0.090, None, 0.6),  # a reading here not measured yet: a tenth of the batch
+    (0.090, 0.050, None, 0.4),
+    (0.010, 0.500, 0.0002, weighpool.MAX_SHARE),  # never more than MAX_SHARE
+    (0.500, 0.010, 0.0002, 0.0),  # nor less than nothing
+])
+def test_the_share_read_here_closes_half_the_gap_between_the_processes(here, there, reading, expected):
+    assert weighpool._balanced(0.5, here, there, 250, reading) == pytest.approx(expected)
