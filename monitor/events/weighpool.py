@@ -14,8 +14,8 @@ Reading an entry (its sentences, tokens, terms) is pure and most of the weighing
 page, which then costs several times the decision: this process would wait for the
 worker. So it reads part of each next batch itself and passes the readings on with the
 entries (the worker weighs them as if it had read them): as large a part as makes the two
-processes take as long over a batch, by the times each measures (`_balanced`). It reads
-the first batch while a new worker starts.
+processes take as long over a batch, by the times each measures (`_balanced`). While a new
+worker starts, it reads the first batches (the worker then only weighs them).
 
 The statistics (megabytes of counts) are costly to pass: after a run they come back as
 bytes and are unpickled only when this process needs them (`Weigher.hand_over`), while
@@ -46,7 +46,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import partial
 from itertools import chain, islice
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar, cast, overload
@@ -68,6 +67,8 @@ BATCH = 250  # entries per message: large enough that passing them costs little 
 # over a batch, up to MAX_SHARE (see _balanced). A reading costs about a quarter of its making to
 # pass on, so this pays for long texts only.
 MAX_SHARE = 0.8
+# Batches this process reads, at most, while a new worker starts (they are its first batch).
+STARTING_BATCHES = 4
 
 # Entries a worker reads ahead of a run, at most (their readings wait in its memory, some
 # 15 KB each), and how many a poll stores before it starts one (see ReadAhead).
@@ -100,12 +101,16 @@ def _fields(doc: ClusterDoc) -> tuple:
 
 
 def _payload(docs: list[ClusterDoc], share: float) -> bytes:
-    """A batch for the worker: each entry's fields and its reading, made here for the first
-    `share` of them (None for the rest: the worker reads those); an empty batch is None."""
+    """A batch for the worker (see _items), pickled; an empty batch is None."""
+    return pickle.dumps(_items(docs, share) or None, pickle.HIGHEST_PROTOCOL)
+
+
+def _items(docs: list[ClusterDoc], share: float) -> list[tuple]:
+    """Each entry's fields and its reading, made here for the first `share` of them (None for
+    the rest: the worker reads those)."""
     here = round(share * len(docs))
-    items = [(*_fields(d), plain(read(d.title, d.text, d.outlet)) if i < here else None)
-             for i, d in enumerate(docs)]
-    return pickle.dumps(items or None, pickle.HIGHEST_PROTOCOL)
+    return [(*_fields(d), plain(read(d.title, d.text, d.outlet)) if i < here else None)
+            for i, d in enumerate(docs)]
 
 
 def _balanced(share: float, here: float, there: float, entries: int, reading: float | None) -> float:
@@ -263,7 +268,7 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
     kept = looping = False
     adapt = early is None  # a worker that read ahead has the readings: this process reads none
     # With nothing to decide yet, this process reads most of the first batch itself, and all
-    # of it while a new worker starts; then the two share the reading (see _balanced).
+    # of it (and more) while a new worker starts; then the two share the reading (see _balanced).
     share = MAX_SHARE if adapt else 0.0
     reading: float | None = None  # seconds a reading takes here, with passing it on
     first = [doc_of(i) for i in batch]
@@ -275,7 +280,18 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
         else:  # a worker that holds the statistics already, from the last run: nothing to pass
             worker = _waiting(weigher.holder)
             if worker is None:
-                worker, payload = _start_while(weigher, partial(_payload, first, 1.0))
+                def read_while(started: Callable[[], bool]) -> bytes:
+                    """The first batch, read here, and more batches for as long as the worker starts."""
+                    items = _items(first, 1.0)
+                    while not started() and len(batch) < STARTING_BATCHES * BATCH:
+                        more = list(islice(source, BATCH))
+                        batch.extend(more)
+                        items += _items([doc_of(i) for i in more], 1.0)
+                        if not more:
+                            break
+                    return pickle.dumps(items, pickle.HIGHEST_PROTOCOL)
+
+                worker, payload = _start_while(weigher, read_while)
             else:
                 payload = _payload(first, share)
         worker.conn.send_bytes(payload)
@@ -323,9 +339,10 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
         yield item, weigher.weigh(doc_of(item))
 
 
-def _start_while(weigher: Weigher, work: Callable[[], bytes]) -> tuple[_Worker, bytes]:
-    """A new worker for `weigher`, and `work()` done here while it starts: starting a process
-    waits on the fork server (the first start starts that server, which imports the package)."""
+def _start_while(weigher: Weigher, work: Callable[[Callable[[], bool]], bytes]) -> tuple[_Worker, bytes]:
+    """A new worker for `weigher`, and `work(started)` done here while it starts (`started()`
+    tells whether it has): starting a process waits on the fork server, and the first start
+    starts that server, which imports the package."""
     started: list[_Worker | BaseException] = []
 
     def start() -> None:
@@ -337,7 +354,7 @@ def _start_while(weigher: Weigher, work: Callable[[], bytes]) -> tuple[_Worker, 
     thread = threading.Thread(target=start, name="monitor-weigh-start", daemon=True)
     thread.start()
     try:
-        result = work()
+        result = work(lambda: bool(started))
     finally:
         thread.join()
         outcome = started[0]

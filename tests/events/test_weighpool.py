@@ -9,6 +9,7 @@ when the worker was killed halfway.
 from __future__ import annotations
 
 import os
+import time
 import signal
 from dataclasses import replace
 from datetime import timedelta
@@ -260,3 +261,32 @@ def test_a_worker_that_cannot_start_costs_nothing(pooled, monkeypatch, stream):
 ])
 def test_the_share_read_here_closes_half_the_gap_between_the_processes(here, there, reading, expected):
     assert weighpool._balanced(0.5, here, there, 250, reading) == pytest.approx(expected)
+
+
+def test_while_a_new_worker_starts_this_process_reads_its_first_batches(pooled, monkeypatch):
+    """Starting a process takes a while (the first start starts the fork server): meanwhile
+    this process reads the first batch, then more, up to STARTING_BATCHES batches, and the
+    worker only weighs them. Features and statistics are the same."""
+    real = weighpool._Worker
+
+    def slow_start(weigher):
+        time.sleep(1.0)  # far longer than reading the test corpus: the cap ends the reading
+        return real(weigher)
+
+    monkeypatch.setattr(weighpool, "_Worker", slow_start)
+    monkeypatch.setattr(weighpool, "_balanced", lambda *args: 0.0)  # later batches: all read there
+    read_here = []
+    real_read = weighpool.read
+    monkeypatch.setattr(weighpool, "read", lambda *args: read_here.append(args[0]) or real_read(*args))
+    items = docs()
+    here = weigher()
+    expected = [decided_on(here.weigh(d)) for d in items]
+    there = weigher()
+    got = [decided_on(f) for _, f in weighpool.weigh_ahead(there, items, len(items), workers=1)]
+    assert got == expected
+    assert state(there) == state(here)
+    assert len(items) > weighpool.STARTING_BATCHES * weighpool.BATCH
+    cap = weighpool.STARTING_BATCHES * weighpool.BATCH
+    assert read_here[:cap] == [d.title for d in items[:cap]]
+    # and most of the next batch, made before the worker's first figures come back (see weigh_ahead)
+    assert read_here[cap:] == [d.title for d in items[cap : cap + round(weighpool.MAX_SHARE * weighpool.BATCH)]]
