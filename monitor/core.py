@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from monitor.digests import mailer, outbox
     from monitor.digests.notifier import ChatTransport
     from monitor.events.clusterer import ClusterConfig, Clusterer
+    from monitor.events.headlines import Affixes
     from monitor.events.weighpool import ReadAhead
     from monitor.feeds.cycle import CycleReport, FeedOutcome
 
@@ -293,12 +294,20 @@ class Monitor:
         clusterer = self._clusterer_for(docs)
         from monitor.events.clusterer import collection_paused
 
+        furniture: dict[int, Affixes] = {}
+
+        def alongside() -> None:
+            self.store.index_pending_text()
+            clusters.learn_furniture(self.store, (d.feed_id for d in docs), furniture)
+
         try:
-            # The index is written on another thread while the clusterer decides (SQLite
-            # releases the GIL); the connection is not used here until that thread is done.
-            with collection_paused(), _alongside(self.store.index_pending_text):
+            # The index is written, and the feeds' title furniture for the headlines learned,
+            # on another thread while the clusterer decides (SQLite releases the GIL, and the
+            # deciding waits for its weighing worker); the connection is not used here until
+            # that thread is done.
+            with collection_paused(), _alongside(alongside):
                 decisions = clusters.decide(clusterer, docs, progress=progress, ahead=ahead)
-            touched = clusters.apply(self.store, decisions, self.clock())
+            touched = clusters.apply(self.store, decisions, self.clock(), furniture)
         except BaseException:
             self._clusterer = None  # memory may be ahead of the database: rebuild next time
             raise

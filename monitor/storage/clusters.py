@@ -158,13 +158,16 @@ def next_cluster_id(store: Store) -> int:
     return (store.scalar("SELECT max(id) FROM clusters") or 0) + 1
 
 
-def apply(store: Store, decisions: Iterable[tuple[Assignment, ClusterDoc]], now: datetime) -> set[int]:
+def apply(store: Store, decisions: Iterable[tuple[Assignment, ClusterDoc]], now: datetime,
+          furniture: dict[int, Affixes] | None = None) -> set[int]:
     """Store assignments (new clusters, memberships, merges) in one transaction.
 
     Returns the ids of the clusters that changed (surviving ids), for topic matching.
+    `furniture`: feeds' title furniture learned already (see learn_furniture).
     """
     touched: set[int] = set()
     stamp = iso(now)
+    furniture = {} if furniture is None else furniture  # each feed's titles are read once per cycle
     with store.write():
         for a, doc in decisions:
             if a.is_new:
@@ -174,10 +177,16 @@ def apply(store: Store, decisions: Iterable[tuple[Assignment, ClusterDoc]], now:
                 _absorb(store, absorbed, a.cluster_id, a.entry_id, stamp)
                 touched.discard(absorbed)
             touched.add(a.cluster_id)
-        furniture: dict[int, Affixes] = {}  # each feed's titles are read once per cycle
         for cid in touched:
             refresh(store, cid, stamp, furniture)
     return touched
+
+
+def learn_furniture(store: Store, feed_ids: Iterable[int], cache: dict[int, Affixes]) -> None:
+    """Learn these feeds' title furniture into `cache` (see feed_furniture), ahead of `apply`:
+    it depends on stored titles only, not on the decisions."""
+    for feed_id in sorted(set(feed_ids)):
+        feed_furniture(store, feed_id, cache)
 
 
 def _new_cluster(store: Store, cluster_id: int, doc: ClusterDoc, stamp: str) -> None:
