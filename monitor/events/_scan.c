@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 
 /* --- one term's postings ---------------------------------------------------------------------- */
@@ -540,9 +541,119 @@ static PyObject *dot(PyObject *self, PyObject *args) {
     return PyFloat_FromDouble(s);
 }
 
+/* --- centroid sums in fixed point -------------------------------------------------------------- */
+
+PyDoc_STRVAR(fixed_doc, "fixed(vec, scale) -> dict\n\nSee monitor.events.scan.fixed_py.");
+
+static PyObject *fixed(PyObject *self, PyObject *args) {
+    PyObject *vec;
+    double scale;
+    if (!PyArg_ParseTuple(args, "O!d:fixed", &PyDict_Type, &vec, &scale)) return NULL;
+    PyObject *out = PyDict_New();
+    if (out == NULL) return NULL;
+    PyObject *term, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(vec, &pos, &term, &value)) {
+        double w;
+        if (as_weight(value, &w) < 0) goto fail;
+        /* Python's round() of a float: half away from zero, then ties to even */
+        double x = w * scale, r = round(x);
+        if (fabs(x - r) == 0.5) r = 2.0 * round(x / 2.0);
+        PyObject *n = PyLong_FromDouble(r);
+        if (n == NULL) goto fail;
+        int rc = PyDict_SetItem(out, term, n);
+        Py_DECREF(n);
+        if (rc < 0) goto fail;
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* Values beyond this (in absolute value) go to the Python twin: with |x|, |old|, |new| below 2^56
+ * and at most MAX_CENTROID_TERMS terms, every square and their sum fit in 128 bits. */
+#define CENTROID_LIMIT (1LL << 56)
+#define MAX_CENTROID_TERMS 1024
+
+PyDoc_STRVAR(add_to_centroid_doc,
+"add_to_centroid(centroid, fixed, sign) -> int\n\nSee monitor.events.scan.add_to_centroid_py. Raises\n"
+"OverflowError, before changing anything, for values it cannot sum exactly in 128 bits.");
+
+static PyObject *add_to_centroid(PyObject *self, PyObject *args) {
+    PyObject *centroid, *fixed_vec;
+    int sign;
+    if (!PyArg_ParseTuple(args, "O!O!i:add_to_centroid", &PyDict_Type, &centroid, &PyDict_Type, &fixed_vec,
+                          &sign))
+        return NULL;
+    if (sign != 1 && sign != -1) {
+        PyErr_SetString(PyExc_ValueError, "add_to_centroid: sign must be 1 or -1");
+        return NULL;
+    }
+#if defined(__SIZEOF_INT128__)
+    Py_ssize_t n = PyDict_GET_SIZE(fixed_vec);
+    if (n > MAX_CENTROID_TERMS) goto too_large;
+    long long xs[MAX_CENTROID_TERMS], olds[MAX_CENTROID_TERMS];
+    PyObject *term, *value;
+    Py_ssize_t pos = 0, i = 0;
+    /* first every value, checked: nothing changes unless all of it can be summed here */
+    while (PyDict_Next(fixed_vec, &pos, &term, &value)) {
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (x == -1 && PyErr_Occurred()) return NULL;
+        if (overflow || x >= CENTROID_LIMIT || x <= -CENTROID_LIMIT) goto too_large;
+        long long old = 0;
+        PyObject *ov = PyDict_GetItemWithError(centroid, term);
+        if (ov == NULL && PyErr_Occurred()) return NULL;
+        if (ov != NULL) {
+            old = PyLong_AsLongLongAndOverflow(ov, &overflow);
+            if (old == -1 && PyErr_Occurred()) return NULL;
+            if (overflow || old >= CENTROID_LIMIT || old <= -CENTROID_LIMIT) goto too_large;
+        }
+        long long nw = old + sign * x;
+        if (nw >= CENTROID_LIMIT || nw <= -CENTROID_LIMIT) goto too_large;
+        xs[i] = x;
+        olds[i] = old;
+        i++;
+    }
+    __int128 delta = 0;
+    pos = 0;
+    i = 0;
+    while (PyDict_Next(fixed_vec, &pos, &term, &value)) {
+        long long old = olds[i], nw = old + sign * xs[i];
+        i++;
+        delta += (__int128)nw * nw - (__int128)old * old;
+        if (nw) {
+            PyObject *v = PyLong_FromLongLong(nw);
+            if (v == NULL) return NULL;
+            int rc = PyDict_SetItem(centroid, term, v);
+            Py_DECREF(v);
+            if (rc < 0) return NULL;
+        } else if (PyDict_DelItem(centroid, term) < 0) {
+            return NULL;
+        }
+    }
+    if (delta >= LLONG_MIN && delta <= LLONG_MAX) return PyLong_FromLongLong((long long)delta);
+    PyObject *hi = PyLong_FromLongLong((long long)(delta >> 64)), *shift = PyLong_FromLong(64),
+             *lo = PyLong_FromUnsignedLongLong((unsigned long long)delta), *high = NULL, *sum = NULL;
+    if (hi && shift && lo) high = PyNumber_Lshift(hi, shift);
+    if (high) sum = PyNumber_Add(high, lo);
+    Py_XDECREF(hi);
+    Py_XDECREF(shift);
+    Py_XDECREF(lo);
+    Py_XDECREF(high);
+    return sum;
+too_large:
+#endif
+    PyErr_SetString(PyExc_OverflowError, "add_to_centroid: values too large to sum here");
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"lead_cosine", lead_cosine, METH_VARARGS, lead_cosine_doc},
     {"dot", dot, METH_VARARGS, dot_doc},
+    {"fixed", fixed, METH_VARARGS, fixed_doc},
+    {"add_to_centroid", add_to_centroid, METH_VARARGS, add_to_centroid_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -424,19 +424,7 @@ def collection_paused() -> Iterator[None]:
 
 def _fixed(vec: dict[str, float]) -> dict[str, int]:
     """A vector in the fixed-point units of centroid sums (made once per entry, used to add and take away)."""
-    return {t: round(w * _SCALE) for t, w in vec.items()}
+    return scan.fixed(vec, _SCALE)
 
 
-def _add_to_centroid(centroid: dict[str, int], fixed: dict[str, int], sign: int) -> int:
-    """Add (sign +1) or take away (-1) a fixed-point vector; return the change of the squared length."""
-    delta = 0
-    get = centroid.get
-    for t, x in fixed.items():
-        old = get(t, 0)
-        new = old + sign * x
-        delta += new * new - old * old
-        if new:
-            centroid[t] = new
-        else:
-            del centroid[t]
-    return delta
+_add_to_centroid = scan.add_to_centroid  # (centroid, fixed, sign) -> change of the squared length

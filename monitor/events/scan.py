@@ -4,7 +4,8 @@ was built, in C.
 `WindowIndex` holds, for each term, the window's entries that have it (with the term's weight
 and the entry's time); its `search` sums an entry's partial cosines through it and keeps the
 entries that could reach the join bar. `lead_cosine` and `dot` are the dot products of the
-exact scoring. They are most of a decision's time, in Python loops over dictionaries, so
+exact scoring; `fixed` and `add_to_centroid` keep clusters' centroid sums, in integers. They
+are most of a decision's time, in Python loops over dictionaries, so
 `monitor/events/_scan.c` has them compiled, with each term's postings in flat arrays rather
 than dictionaries of number objects spread over memory (reaching those was most of the
 time). The compiled twins compute exactly what these do (the same products and sums in the
@@ -166,13 +167,44 @@ def dot_py(pairs: list[tuple[str, float]], b: Mapping[str, float]) -> float:
     return s
 
 
+def fixed_py(vec: dict[str, float], scale: float) -> dict[str, int]:
+    """A vector in the fixed-point units of centroid sums: each weight x scale, rounded as round() does."""
+    return {t: round(w * scale) for t, w in vec.items()}
+
+
+def add_to_centroid_py(centroid: dict[str, int], fixed: dict[str, int], sign: int) -> int:
+    """Add (sign +1) or take away (-1) a fixed-point vector; return the change of the squared length.
+    Terms that reach zero leave the centroid."""
+    delta = 0
+    get = centroid.get
+    for t, x in fixed.items():
+        old = get(t, 0)
+        new = old + sign * x
+        delta += new * new - old * old
+        if new:
+            centroid[t] = new
+        else:
+            del centroid[t]
+    return delta
+
+
+def _add_to_centroid_compiled(centroid: dict[str, int], fixed: dict[str, int], sign: int) -> int:
+    try:
+        return _scan.add_to_centroid(centroid, fixed, sign)
+    except OverflowError:  # sums beyond what it adds exactly in 128 bits (it changed nothing)
+        return add_to_centroid_py(centroid, fixed, sign)
+
+
 WindowIndex: Callable[[], Index] = WindowIndexPy
 lead_cosine = lead_cosine_py
 dot = dot_py
+fixed = fixed_py
+add_to_centroid = add_to_centroid_py
 try:
     from . import _scan
 except ImportError:  # built without a C compiler: the same results, slower
     COMPILED = False
 else:
-    WindowIndex, lead_cosine, dot = _scan.WindowIndex, _scan.lead_cosine, _scan.dot
+    WindowIndex, lead_cosine, dot, fixed = _scan.WindowIndex, _scan.lead_cosine, _scan.dot, _scan.fixed
+    add_to_centroid = _add_to_centroid_compiled
     COMPILED = True

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 import pytest
 
-from monitor.events import reading, scan
+from monitor.events import clusterer, reading, scan
 from monitor.events import similarity as sim
 from monitor.events import textfeatures as tf
 from monitor.events.clusterer import Clusterer
@@ -131,6 +131,35 @@ def test_compiled_dot_products_return_what_the_python_ones_return(seed: int) -> 
     assert _scan.dot(pairs, b).hex() == scan.dot_py(pairs, b).hex()
 
 
+@pytest.mark.parametrize("seed", range(100))
+def test_compiled_centroid_sums_are_the_python_ones(seed: int) -> None:
+    """Fixed-point vectors (rounded as round() does, ties to even) and centroid sums: the same
+    integers, the same terms in the same order (a term that reaches zero leaves), the same change
+    of the squared length, however large; sums past 128 bits are left to the Python twin."""
+    rng = random.Random(seed)
+    scale = 1 << 24
+    ties = [k / 2 / scale for k in (1, 3, 5, -1, -3)]  # x.5 in fixed point
+    vec = {t: rng.choice([rng.random(), rng.uniform(-1, 1), *ties]) for t in rng.sample(WORDS, rng.randint(0, 25))}
+    assert list(_scan.fixed(vec, scale).items()) == list(scan.fixed_py(vec, scale).items())
+    for magnitude in (24, 40, 62, 70):  # members' sums, up to past what 64 bits hold
+        centroid = {t: rng.randint(-(1 << magnitude), 1 << magnitude) for t in rng.sample(WORDS, rng.randint(0, 20))}
+        fixed = {t: rng.randint(-(1 << 24), 1 << 24) for t in rng.sample(WORDS, rng.randint(0, 25))}
+        fixed.update({t: centroid[t] for t in list(centroid)[: rng.randint(0, 3)]})  # terms taken away to zero
+        for sign in (1, -1):
+            python, compiled = dict(centroid), dict(centroid)
+            assert scan.add_to_centroid(compiled, fixed, sign) == scan.add_to_centroid_py(python, fixed, sign)
+            assert list(compiled.items()) == list(python.items())
+
+
+def test_centroid_sums_it_cannot_make_exactly_change_nothing() -> None:
+    centroid = {"a": 5, "b": 1 << 60}
+    with pytest.raises(OverflowError):
+        _scan.add_to_centroid(centroid, {"a": 1, "b": 1}, 1)
+    assert centroid == {"a": 5, "b": 1 << 60}
+    assert scan.add_to_centroid(centroid, {"a": 1, "b": 1}, 1) == 11 + 2 * (1 << 60) + 1  # the Python twin's
+    assert centroid == {"a": 6, "b": (1 << 60) + 1}
+
+
 def test_wrong_input_is_refused_with_an_error() -> None:
     index = _scan.WindowIndex()
     with pytest.raises(TypeError):
@@ -150,6 +179,12 @@ def test_wrong_input_is_refused_with_an_error() -> None:
         index.search({"a": 0.5}, 50, 0.1, 0.3, 0.5, 0.0, DAY, 1e-10, frozenset(), {})
     with pytest.raises(TypeError):
         _scan.dot([("a",)], {})
+    with pytest.raises(ValueError):
+        _scan.add_to_centroid({}, {"a": 1}, 0)
+    with pytest.raises(TypeError):
+        _scan.add_to_centroid({"a": 1.5}, {"a": 1}, 1)
+    with pytest.raises(TypeError):
+        _scan.fixed({"a": "heavy"}, 2.0)
     assert index.postings("a") == {1: 0.2} and len(index) == 1  # nothing was half done
 
 
@@ -180,6 +215,8 @@ def test_clustering_decides_the_same_with_the_python_twins(monkeypatch: pytest.M
     monkeypatch.setattr(tf, "ascii_words", tf.ascii_words_py)
     monkeypatch.setattr(tf, "ascii_tokens", tf.ascii_tokens_py)
     monkeypatch.setattr(sim, "count_and_vectorize", sim.count_and_vectorize_py)
+    monkeypatch.setattr(scan, "fixed", scan.fixed_py)
+    monkeypatch.setattr(clusterer, "_add_to_centroid", scan.add_to_centroid_py)
     cl = Clusterer()
     assert isinstance(cl._index, scan.WindowIndexPy)
     python = [cl.assign(d) for d in docs]
