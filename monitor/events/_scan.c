@@ -11,7 +11,7 @@
  * A term's postings are three flat arrays (entry ids, the term's weights, the entries' published
  * times) in the order the entries were added, so the search reads them in sequence instead of
  * reaching number objects all over memory. Entries leave the window oldest first, so removal
- * finds them near the front.
+ * finds them at the front, where it only moves the postings' start.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -30,12 +30,17 @@ typedef struct {
     double *ws; /* the term's weight in each entry's vector */
     double *ts; /* each entry's published time */
     double maxw; /* the highest weight in ws */
+    /* The arrays above start `start` places into these allocations of `cap` places: the oldest
+     * entry leaves by moving the start, not the rest of the postings. */
+    Py_ssize_t start;
+    long long *ids0;
+    double *ws0, *ts0;
 } PostingsObject;
 
 static void postings_dealloc(PostingsObject *self) {
-    PyMem_Free(self->ids);
-    PyMem_Free(self->ws);
-    PyMem_Free(self->ts);
+    PyMem_Free(self->ids0);
+    PyMem_Free(self->ws0);
+    PyMem_Free(self->ts0);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -48,16 +53,30 @@ static PyTypeObject PostingsType = {
     .tp_doc = "One term's postings in a WindowIndex (internal).",
 };
 
+/* Move the postings to the start of their allocations. */
+static void postings_compact(PostingsObject *p) {
+    if (p->start == 0) return;
+    memmove(p->ids0, p->ids, sizeof(long long) * p->n);
+    memmove(p->ws0, p->ws, sizeof(double) * p->n);
+    memmove(p->ts0, p->ts, sizeof(double) * p->n);
+    p->ids = p->ids0;
+    p->ws = p->ws0;
+    p->ts = p->ts0;
+    p->start = 0;
+}
+
+/* Room for `cap` postings (cap >= n), compacted first. */
 static int postings_reserve(PostingsObject *p, Py_ssize_t cap) {
-    long long *ids = PyMem_Realloc(p->ids, sizeof(long long) * cap);
+    postings_compact(p);
+    long long *ids = PyMem_Realloc(p->ids0, sizeof(long long) * cap);
     if (ids == NULL) goto nomem;
-    p->ids = ids;
-    double *ws = PyMem_Realloc(p->ws, sizeof(double) * cap);
+    p->ids = p->ids0 = ids;
+    double *ws = PyMem_Realloc(p->ws0, sizeof(double) * cap);
     if (ws == NULL) goto nomem;
-    p->ws = ws;
-    double *ts = PyMem_Realloc(p->ts, sizeof(double) * cap);
+    p->ws = p->ws0 = ws;
+    double *ts = PyMem_Realloc(p->ts0, sizeof(double) * cap);
     if (ts == NULL) goto nomem;
-    p->ts = ts;
+    p->ts = p->ts0 = ts;
     p->cap = cap;
     return 0;
 nomem:
@@ -68,9 +87,9 @@ nomem:
 static PostingsObject *postings_new(void) {
     PostingsObject *p = PyObject_New(PostingsObject, &PostingsType);
     if (p == NULL) return NULL;
-    p->n = p->cap = 0;
-    p->ids = NULL;
-    p->ws = p->ts = NULL;
+    p->n = p->cap = p->start = 0;
+    p->ids = p->ids0 = NULL;
+    p->ws = p->ts = p->ws0 = p->ts0 = NULL;
     p->maxw = 0.0;
     if (postings_reserve(p, 4) < 0) {
         Py_DECREF(p);
@@ -157,7 +176,12 @@ static PyObject *index_add(IndexObject *self, PyObject *args) {
         } else if (w > p->maxw) {
             p->maxw = w;
         }
-        if (p->n == p->cap && postings_reserve(p, p->cap * 2) < 0) return NULL;
+        if (p->start + p->n == p->cap) {
+            if (p->start >= p->n) /* at least half the room is before the start: use it */
+                postings_compact(p);
+            else if (postings_reserve(p, p->cap * 2) < 0)
+                return NULL;
+        }
         p->ids[p->n] = eid;
         p->ws[p->n] = w;
         p->ts[p->n] = ts;
@@ -196,10 +220,17 @@ static PyObject *index_remove(IndexObject *self, PyObject *args) {
             if (PyDict_DelItem(self->terms, term) < 0) return NULL;
             continue;
         }
-        Py_ssize_t tail = p->n - i - 1;
-        memmove(p->ids + i, p->ids + i + 1, sizeof(long long) * tail);
-        memmove(p->ws + i, p->ws + i + 1, sizeof(double) * tail);
-        memmove(p->ts + i, p->ts + i + 1, sizeof(double) * tail);
+        if (i == 0) { /* the oldest, as the window moves */
+            p->ids++;
+            p->ws++;
+            p->ts++;
+            p->start++;
+        } else {
+            Py_ssize_t tail = p->n - i - 1;
+            memmove(p->ids + i, p->ids + i + 1, sizeof(long long) * tail);
+            memmove(p->ws + i, p->ws + i + 1, sizeof(double) * tail);
+            memmove(p->ts + i, p->ts + i + 1, sizeof(double) * tail);
+        }
         p->n--;
         if (w == p->maxw) { /* the highest weight left: a stale bound would open candidates for nothing */
             double m = p->ws[0];

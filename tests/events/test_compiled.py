@@ -85,6 +85,34 @@ def test_the_compiled_index_finds_what_the_python_index_finds(seed: int) -> None
         assert skipped_c == skipped_py
 
 
+def test_a_sliding_window_keeps_the_same_postings_in_both_indexes() -> None:
+    """As the window moves, entries leave oldest first while new ones come: the compiled index
+    moves the start of each term's postings, and reuses the room before it or grows and shrinks
+    its arrays. Through thousands of such steps, and some removals from the middle, its
+    postings and searches stay the Python index's, entry for entry."""
+    rng = random.Random(11)
+    compiled, python = _both()
+    live: list[tuple[int, dict[str, float]]] = []
+    for step in range(3000):
+        width = 40 + int(400 * abs(math.sin(step / 300)))  # the window widens and narrows
+        vec = {t: rng.choice([0.25, 0.5, rng.uniform(0.01, 0.7)]) for t in rng.sample(WORDS[:6], rng.randint(1, 4))}
+        for index in (compiled, python):
+            index.add(step + 1, step * 60.0, vec)
+        live.append((step + 1, vec))
+        while len(live) > width:
+            eid, gone = live.pop(0 if rng.random() < 0.95 else rng.randrange(len(live)))
+            for index in (compiled, python):
+                index.remove(eid, gone)
+        if step % 97 == 0:
+            for t in WORDS[:6]:
+                assert list(compiled.postings(t).items()) == list(python.postings(t).items())
+            query = {t: 0.3 for t in WORDS[:3]}
+            names = {eid: frozenset() for eid, _ in live}
+            args = (query, 1000, 0.15, 0.3, 0.5, step * 60.0, 7 * DAY, 1e-10, frozenset(), names)
+            assert _hexed(compiled.search(*args)[0]) == _hexed(python.search(*args)[0])
+    assert len(compiled) == len(python) == len(live)
+
+
 def test_search_keeps_what_the_rules_say() -> None:
     """Worked by hand. "c" is in 4 entries, more than the common limit of 3: it opens no
     candidates and only bounds what it can add, q's 0.2 x its highest weight 0.5 = 0.1."""
