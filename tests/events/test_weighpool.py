@@ -220,7 +220,14 @@ def test_entries_read_here_ahead_of_the_worker_weigh_the_same(pooled, monkeypatc
     """When this process waits for the worker (long pages), it reads part of each batch itself
     and passes the readings on: reading is pure, so features and statistics are the same."""
     monkeypatch.setattr(weighpool, "_balanced", lambda *args: weighpool.MAX_SHARE)  # as when the worker is slower
-    read_here = []
+    items, read_here = weighed_there_reading_here(monkeypatch)
+    assert len(read_here) > len(items) // 3  # a good part of them was read here
+
+
+def weighed_there_reading_here(monkeypatch) -> tuple[list, list[str]]:
+    """Weigh docs() ahead in a worker, asserting that features and statistics are the ones
+    weighed here; return the entries and the titles of those this process read."""
+    read_here: list[str] = []
     real_read = weighpool.read
     monkeypatch.setattr(weighpool, "read", lambda *args: read_here.append(args[0]) or real_read(*args))
     items = docs()
@@ -230,7 +237,7 @@ def test_entries_read_here_ahead_of_the_worker_weigh_the_same(pooled, monkeypatc
     got = [decided_on(f) for _, f in weighpool.weigh_ahead(there, items, len(items), workers=1)]
     assert got == expected
     assert state(there) == state(here)
-    assert len(read_here) > len(items) // 3  # a good part of them was read here
+    return items, read_here
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -275,16 +282,7 @@ def test_while_a_new_worker_starts_this_process_reads_its_first_batches(pooled, 
 
     monkeypatch.setattr(weighpool, "_Worker", slow_start)
     monkeypatch.setattr(weighpool, "_balanced", lambda *args: 0.0)  # later batches: all read there
-    read_here = []
-    real_read = weighpool.read
-    monkeypatch.setattr(weighpool, "read", lambda *args: read_here.append(args[0]) or real_read(*args))
-    items = docs()
-    here = weigher()
-    expected = [decided_on(here.weigh(d)) for d in items]
-    there = weigher()
-    got = [decided_on(f) for _, f in weighpool.weigh_ahead(there, items, len(items), workers=1)]
-    assert got == expected
-    assert state(there) == state(here)
+    items, read_here = weighed_there_reading_here(monkeypatch)
     assert len(items) > weighpool.STARTING_BATCHES * weighpool.BATCH
     cap = weighpool.STARTING_BATCHES * weighpool.BATCH
     assert read_here[:cap] == [d.title for d in items[:cap]]
