@@ -118,9 +118,10 @@ def _balanced(share: float, here: float, there: float, entries: int, reading: fl
 
     `here` and `there` are the seconds this process (deciding on a batch, making the next
     payload) and the worker (weighing a batch) took over their last batch of `entries`, and
-    `reading` what a reading costs here, in seconds (None: not measured yet). Moving a reading
-    here costs about what it saves there, so half the gap closes by moving gap / 2 readings;
-    only half of that is moved, as the figures are a batch behind (a full step would overshoot).
+    `reading` what a reading costs here, in seconds (None: not measured yet). A reading moved
+    here adds about as much here as it saves there, so moving gap / (2 x reading) of them would
+    close the gap; half of that is moved, as the figures are a batch behind (a full step would
+    overshoot). Before a reading is measured, a tenth of the batch moves.
     """
     gap = there - here
     if reading is None or reading <= 0.0:
