@@ -42,7 +42,6 @@ import os
 import pickle
 import queue
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -101,8 +100,13 @@ def _fields(doc: ClusterDoc) -> tuple:
 
 
 def _payload(docs: list[ClusterDoc], share: float) -> bytes:
-    """A batch for the worker (see _items), pickled; an empty batch is None."""
-    return pickle.dumps(_items(docs, share) or None, pickle.HIGHEST_PROTOCOL)
+    """A batch for the worker (see _items), pickled."""
+    return _pickled(_items(docs, share))
+
+
+def _pickled(items: list[tuple]) -> bytes:
+    """Items of a batch as sent to the worker; an empty batch is None (a run's end)."""
+    return pickle.dumps(items or None, pickle.HIGHEST_PROTOCOL)
 
 
 def _items(docs: list[ClusterDoc], share: float) -> list[tuple]:
@@ -290,7 +294,7 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
                         items += _items([doc_of(i) for i in more], 1.0)
                         if not more:
                             break
-                    return pickle.dumps(items, pickle.HIGHEST_PROTOCOL)
+                    return _pickled(items)
 
                 worker, payload = _start_while(weigher, read_while)
             else:
@@ -356,11 +360,13 @@ def _start_while(weigher: Weigher, work: Callable[[Callable[[], bool]], bytes]) 
     thread.start()
     try:
         result = work(lambda: bool(started))
-    finally:
+    except BaseException:
         thread.join()
-        outcome = started[0]
-        if not isinstance(outcome, BaseException) and sys.exc_info()[0] is not None:
-            outcome.close()  # the work failed: nobody will use the worker
+        if not isinstance(started[0], BaseException):
+            started[0].close()  # the work failed: nobody will use the worker
+        raise
+    thread.join()
+    outcome = started[0]
     if isinstance(outcome, BaseException):
         raise outcome
     return outcome, result
