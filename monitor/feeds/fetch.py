@@ -1,5 +1,5 @@
 """Fetching feeds over HTTP: the only module of `monitor` that talks HTTP (its connections
-are monitor.feeds.netstream's).
+are monitor.feeds.http1's).
 
 Every fetch returns a FetchResult and never raises: one feed's failure is a value the
 caller records, not an exception that stops the others. `FetchResult.error` codes (members
@@ -29,14 +29,16 @@ caller decides they do not count as failures). `permanent_url` is set only when 
 hop was a 301 or 308 and the final URL answered.
 
 Why it is built this way:
-- Redirects are followed here, not by httpx, so each hop passes the guard first.
-- DNS is resolved by a guarded network backend inside the connection pool: it checks every
+- Requests go over monitor.feeds.http1 (h11 on asyncio's streams, a keep-alive pool), not
+  httpx: see that module for what httpx's layers cost an all-304 poll.
+- Redirects are followed here, so each hop passes the guard first.
+- DNS is resolved by a guarded connect inside the connection pool: it checks every
   address the resolver returns and connects to one of those, so a name cannot pass the
   check and then resolve elsewhere (DNS rebinding). The URL keeps its host name, so the
   Host header, TLS SNI, certificate verification and connection reuse work as usual;
   rewriting URLs to addresses would share pooled TLS connections between names.
-- Content-Encoding is decoded here with a bounded output per step, because httpx's decoder
-  inflates a whole network read at once: 64 KiB of a gzip bomb becomes 64 MiB in one call.
+- Content-Encoding is decoded here with a bounded output per step: a decoder that inflates a
+  whole network read at once (httpx's does) turns 64 KiB of a gzip bomb into 64 MiB in one call.
   Only gzip and deflate are offered; brotli has no portable way to bound its output.
 - One deadline (asyncio.timeout) covers connect, redirects and the last body byte, so a
   server that drips one byte a second cannot hold a worker past `timeout`.
@@ -51,19 +53,17 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
+from urllib.parse import urldefrag, urljoin, urlsplit
 
-import httpcore
-import httpx
+import h11
 
 from monitor import __version__
 from monitor.errors import FailureReason, http_reason
-from monitor.feeds import guard
-from monitor.feeds.netstream import AsyncioBackend
+from monitor.feeds import guard, http1
 from monitor.types import FetchResult
 
 log = logging.getLogger(__name__)
@@ -117,56 +117,38 @@ class FetchJob:
     last_modified: str | None = None
 
 
-class _HopError(Exception):
-    """A failure with its error code already decided; caught in Fetcher.fetch."""
+_HopError = http1.Failure  # a failure with its error code already decided; caught in Fetcher.fetch
 
-    def __init__(self, code: FailureReason, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
+Dial = Callable[[str, int], Awaitable[http1.Streams]]  # (address, port) -> an open TCP connection
 
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolve, check every address, then connect to a checked address (no second lookup).
+class _GuardedConnect:
+    """Resolve, check every address, then dial a checked address (no second lookup).
 
-    `inner` opens the connections to the checked addresses: asyncio's streams (see
-    monitor.feeds.netstream), unless a test passes one that records the address it is asked
-    to dial (and connects to a loopback server instead), which proves the pinning without
-    sending a packet off the machine.
+    `dial` opens the connections to the checked addresses: http1.dial, unless a test passes
+    one that records the address it is asked to dial (and connects to a loopback server
+    instead), which proves the pinning without sending a packet off the machine.
     """
 
-    def __init__(self, allow_private: bool, allowed: guard.AllowList,
-                 inner: httpcore.AsyncNetworkBackend | None = None) -> None:
-        self._inner = inner or AsyncioBackend()
+    def __init__(self, allow_private: bool, allowed: guard.AllowList, dial: Dial | None = None) -> None:
+        self._dial = dial or http1.dial
         self._allow_private = allow_private
         self._allowed = allowed
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        last_error: Exception | None = None
-        for address in await self._resolve(host, port, timeout):
+    async def __call__(self, host: str, port: int) -> http1.Streams:
+        last_error: OSError | None = None
+        for address in await self._resolve(host, port):
             try:
-                return await self._inner.connect_tcp(
-                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                return await self._dial(address, port)
+            except OSError as exc:  # refused, unreachable: the next address may answer
                 last_error = exc
         assert last_error is not None
         raise last_error
 
-    async def _resolve(self, host: str, port: int, timeout: float | None) -> list[str]:
+    async def _resolve(self, host: str, port: int) -> list[str]:
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(timeout):
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
             raise _HopError(FailureReason.DNS_ERROR, f"cannot resolve {host}: {exc}") from None
         addresses: list[str] = []
@@ -182,35 +164,10 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
             raise _HopError(FailureReason.DNS_ERROR, f"no address for {host}")
         return addresses
 
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport over a connection pool that uses the guarded backend.
-
-    httpx 0.28 takes no network backend, so the pool it builds is replaced; if its layout
-    ever changes this refuses to start rather than run without the guard.
-    """
-
-    def __init__(self, backend: _GuardedBackend, limits: httpx.Limits, verify: ssl.SSLContext | bool) -> None:
-        # One context for both pools: loading the certificate authorities takes about 30 ms.
-        context = httpx.create_ssl_context(verify=verify, trust_env=True)  # SSL_CERT_FILE/DIR
-        super().__init__(verify=context, trust_env=False, limits=limits, retries=0)
-        if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
-            raise RuntimeError("unsupported httpx version: cannot install the address guard")
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=backend,
-        )
-
 
 def _refuse_other_schemes(location: str) -> None:
     """Refuse a redirect to javascript:, file:... before its URL is joined to the request's
-    (httpx fails on some of these with a vague InvalidURL; this names the real problem)."""
+    (joined, some of them would fail later with a vague error; this names the real problem)."""
     scheme = urlsplit(location).scheme.lower()
     if scheme and scheme not in guard.ALLOWED_SCHEMES:
         raise _HopError(FailureReason.BAD_SCHEME, f"redirect to a {scheme} URL refused")
@@ -265,7 +222,7 @@ class _Inflater:
             yield out
 
 
-async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
+async def _read_body(response: http1.Response, max_bytes: int) -> bytes:
     """The decoded body, or _HopError once it passes max_bytes: never all in memory first."""
     codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",")]
     codings = [c for c in codings if c and c != "identity"]
@@ -286,7 +243,7 @@ async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
                 raise _HopError(FailureReason.TOO_LARGE, f"body is over {max_bytes} bytes")
             chunks.append(piece)
 
-    async for raw in response.aiter_raw():
+    async for raw in response.chunks():
         take(inflater.feed(raw) if inflater else (raw,))
     if inflater:
         take(inflater.finish())
@@ -296,10 +253,10 @@ async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
 _DRAIN_MAX = 64 * 1024  # an unwanted body up to this size is read so that its connection is reused
 
 
-async def _drain(response: httpx.Response) -> None:
+async def _drain(response: http1.Response) -> None:
     """Read a small unwanted body (304, redirect, error page) to its end.
 
-    httpcore puts a connection back in the pool only when its response was read to the
+    The pool takes a connection back only when its response was read to the
     end; one closed unread is dropped, so without this every 304 costs a new TCP (and TLS)
     connection. A body over _DRAIN_MAX is not worth reading: that connection is dropped.
     """
@@ -307,7 +264,7 @@ async def _drain(response: httpx.Response) -> None:
     if declared.isdigit() and int(declared) > _DRAIN_MAX:
         return
     size = 0
-    async for chunk in response.aiter_raw():
+    async for chunk in response.chunks():
         size += len(chunk)
         if size > _DRAIN_MAX:
             return
@@ -349,25 +306,9 @@ def _classify(exc: Exception, policy: FetchPolicy) -> tuple[FailureReason, str]:
         return exc.code, exc.detail
     if isinstance(exc, TimeoutError):
         return FailureReason.TIMEOUT, f"no complete response within {policy.timeout:g} s"
-    if isinstance(exc, httpx.TimeoutException):
-        return FailureReason.TIMEOUT, f"{type(exc).__name__}: {exc}"
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, httpx.ConnectError):
-        cause: BaseException | None = exc
-        while cause is not None:
-            if isinstance(cause, ssl.SSLError):
-                return FailureReason.TLS_ERROR, str(cause)
-            cause = cause.__cause__ or cause.__context__
-        return FailureReason.CONNECT_ERROR, text
-    if isinstance(exc, httpx.RemoteProtocolError):
-        if "incomplete" in str(exc) or "peer closed" in str(exc):
-            return FailureReason.TRUNCATED, str(exc)
-        return FailureReason.PROTOCOL_ERROR, text
-    if isinstance(exc, (httpx.ReadError, httpx.WriteError)):
-        return FailureReason.RESET, text
-    if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
-        return FailureReason.BAD_URL, text
-    return FailureReason.ERROR, text
+    if isinstance(exc, h11.LocalProtocolError):  # e.g. a stored validator no header may carry
+        return FailureReason.ERROR, f"cannot send the request: {exc}"
+    return FailureReason.ERROR, f"{type(exc).__name__}: {exc}"
 
 
 @dataclass
@@ -382,44 +323,39 @@ class _Progress:
 
 
 class Fetcher:
-    """Fetches feeds over one shared httpx transport; use as `async with Fetcher(policy) as f`.
+    """Fetches feeds over one connection pool; use as `async with Fetcher(policy) as f`.
 
     Concurrency is bounded per host (policy.per_host, keyed by the job URL's hostname:port)
     and overall (policy.max_connections); a fetch's deadline starts once it has its slots.
 
-    Requests go to the transport (httpx's public low-level API), not through an httpx
-    client: what the client adds, this does itself or must not do. Redirects are followed
-    here, each hop checked by the guard; bodies are decoded here with bounded output; no
-    proxies come from the environment; and no cookies are sent or kept, so one feed's
-    cookies never follow it into other fetches. The client's cookie handling alone (an
-    http.cookiejar round per response, even with a jar that keeps nothing) cost about a tenth of
-    an all-304 poll's fetching.
+    What this does itself: redirects, each hop checked by the guard; decoding bodies with
+    bounded output. What it never does: proxies from the environment, and cookies, so one
+    feed's cookies never follow it into other fetches.
     """
 
     def __init__(self, policy: FetchPolicy, *, verify: ssl.SSLContext | bool = True,
-                 network_backend: httpcore.AsyncNetworkBackend | None = None) -> None:
+                 dial: Dial | None = None) -> None:
         self.policy = policy
         self._verify = verify  # an SSLContext lets tests trust their own certificate authority
-        self._network_backend = network_backend  # tests only: see _GuardedBackend
+        self._dial = dial  # tests only: see _GuardedConnect
         self._allowed = guard.parse_allow_hosts(policy.allow_hosts)
-        self._transport: _GuardedTransport | None = None
+        self._pool: http1.Pool | None = None
         self._headers = [("User-Agent", policy.user_agent), ("Accept", ACCEPT),
                          ("Accept-Encoding", ACCEPT_ENCODING)]
-        self._timeouts = httpx.Timeout(policy.timeout, connect=policy.connect_timeout).as_dict()
         self._slots = asyncio.Semaphore(policy.max_connections)
         self._host_slots: dict[str, asyncio.Semaphore] = {}
 
     async def __aenter__(self) -> Fetcher:
         p = self.policy
-        backend = _GuardedBackend(p.allow_private_addresses, self._allowed, self._network_backend)
-        limits = httpx.Limits(max_connections=p.max_connections, max_keepalive_connections=p.max_connections)
-        self._transport = _GuardedTransport(backend, limits, self._verify)
+        connect = _GuardedConnect(p.allow_private_addresses, self._allowed, self._dial)
+        self._pool = http1.Pool(connect, lambda: http1.client_context(self._verify),
+                                connect_timeout=p.connect_timeout, max_idle=p.max_connections)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._transport is not None:
-            await self._transport.aclose()
-            self._transport = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     async def fetch(self, job: FetchJob, now: datetime) -> FetchResult:
         """Fetch one job; `now` dates Retry-After. Never raises (except on cancellation)."""
@@ -448,14 +384,13 @@ class Fetcher:
 
     async def _follow(self, job: FetchJob, now: datetime, progress: _Progress) -> FetchResult:
         """Request, following redirects by hand so every hop passes the guard first."""
-        transport = self._transport
-        assert transport is not None, "use Fetcher as an async context manager"
+        pool = self._pool
+        assert pool is not None, "use Fetcher as an async context manager"
         headers = list(self._headers)
         if job.etag:
             headers.append(("If-None-Match", job.etag))
         if job.last_modified:
             headers.append(("If-Modified-Since", job.last_modified))
-        extensions = {"timeout": self._timeouts}
         url = job.url
         while True:
             refusal = guard.check_url(url) or guard.check_literal_host(
@@ -464,42 +399,37 @@ class Fetcher:
             if refusal is not None:
                 raise _HopError(refusal.code, refusal.detail)
             progress.url, progress.status = url, None
-            request = httpx.Request("GET", url, headers=headers, extensions=extensions)
-            response = await transport.handle_async_request(request)
-            response.request = request
+            response = await pool.get(url, headers)
             try:
-                progress.status = response.status_code
-                here = str(response.url)
-                progress.seen.add(here)
+                progress.status = response.status
+                progress.seen.add(url)
                 location = response.headers.get("location", "").strip()
-                if response.status_code in REDIRECT_STATUSES and location:
+                if response.status in REDIRECT_STATUSES and location:
                     _refuse_other_schemes(location)
-                    target = str(response.url.join(location).copy_with(fragment=None))
+                    target = urldefrag(urljoin(url, location)).url
                     if target in progress.seen:
-                        raise _HopError(FailureReason.REDIRECT_LOOP, f"{here} redirects back to {target}")
+                        raise _HopError(FailureReason.REDIRECT_LOOP, f"{url} redirects back to {target}")
                     limit = self.policy.max_redirects
                     if progress.redirects >= limit:
                         raise _HopError(FailureReason.TOO_MANY_REDIRECTS, f"more than {limit} redirects")
                     progress.redirects += 1
-                    progress.permanent &= response.status_code in PERMANENT_REDIRECTS
-                    url = target
+                    progress.permanent &= response.status in PERMANENT_REDIRECTS
                     await _drain(response)
+                    url = target
                     continue
                 body = None
-                if response.status_code == 200:
+                if response.status == 200:
                     body = await _read_body(response, self.policy.max_bytes)
                 else:
                     await _drain(response)
-                return self._result(job, response, body, now, progress)
+                return self._result(job, url, response, body, now, progress)
             finally:
                 await response.aclose()  # back to the pool when read to the end, else closed
 
-    def _result(
-        self, job: FetchJob, response: httpx.Response, body: bytes | None, now: datetime, progress: _Progress
-    ) -> FetchResult:
-        status = response.status_code
+    def _result(self, job: FetchJob, here: str, response: http1.Response, body: bytes | None, now: datetime,
+                progress: _Progress) -> FetchResult:
+        status = response.status
         headers = dict(response.headers)
-        here = str(response.url)
         moved = here if progress.redirects and progress.permanent else None
         result = FetchResult(url=job.url, status=status, headers=headers, final_url=here, permanent_url=moved)
         if status == 200:
@@ -517,7 +447,7 @@ class Fetcher:
         if status in RETRY_AFTER_STATUSES:
             retry_after = parse_retry_after(headers.get("retry-after"), now, self.policy.max_retry_after)
         return replace(result, retry_after=retry_after, error=http_reason(status),
-                       detail=f"HTTP {status} {response.reason_phrase}".strip())
+                       detail=f"HTTP {status} {response.reason}".strip())
 
     async def fetch_many(
         self, jobs: Iterable[FetchJob], now: datetime
@@ -552,17 +482,17 @@ def fetch_all(
     on_result: Callable[[FetchJob, FetchResult], None],
     *,
     verify: ssl.SSLContext | bool = True,
-    network_backend: httpcore.AsyncNetworkBackend | None = None,
+    dial: Dial | None = None,
 ) -> None:
     """Fetch all jobs on a fresh event loop; `on_result` runs in the calling thread as each completes.
 
-    An exception from `on_result` stops the run and propagates. `network_backend` is for tests
-    (see _GuardedBackend).
+    An exception from `on_result` stops the run and propagates. `dial` is for tests (see
+    _GuardedConnect).
     """
 
     async def main() -> None:
         async with (
-            Fetcher(policy, verify=verify, network_backend=network_backend) as fetcher,
+            Fetcher(policy, verify=verify, dial=dial) as fetcher,
             contextlib.aclosing(fetcher.fetch_many(jobs, now)) as results,
         ):
             async for job, result in results:
@@ -579,11 +509,11 @@ def fetch_one(
     etag: str | None = None,
     last_modified: str | None = None,
     verify: ssl.SSLContext | bool = True,
-    network_backend: httpcore.AsyncNetworkBackend | None = None,
+    dial: Dial | None = None,
 ) -> FetchResult:
     """Fetch one URL synchronously (CLI and tests)."""
     results: list[FetchResult] = []
     job = FetchJob(key=url, url=url, etag=etag, last_modified=last_modified)
     fetch_all([job], policy or FetchPolicy(), now or datetime.now(UTC),
-              lambda _job, result: results.append(result), verify=verify, network_backend=network_backend)
+              lambda _job, result: results.append(result), verify=verify, dial=dial)
     return results[0]

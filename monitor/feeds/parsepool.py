@@ -10,7 +10,7 @@ keeps one pipe per worker process, kills a worker whose parse overruns `parse_ti
 reports `ParseError("parse_timeout")` for that feed and starts a replacement, while the
 other workers go on.
 
-Why "forkserver": the daemon's main process runs asyncio plus library threads (httpx,
+Why "forkserver": the daemon's main process runs asyncio plus library threads (the fetcher's,
 sqlite, logging); fork() of a multi-threaded process copies locks that other threads may
 hold, and the child can deadlock. The fork server is a small single-threaded process started
 once, with `monitor.feeds.parse` (and so feedparser) already imported, so a worker or a

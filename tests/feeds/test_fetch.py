@@ -16,13 +16,12 @@ import threading
 import time
 import tracemalloc
 import zlib
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
-import httpcore
 import pytest
 from pytest_httpserver import HTTPServer
 
@@ -35,11 +34,10 @@ from monitor.feeds.fetch import (
     parse_max_age,
     parse_retry_after,
 )
-from monitor.feeds.netstream import AsyncioBackend
 from tests.support.loopback import LoopbackServer
 from tests.support.rawserver import RawServer, stream
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 Server = Callable[..., "RawServer"]  # the raw_server fixture: start a server with a handler
 
 
@@ -150,23 +148,17 @@ def fake_resolver(monkeypatch: pytest.MonkeyPatch, answers: Callable[[int], list
     return calls
 
 
-class RecordingBackend(httpcore.AsyncNetworkBackend):
-    """Records every (host, port) the fetcher's guarded backend asks to dial, then connects to the
-    loopback port `to` instead: the fetch completes, and no packet leaves the machine."""
+class RecordingDial:
+    """Records every (address, port) the fetcher's guarded connect asks to dial, then connects to
+    the loopback port `to` instead: the fetch completes, and no packet leaves the machine."""
 
     def __init__(self, to: int) -> None:
         self.dialled: list[tuple[str, int]] = []
         self._to = to
-        self._real = AsyncioBackend()  # the connections the fetcher makes itself
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: Iterable[object] | None = None) -> httpcore.AsyncNetworkStream:
-        self.dialled.append((host, port))
-        return await self._real.connect_tcp("127.0.0.1", self._to, timeout=timeout)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._real.sleep(seconds)
+    async def __call__(self, address: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        self.dialled.append((address, port))
+        return await asyncio.open_connection("127.0.0.1", self._to)
 
 
 def test_dns_answer_is_checked_and_pinned(monkeypatch: pytest.MonkeyPatch, raw_server: Server) -> None:
@@ -180,8 +172,8 @@ def test_dns_answer_is_checked_and_pinned(monkeypatch: pytest.MonkeyPatch, raw_s
 
     server = raw_server(answer)
     calls = fake_resolver(monkeypatch, lambda n: ["93.184.216.34"] if n == 1 else ["127.0.0.1"])
-    dialer = RecordingBackend(to=server.port)
-    result = fetch_one(f"http://rebind.test:{server.port}/", FetchPolicy(), NOW, network_backend=dialer)
+    dialer = RecordingDial(to=server.port)
+    result = fetch_one(f"http://rebind.test:{server.port}/", FetchPolicy(), NOW, dial=dialer)
     assert dialer.dialled == [("93.184.216.34", server.port)]
     assert calls == ["rebind.test"]
     assert result.ok and result.body == b"ok", result
@@ -192,8 +184,8 @@ def test_dns_answer_is_checked_and_pinned(monkeypatch: pytest.MonkeyPatch, raw_s
 def test_any_private_dns_answer_refuses_the_name(monkeypatch: pytest.MonkeyPatch) -> None:
     """One private answer condemns the name: nothing is dialled, not even the public answer."""
     calls = fake_resolver(monkeypatch, lambda n: ["93.184.216.34", "127.0.0.1"])
-    dialer = RecordingBackend(to=9)  # never used: nothing may be dialled
-    result = fetch_one("http://mixed.test/feed", FetchPolicy(), NOW, network_backend=dialer)
+    dialer = RecordingDial(to=9)  # never used: nothing may be dialled
+    result = fetch_one("http://mixed.test/feed", FetchPolicy(), NOW, dial=dialer)
     assert result.error == "blocked_address"
     assert result.detail == "refused address 127.0.0.1 (loopback) for host mixed.test"
     assert calls == ["mixed.test"] and dialer.dialled == []
@@ -615,8 +607,8 @@ class _ImportSpy:
 
 
 def test_fetching_imports_nothing_per_request() -> None:
-    """A module that is not installed is searched for on sys.path at every import: httpcore
-    imports sniffio on every request, which cost a 304-only poll a quarter of its time."""
+    """A module that is not installed is searched for on sys.path at every import: httpcore (the
+    fetcher's pool once) imported sniffio on every request, a quarter of a 304-only poll's time."""
     server = LoopbackServer(lambda handler: reply(handler, body=b"<rss/>"))
     policy = FetchPolicy(allow_hosts=(f"127.0.0.1:{server.port}",))
     results: list[object] = []
