@@ -13,7 +13,6 @@ from monitor.config import EXAMPLE_CONFIG, Settings, TopicSettings, load_setting
 from monitor.digests import topics
 from monitor.errors import ConfigError, MonitorError, OpmlError, StorageError
 from monitor.feeds.guard import check_url
-from monitor.feeds.opml import OpmlImport, parse_opml, write_opml
 from monitor.feeds.schedule import is_due
 from monitor.logs import event, get_logger
 from monitor.storage import clusters, service
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
     from monitor.events.headlines import Affixes
     from monitor.events.weighpool import ReadAhead
     from monitor.feeds.cycle import CycleReport, FeedOutcome
+    from monitor.feeds.opml import OpmlImport
 
 # The machinery of polling, clustering and digests is imported by the operations that use it:
 # a command that only reads the database (clusters list, search) starts in half the time.
@@ -76,6 +76,8 @@ class Monitor:
     # -- feeds ----------------------------------------------------------------------------
 
     def import_opml(self, data: bytes) -> tuple[dict[str, int], OpmlImport]:
+        from monitor.feeds.opml import parse_opml  # imported by the commands that read OPML
+
         parsed = parse_opml(data)
         counts = self.store.upsert_feeds(parsed.sources, self.clock())
         return counts, parsed
@@ -99,6 +101,8 @@ class Monitor:
     def export_opml(self) -> bytes:
         feeds = [FeedSource(url=f.url, title=f.title, category=f.category, site_url=f.site_url)
                  for f in self.store.feeds() if f.disabled_reason != "removed"]
+        from monitor.feeds.opml import write_opml
+
         return write_opml(feeds, now=self.clock())
 
     def add_feed(self, url: str, title: str | None = None, category: str | None = None) -> str:

@@ -54,7 +54,7 @@ import ssl
 import time
 import zlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urldefrag, urljoin, urlsplit
@@ -146,14 +146,20 @@ class _GuardedConnect:
         raise last_error
 
     async def _resolve(self, host: str, port: int) -> list[str]:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise _HopError(FailureReason.DNS_ERROR, f"cannot resolve {host}: {exc}") from None
+        literal = guard.parse_host(host)
+        if literal is not None:  # an address in the URL: nothing to look up
+            answers = [str(literal)]
+        else:
+            try:
+                # as bytes: given a str, the resolver imports and runs Python's IDNA codec even
+                # for an ASCII name
+                name = host.encode("ascii") if host.isascii() else host.encode("idna")
+                infos = await asyncio.get_running_loop().getaddrinfo(name, port, type=socket.SOCK_STREAM)
+            except (socket.gaierror, UnicodeError) as exc:
+                raise _HopError(FailureReason.DNS_ERROR, f"cannot resolve {host}: {exc}") from None
+            answers = [str(sockaddr[0]) for *_, sockaddr in infos]
         addresses: list[str] = []
-        for *_, sockaddr in infos:
-            text = str(sockaddr[0])
+        for text in answers:
             refusal = guard.check_address(host, port, ipaddress.ip_address(text),
                                           allow_private=self._allow_private, allowed=self._allowed)
             if refusal is not None:  # one bad answer condemns the name: no picking the good ones
@@ -316,6 +322,7 @@ class _Progress:
     """What is known so far, so a failure still reports the last URL and status."""
 
     url: str
+    started: float  # time.monotonic() when the fetch had its slots: its `elapsed` counts from here
     status: int | None = None
     permanent: bool = True
     redirects: int = 0
@@ -367,17 +374,14 @@ class Fetcher:
         if host_slots is None:
             host_slots = self._host_slots[f"{host}:{port}"] = asyncio.Semaphore(self.policy.per_host)
         async with host_slots, self._slots:
-            started = time.monotonic()
-            progress = _Progress(url=job.url)
+            progress = _Progress(url=job.url, started=time.monotonic())
             try:
                 async with asyncio.timeout(self.policy.timeout):
                     result = await self._follow(job, now, progress)
             except Exception as exc:
                 code, detail = _classify(exc, self.policy)
-                result = FetchResult(
-                    url=job.url, status=progress.status, final_url=progress.url, error=code, detail=detail
-                )
-        result = replace(result, elapsed=time.monotonic() - started)
+                result = FetchResult(url=job.url, status=progress.status, final_url=progress.url, error=code,
+                                     detail=detail, elapsed=time.monotonic() - progress.started)
         log.debug("fetch url=%s status=%s error=%s elapsed=%.3f", job.url, result.status, result.error,
                   result.elapsed)
         return result
@@ -393,7 +397,8 @@ class Fetcher:
             headers.append(("If-Modified-Since", job.last_modified))
         url = job.url
         while True:
-            refusal = guard.check_url(url) or guard.check_literal_host(
+            # the job's own URL was checked by `fetch`; a redirect's target is checked here
+            refusal = (guard.check_url(url) if progress.redirects else None) or guard.check_literal_host(
                 *guard.url_host_port(url), allow_private=self.policy.allow_private_addresses,
                 allowed=self._allowed)
             if refusal is not None:
@@ -429,25 +434,29 @@ class Fetcher:
     def _result(self, job: FetchJob, here: str, response: http1.Response, body: bytes | None, now: datetime,
                 progress: _Progress) -> FetchResult:
         status = response.status
-        headers = dict(response.headers)
+        headers = response.headers
         moved = here if progress.redirects and progress.permanent else None
-        result = FetchResult(url=job.url, status=status, headers=headers, final_url=here, permanent_url=moved)
+        elapsed = time.monotonic() - progress.started
         if status == 200:
             if "content-encoding" in headers:  # they describe the wire, not the decoded body
                 headers.pop("content-encoding")
                 headers.pop("content-length", None)
-            return replace(result, body=body, etag=headers.get("etag"),
-                           last_modified=headers.get("last-modified"),
-                           max_age=parse_max_age(headers.get("cache-control")))
+            return FetchResult(url=job.url, status=status, body=body, headers=headers,
+                               etag=headers.get("etag"), last_modified=headers.get("last-modified"),
+                               permanent_url=moved, final_url=here,
+                               max_age=parse_max_age(headers.get("cache-control")), elapsed=elapsed)
         if status == 304:  # the stored validators stay valid unless the server sent new ones
-            return replace(result, etag=headers.get("etag") or job.etag,
-                           last_modified=headers.get("last-modified") or job.last_modified,
-                           max_age=parse_max_age(headers.get("cache-control")))
+            return FetchResult(url=job.url, status=status, headers=headers,
+                               etag=headers.get("etag") or job.etag,
+                               last_modified=headers.get("last-modified") or job.last_modified,
+                               permanent_url=moved, final_url=here,
+                               max_age=parse_max_age(headers.get("cache-control")), elapsed=elapsed)
         retry_after = None
         if status in RETRY_AFTER_STATUSES:
             retry_after = parse_retry_after(headers.get("retry-after"), now, self.policy.max_retry_after)
-        return replace(result, retry_after=retry_after, error=http_reason(status),
-                       detail=f"HTTP {status} {response.reason}".strip())
+        return FetchResult(url=job.url, status=status, headers=headers, permanent_url=moved, final_url=here,
+                           retry_after=retry_after, error=http_reason(status),
+                           detail=f"HTTP {status} {response.reason}".strip(), elapsed=elapsed)
 
     async def fetch_many(
         self, jobs: Iterable[FetchJob], now: datetime

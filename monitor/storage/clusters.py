@@ -13,17 +13,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from monitor.events.headlines import (
-    RECENT_TITLES,
-    Affixes,
-    choose_headline,
-    is_incomplete,
-    learn_affixes,
-    shared_words,
-    shown_headline,
-    strip_affixes,
-)
-from monitor.feeds.normalize import clean_headline
 from monitor.storage.database import Store, chunked, iso, parse_iso, parse_stamp, survivors
 from monitor.types import (
     ClusterCounts,
@@ -41,6 +30,7 @@ from monitor.types import (
 
 if TYPE_CHECKING:  # clustering is imported by the operations that cluster (see core)
     from monitor.events.clusterer import Assignment, Clusterer
+    from monitor.events.headlines import Affixes
     from monitor.events.weighpool import ReadAhead
 
 _DOC_COLUMNS = "e.id, e.feed_id, coalesce(f.title, f.channel_title, f.url), e.title, e.text, e.published"
@@ -243,6 +233,8 @@ def refresh(store: Store, cluster_id: int, stamp: str, furniture: dict[int, Affi
         " WHERE m.cluster_id = ? ORDER BY e.published, e.id", [cluster_id]).fetchall()
     if not rows:
         return
+    from monitor.events.headlines import choose_headline, is_incomplete, shown_headline
+
     furniture = {} if furniture is None else furniture
     hub = Counter(r[5] for r in rows if r[5] is not None)
     # The headline, shown without wire slugs and outlet furniture: a complete title (not cut
@@ -291,6 +283,9 @@ def feed_furniture(store: Store, feed_id: int, cache: dict[int, Affixes]) -> Aff
     """A feed's title furniture (headlines.learn_affixes), learned from its latest titles
     (bounded) after `clean_headline`, and its names; once per feed in `cache`."""
     if feed_id not in cache:
+        from monitor.events.headlines import RECENT_TITLES, Affixes, learn_affixes
+        from monitor.feeds.normalize import clean_headline
+
         feed = store.execute("SELECT title, channel_title, site_url, url FROM feeds WHERE id = ?",
                              [feed_id]).fetchone()
         if feed is None:
@@ -322,6 +317,11 @@ def _texts_of(store: Store, ids: Iterable[int]) -> dict[int, tuple[str, str]]:
 def display_title(title: str, outlet: str, furniture: Affixes) -> str:
     """A stored title as shown: wire slugs and generic outlet suffixes off (`clean_headline`),
     then the feed's learned furniture (`feed_furniture`)."""
+    # Imported here: headlines and normalize take about 10 ms to import, which commands that
+    # show no titles (a poll with nothing new among them) need not pay.
+    from monitor.events.headlines import strip_affixes
+    from monitor.feeds.normalize import clean_headline
+
     return strip_affixes(clean_headline(title, outlet) or title, furniture)
 
 
@@ -451,6 +451,8 @@ def show_cluster(store: Store, cluster_id: int) -> ClusterDetail | None:
         cleaned = {m["id"]: display_title(m["title"], m["outlet"],
                                           feed_furniture(store, m["feed_id"], furniture)) for m in rows}
         all_titles = "\n".join(cleaned.values())
+        from monitor.events.headlines import shown_headline
+
         titles = {i: shown_headline(t, [texts.get(i, ("", ""))[1], all_titles]) for i, t in cleaned.items()}
         # The other clusters a follow-up named, under the ids they have now: one merged since
         # is shown as the cluster it went into, and not at all if that is this one.
@@ -479,6 +481,8 @@ def _why(m: dict, titles: dict[int, str], named: dict[int, int], cluster_id: int
     text (`texts`, from `_texts_of`)."""
     if m["matched_entry_id"] is None:
         return None
+    from monitor.events.headlines import shared_words
+
     also = dict.fromkeys(named.get(c, c) for c in json.loads(m["also"] or "[]"))
     words = shared_words(json.loads(m["shared_terms"] or "[]"),
                          [*texts.get(m["id"], ()), *texts.get(m["matched_entry_id"], ())])

@@ -136,6 +136,8 @@ def fake_resolver(monkeypatch: pytest.MonkeyPatch, answers: Callable[[int], list
     calls: list[str] = []
 
     def getaddrinfo(host: object, port: object, *args: object, **kw: object) -> list:  # type: ignore
+        if isinstance(host, bytes):  # the fetcher passes ASCII names as bytes
+            host = host.decode("ascii")
         if isinstance(host, str) and host.endswith(".test"):
             calls.append(host)
             addresses = answers(len(calls))
