@@ -11,7 +11,7 @@ monitor.types, not rows.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -156,6 +156,28 @@ class FeedTables(Connection):
             if stored is not None and not _later(stored[0], stamp):
                 self._apply_feed_update(feed, update, stamp, stored[1:])
         return new_ids, updated_ids
+
+    def apply_polls(self, polls: Sequence[tuple[Feed, FeedUpdate, datetime]]) -> None:
+        """Store the new state of feeds whose polls brought no entries (a 304, a failure, the
+        same body as last time), all in one transaction, each by `apply_poll`'s rule: written
+        only when the stored last poll is not later than this poll's. One poll per feed.
+
+        A cycle stores such polls together: one transaction each made an all-304 cycle's
+        fetching thread and storing thread take turns with the interpreter lock for every feed.
+        """
+        ids = [feed.id for feed, _, _ in polls]
+        if len(set(ids)) != len(ids):
+            raise ValueError("apply_polls takes one poll per feed")
+        with self.write():
+            stored: dict[int, tuple] = {}
+            for chunk in chunked(ids):
+                for row in self.execute("SELECT id, last_polled, error_count, etag, last_modified FROM feeds"
+                                        " WHERE id IN (" + ", ".join("?" * len(chunk)) + ")", chunk):
+                    stored[row[0]] = row[1:]
+            for feed, update, now in polls:
+                stamp, row = iso(now), stored.get(feed.id)
+                if row is not None and not _later(row[0], stamp):
+                    self._apply_feed_update(feed, update, stamp, row[1:])
 
     def index_pending_text(self) -> int:
         """Add the entries stored since the last call to the full-text index; returns how many.

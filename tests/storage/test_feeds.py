@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from monitor.feeds.schedule import PollPolicy, after_fetch
 from monitor.storage.database import iso, open_store
 from monitor.types import EntryData, FeedSource, FetchResult
@@ -157,3 +159,49 @@ def test_a_newer_poll_counts_on_from_the_stored_state_not_the_row_it_read(tmp_pa
         store.apply_poll(read, after_fetch(read, FetchResult(URL, 304), at(21), POLICY), [], at(21))
         assert (feed_row(store)["last_error"], feed_row(store)["error_count"]) == (None, 0)
 
+
+
+def test_polls_without_entries_are_stored_together_by_the_same_rule(tmp_path):
+    """`apply_polls` (a cycle's 304s, failures and unchanged bodies, in one transaction) writes
+    each feed's state exactly as `apply_poll` would, one by one, in another store: a feed whose
+    stored poll is later keeps its state, the others take theirs."""
+    urls = [f"https://{name}.example/feed" for name in "abcd"]
+    results = [FetchResult(urls[0], 304, etag='"new"'), FetchResult(urls[1], None, error="timeout"),
+               FetchResult(urls[2], 429, error="http_429", retry_after=600),
+               FetchResult(urls[3], 304)]
+    rows = []
+    for together in (True, False):
+        with open_store(str(tmp_path / f"{together}.db")) as store:
+            store.upsert_feeds([FeedSource(url, url) for url in urls], NOW)
+            store.apply_poll(store.feed_by_url(urls[3]), after_fetch(store.feed_by_url(urls[3]), FetchResult(
+                urls[3], 200, b"v", etag='"v"'), at(30), POLICY), [entry("x")], at(30))
+            for seconds in (1, 2):  # b has failed twice before
+                b = store.feed_by_url(urls[1])
+                store.apply_poll(b, after_fetch(b, FetchResult(urls[1], 500, error="http_500"), at(seconds),
+                                                POLICY), [], at(seconds))
+            read = [store.feed_by_url(url) for url in urls]  # the rows as a cycle read them
+            polls = [(feed, after_fetch(feed, result, at(20), POLICY), at(20))
+                     for feed, result in zip(read, results, strict=True)]
+            if together:
+                store.apply_polls(polls)
+            else:
+                for feed, update, now in polls:
+                    store.apply_poll(feed, update, [], now)
+            rows.append(store.query("SELECT * FROM feeds ORDER BY id"))
+    together_rows, one_by_one = rows
+    assert together_rows == one_by_one
+    by_url = {r["url"]: r for r in together_rows}
+    assert (by_url[urls[0]]["last_status"], by_url[urls[0]]["etag"]) == (304, '"new"')
+    assert (by_url[urls[1]]["last_error"], by_url[urls[1]]["error_count"]) == ("timeout", 3)
+    assert by_url[urls[2]]["next_poll"] == iso(at(20 + 600))
+    assert by_url[urls[3]]["last_polled"] == iso(at(30))  # its stored poll is later: left as it was
+
+
+def test_polls_stored_together_are_one_per_feed(tmp_path):
+    with open_store(str(tmp_path / "m.db")) as store:
+        store.upsert_feeds([FeedSource(URL, "A")], NOW)
+        read = store.feed_by_url(URL)
+        update = after_fetch(read, FetchResult(URL, 304), at(1), POLICY)
+        with pytest.raises(ValueError, match="one poll per feed"):
+            store.apply_polls([(read, update, at(1)), (read, update, at(2))])
+        assert feed_row(store)["last_polled"] is None  # nothing written
