@@ -198,6 +198,14 @@ def test_chunked_body_is_read_whole(server: Start) -> None:
     assert run(lambda pool: get_body(pool, f"http://127.0.0.1:{srv.port}/"))[2] == b"<rss/>"  # type: ignore[index]
 
 
+def test_a_body_ended_by_the_close_is_read_whole(server: Start) -> None:
+    """HTTP/1.0 style: no length, no chunks; the body ends where the server closes."""
+    reply = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n<rss>" + b"x" * 70_000 + b"</rss>"
+    srv = server(lambda conn, n: answer(conn, reply))
+    status, _, body = run(lambda pool: get_body(pool, f"http://127.0.0.1:{srv.port}/"))  # type: ignore[misc]
+    assert (status, len(body), body[-6:]) == (200, 70_011, b"</rss>")
+
+
 # ---------------------------------------------------------------- reuse
 
 
@@ -217,7 +225,8 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(server: Start) 
     assert srv.connections == 2
 
 
-def test_a_connection_idle_past_keepalive_is_not_reused(server: Start, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_connection_idle_past_keepalive_is_not_reused(server: Start,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     srv = server(lambda conn, n: answer(conn, OK, requests=2))  # willing to answer twice on one
     monkeypatch.setattr(http1, "KEEPALIVE", 0.0)
 
