@@ -25,8 +25,11 @@ bench's successive first polls) to go on with and nothing passed at all.
 A poll that stores many entries can start the worker before it knows them all
 (`ReadAhead`): the entries are sent to it as they are stored, and it reads them while
 the poll goes on fetching and parsing; when the run begins, it weighs what it has read,
-and this process only decides. Each reading is kept with the fields it was made from,
-and used only for an entry whose fields are still those.
+and this process decides. A poll can store entries faster than the worker reads them
+(two cores, and parsing on them too): what is still waiting to be sent when the run begins
+is not sent, and this process reads those entries as it does a share of each batch,
+instead of idling while the worker catches up. Each reading is kept with the fields it
+was made from, and used only for an entry whose fields are still those.
 
 Small runs (a daemon cycle's new entries) are weighed in this process: starting a worker
 and passing the statistics both ways would cost more than it saves; the first one takes
@@ -45,6 +48,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from itertools import chain, islice
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar, cast, overload
@@ -99,9 +103,11 @@ def _fields(doc: ClusterDoc) -> tuple:
     return doc.entry_id, doc.feed_id, doc.outlet, doc.title, doc.text, doc.published
 
 
-def _payload(docs: list[ClusterDoc], share: float) -> bytes:
-    """A batch for the worker (see _items), pickled."""
-    return _pickled(_items(docs, share))
+def _payload(docs: list[ClusterDoc], share: float,
+             among: AbstractSet[int] | None = None) -> tuple[bytes, int]:
+    """A batch for the worker (see _items), pickled, and how many readings it carries."""
+    items = _items(docs, share, among)
+    return _pickled(items), sum(1 for item in items if item[6] is not None)
 
 
 def _pickled(items: list[tuple]) -> bytes:
@@ -109,11 +115,16 @@ def _pickled(items: list[tuple]) -> bytes:
     return pickle.dumps(items or None, pickle.HIGHEST_PROTOCOL)
 
 
-def _items(docs: list[ClusterDoc], share: float) -> list[tuple]:
-    """Each entry's fields and its reading, made here for the first `share` of them (None for
-    the rest: the worker reads those)."""
-    here = round(share * len(docs))
-    return [(*_fields(d), plain(read(d.title, d.text, d.outlet)) if i < here else None)
+def _items(docs: list[ClusterDoc], share: float, among: AbstractSet[int] | None = None) -> list[tuple]:
+    """Each entry's fields and its reading, made here for the first `share` of them, or of
+    those whose entry ids are `among` (None for the rest: the worker reads those, or has
+    read them ahead)."""
+    if among is None:
+        here = set(range(round(share * len(docs))))
+    else:
+        candidates = [i for i, d in enumerate(docs) if d.entry_id in among]
+        here = set(candidates[:round(share * len(candidates))])
+    return [(*_fields(d), plain(read(d.title, d.text, d.outlet)) if i in here else None)
             for i, d in enumerate(docs)]
 
 
@@ -271,7 +282,10 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
     worker: _Worker | None = None
     done = 0  # items yielded with features from the worker
     kept = looping = False
-    adapt = early is None  # a worker that read ahead has the readings: this process reads none
+    # A worker that read ahead has the readings, but for the entries it was never sent (when
+    # the poll stored them faster than it read): only those are for this process to read.
+    among = ahead.unsent if ahead is not None and early is not None else None
+    adapt = early is None or bool(among)
     # With nothing to decide yet, this process reads most of the first batch itself, and all
     # of it (and more) while a new worker starts; then the two share the reading (see _balanced).
     share = MAX_SHARE if adapt else 0.0
@@ -281,7 +295,7 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
         if early is not None:
             worker = early
             worker.conn.send(weigher)
-            payload = _payload(first, share)
+            payload, _ = _payload(first, share, among)
         else:  # a worker that holds the statistics already, from the last run: nothing to pass
             worker = _waiting(weigher.holder)
             if worker is None:
@@ -298,7 +312,7 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
 
                 worker, payload = _start_while(weigher, read_while)
             else:
-                payload = _payload(first, share)
+                payload, _ = _payload(first, share)
         worker.conn.send_bytes(payload)
         sent = time.perf_counter()
         looping = True  # items past the first batch are taken from here on
@@ -306,9 +320,9 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
             following = list(islice(source, BATCH))
             # ready before the answer arrives; reading is pure, so where it happens changes nothing
             began = time.perf_counter()
-            payload = _payload([doc_of(i) for i in following], share)
-            if following and share:
-                reading = (time.perf_counter() - began) / max(1, round(share * len(following)))
+            payload, made = _payload([doc_of(i) for i in following], share, among)
+            if made:
+                reading = (time.perf_counter() - began) / made
             here = time.perf_counter() - sent
             there, wires = pickle.loads(worker.conn.recv_bytes())
             worker.conn.send_bytes(payload)  # weighed while this one is decided on
@@ -316,7 +330,8 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
             # Long pages make weighing several times the deciding: this process would wait for
             # the worker, so it reads part of each batch itself (less when the worker waits).
             if adapt:
-                share = _balanced(share, here, there, len(batch), reading)
+                readable = len(batch) if among is None else sum(doc_of(i).entry_id in among for i in batch)
+                share = _balanced(share, here, there, max(1, readable), reading)
             for item, wire in zip(batch, wires, strict=True):
                 yield item, _from_wire(wire)
                 done += 1
@@ -379,7 +394,8 @@ class ReadAhead:
     them while this process goes on (a poll's fetching, parsing and storing). The run
     (`weigh_ahead(..., ahead=this)`) then sends the weigher, and the worker weighs the
     entries with the readings it made, or reads them then (an entry it was not sent, or
-    whose fields changed since). Readings never cross the pipe.
+    whose fields changed since). Readings made ahead never cross the pipe. Entries still
+    waiting to be sent when the run begins stay here (`unsent`): the run reads them here.
 
     At most AHEAD_MAX entries are sent; a worker that dies meanwhile is dropped, and the
     run weighs as it would have without it.
@@ -389,6 +405,8 @@ class ReadAhead:
         self._worker: _Worker | None = _Worker(None)
         self._queue: queue.SimpleQueue[list[tuple] | None] = queue.SimpleQueue()
         self._failed = False
+        self._stopping = False  # the run begins: what is still queued is not sent
+        self._unsent: set[int] = set()
         self._sent = 0
         self._thread = threading.Thread(target=self._send, name="monitor-read-ahead", daemon=True)
         self._thread.start()
@@ -405,9 +423,20 @@ class ReadAhead:
     def sent(self) -> int:
         return self._sent
 
+    @property
+    def unsent(self) -> frozenset[int]:
+        """Ids of the entries added but never sent: the worker had not taken them in when the
+        run began (it reads more slowly than a poll can store), so the run's deciding
+        process reads them, while the worker weighs (see weigh_ahead). Known once `worker()`
+        has returned."""
+        return frozenset(self._unsent)
+
     def _send(self) -> None:
         worker = cast(_Worker, self._worker)
         while (items := self._queue.get()) is not None:
+            if self._stopping:
+                self._unsent.update(item[0] for item in items)
+                continue
             if self._failed:
                 continue
             try:
@@ -416,8 +445,9 @@ class ReadAhead:
                 self._failed = True
 
     def worker(self) -> _Worker | None:
-        """The worker, once every entry added has been handed to it; None if it died. It is
-        the caller's from then on (to weigh a run, or to close)."""
+        """The worker, once the entries on their way to it are handed over (those still
+        queued are not sent: see `unsent`); None if it died. It is the caller's from then on
+        (to weigh a run, or to close)."""
         worker = self._stop_sending()
         if worker is None:
             return None
@@ -441,6 +471,7 @@ class ReadAhead:
             return None
         if kill:
             worker.proc.kill()
+        self._stopping = True  # a send under way finishes; what is queued behind it stays here
         self._queue.put(None)
         self._thread.join()
         return worker

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -129,3 +131,55 @@ def test_closing_lets_the_worker_go_at_once() -> None:
     assert not worker.proc.is_alive()
     ahead.close()  # closing twice is harmless
     assert ahead.worker() is None
+
+
+def test_entries_still_queued_when_the_run_begins_are_read_here(pooled: None,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A poll can store entries faster than the worker reads them. What is still queued for it
+    when the run begins is not sent: this process reads those entries (and not the ones the
+    worker has) while the worker weighs, and the run's features and statistics are the same."""
+    items = docs()
+    expected, expected_state = made_here(items)
+    read_here: list[str] = []
+    real_read = weighpool.read
+    monkeypatch.setattr(weighpool, "read", lambda *args: read_here.append(args[0]) or real_read(*args))
+    monkeypatch.setattr(weighpool, "_balanced", lambda *args: 1.0)  # all that is left to read, here
+    ahead = weighpool.ReadAhead()
+    worker = ahead._worker
+    assert worker is not None
+    os.kill(worker.proc.pid, signal.SIGSTOP)  # it takes nothing in, so sending blocks
+    resume = threading.Timer(1.0, os.kill, (worker.proc.pid, signal.SIGCONT))
+    def taken() -> None:
+        for _ in range(1000):  # until the sending thread has taken what was added
+            if ahead._queue.empty():
+                return
+            time.sleep(0.01)
+
+    try:
+        ahead.add(items[::2])  # sent: the pipe holds them until the worker takes them in
+        taken()
+        # a large message, for entries not in the run, fills the pipe and holds the sender
+        ahead.add([replace(d, entry_id=90_000 + i, text="Filler text. " * 200_000)
+                   for i, d in enumerate(items[:3])])
+        taken()
+        late = items[1::2]
+        for start in range(0, len(late), 5):
+            ahead.add(late[start:start + 5])  # queued behind it
+        resume.start()  # the worker takes the first message in, and the run begins
+        there = weigher()
+        weighed = weighpool.weigh_ahead(there, items, len(items), workers=1, ahead=ahead)
+        got = [decided_on(f) for _, f in weighed]
+    finally:
+        resume.cancel()
+        os.kill(worker.proc.pid, signal.SIGCONT)
+    assert ahead.unsent == {d.entry_id for d in late}
+    # of each batch, the entries never sent; of the first two batches (made before the worker's
+    # first figures come back) MAX_SHARE of them, then as _balanced says (here: all)
+    expected_here = []
+    for start in range(0, len(items), weighpool.BATCH):
+        unsent = [d.title for d in items[start:start + weighpool.BATCH] if d.entry_id in ahead.unsent]
+        early = start < 2 * weighpool.BATCH
+        expected_here += unsent[:round(weighpool.MAX_SHARE * len(unsent))] if early else unsent
+    assert read_here == expected_here
+    assert got == expected
+    assert state(there) == expected_state
