@@ -9,11 +9,13 @@ import dataclasses
 import functools
 import importlib.util
 import json
+import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -668,7 +670,39 @@ def datasette_metadata() -> None:
 
 def main() -> None:
     _run_as_module()
-    cli(prog_name="monitor")
+    try:
+        cli(prog_name="monitor")
+    except SystemExit as exc:  # click's standalone mode always ends this way
+        _end(exc.code)
+    _end(0)
+
+
+def _end(code: str | int | None) -> NoReturn:
+    """End the process once a command is done, without tearing the interpreter down.
+
+    A command closes what it opened (the database, the parse and weighing workers); what is
+    left is freeing the heap object by object: the clustering state and the caches of the
+    modules, some 80 ms after a first poll of the real corpus and 25-45 ms of an all-304
+    poll's 0.4 s. So the output and the logs are flushed and the process exits. Workers
+    still running end when their pipes close. Threads other than daemon threads still
+    running get the usual exit, which waits for them.
+    """
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # sys.exit("message"): the message goes to stderr, as the interpreter would print it
+        print(code, file=sys.stderr)
+        status = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`| head`): the interpreter's status for it
+            status = status or 120
+    os._exit(status)
 
 
 def _run_as_module() -> None:

@@ -112,12 +112,18 @@ class Connection:
             # isolation_level=None: no implicit transactions; write() and read() open them
             # explicitly (a nested write() is a savepoint), and so do the migrations.
             conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self.conn = conn
-            self._db: Database | None = None
-            self._setup(create)
         except sqlite3.Error as exc:
             raise StorageError(_describe(exc, path)) from None
+        self.conn = conn
+        self._db: Database | None = None
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self._setup(create)
+        except BaseException as exc:
+            conn.close()  # a refused file is left as it was found: no -wal or -shm beside it
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(_describe(exc, path)) from None
+            raise
 
     def _setup(self, create: bool) -> None:
         conn = self.conn

@@ -256,10 +256,12 @@ DIGESTS = ["monitor.digests.digest", "monitor.digests.chat", "monitor.digests.no
 def run_probe(unwanted: list[str], args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """Run `monitor ARGS` in a fresh interpreter; its output ends with "EXIT code" (when it exited
     with one) and "IMPORTED [...]": which of the `unwanted` modules it imported."""
-    probe = ("import runpy, sys\n"
-             "sys.argv = ['monitor', *sys.argv[1:]]\n"
+    # the command as `monitor` runs it, but for the end: main() ends the process itself (see
+    # monitor.cli._end), so the probe runs the command group
+    probe = ("import sys\n"
+             "from monitor.cli import cli\n"
              "try:\n"
-             "    runpy.run_module('monitor', run_name='__main__')\n"
+             "    cli(sys.argv[1:], prog_name='monitor')\n"
              "except SystemExit as exit:\n"
              "    print('EXIT', exit.code)\n"
              f"print('IMPORTED', sorted(m for m in {unwanted!r} if m in sys.modules))\n")
@@ -349,3 +351,33 @@ def test_worker_processes_do_not_run_the_monitor_script_again(tmp_path):
         assert len(runs.read_text().split()) == 1, runs.read_text()  # the polling process's own run only
     finally:
         server.close()
+
+
+@pytest.mark.parametrize(("end", "status", "stderr"), [("0", 0, ""), ("None", 0, ""), ("3", 3, ""),
+                                                       ("'gone wrong'", 1, "gone wrong\n")])
+def test_the_process_ends_with_the_status_and_all_output_of_the_command(tmp_path, end, status, stderr):
+    """monitor.cli.main ends the process without tearing the interpreter down (see _end): the
+    status is the command's, and what it wrote, buffered or not, is all out."""
+    script = ("import logging, logging.handlers, sys\n"
+              "from monitor.cli import _end\n"
+              "held = logging.handlers.MemoryHandler(100, target=logging.FileHandler(sys.argv[1]))\n"
+              "logging.getLogger().addHandler(held)\n"
+              "logging.warning('logged')  # held until the handler is flushed\n"
+              "sys.stdout.write('no newline, still buffered')\n"
+              f"_end({end})\n"
+              "print('never')\n")
+    log = tmp_path / "log"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # output buffered, as usual
+    proc = subprocess.run([sys.executable, "-c", script, str(log)], capture_output=True, text=True, timeout=60,
+                          env=env)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (status, "no newline, still buffered", stderr)
+    assert log.read_text() == "logged\n"  # the logging handlers were flushed
+
+
+def test_the_process_waits_for_threads_that_are_not_daemons():
+    script = ("import threading, time\n"
+              "from monitor.cli import _end\n"
+              "threading.Thread(target=lambda: (time.sleep(0.2), print('finished'))).start()\n"
+              "_end(0)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "finished\n")
