@@ -329,9 +329,9 @@ def weigh_ahead(weigher: Weigher, items: Iterable[Any], expected: int,
             sent = time.perf_counter()
             # Long pages make weighing several times the deciding: this process would wait for
             # the worker, so it reads part of each batch itself (less when the worker waits).
-            if adapt:
-                readable = len(batch) if among is None else sum(doc_of(i).entry_id in among for i in batch)
-                share = _balanced(share, here, there, max(1, readable), reading)
+            readable = len(batch) if among is None else sum(doc_of(i).entry_id in among for i in batch)
+            if adapt and readable:  # (a batch with nothing to read here says nothing of the share)
+                share = _balanced(share, here, there, readable, reading)
             for item, wire in zip(batch, wires, strict=True):
                 yield item, _from_wire(wire)
                 done += 1
@@ -412,7 +412,7 @@ class ReadAhead:
         self._thread.start()
 
     def add(self, docs: Iterable[ClusterDoc]) -> None:
-        """Send these entries to be read (up to AHEAD_MAX in all)."""
+        """Queue these entries to be sent and read (up to AHEAD_MAX in all)."""
         room = max(0, AHEAD_MAX - self._sent)
         items = [(d.entry_id, d.outlet, d.title, d.text) for d in islice(docs, room)]
         if items and self._worker is not None:
@@ -421,6 +421,7 @@ class ReadAhead:
 
     @property
     def sent(self) -> int:
+        """Entries added (queued to be sent; those not sent by the run's start are `unsent`)."""
         return self._sent
 
     @property

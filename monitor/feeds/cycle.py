@@ -214,7 +214,8 @@ class _Cycle:
             self._record_no_entries()
 
     def _route(self, item: _Fetched | None) -> None:
-        """Store a result that has nothing to parse; hand a new body to the parse pool."""
+        """Queue a result that has nothing to parse for storing (see _record_no_entries); hand a
+        new body to the parse pool."""
         if item is None:
             self.fetching = False
             return

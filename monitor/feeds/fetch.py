@@ -122,6 +122,10 @@ _HopError = http1.Failure  # a failure with its error code already decided; caug
 Dial = Callable[[str, int], Awaitable[http1.Streams]]  # (address, port) -> an open TCP connection
 
 
+async def _dial(address: str, port: int) -> http1.Streams:
+    return await asyncio.open_connection(address, port)  # asyncio sets TCP_NODELAY
+
+
 class _GuardedConnect:
     """Resolve, check every address, then dial a checked address (no second lookup).
 
@@ -131,16 +135,24 @@ class _GuardedConnect:
     """
 
     def __init__(self, allow_private: bool, allowed: guard.AllowList, dial: Dial | None = None) -> None:
-        self._dial = dial or http1.dial
+        self._dial = dial or _dial
         self._allow_private = allow_private
         self._allowed = allowed
 
-    async def __call__(self, host: str, port: int) -> http1.Streams:
-        last_error: OSError | None = None
-        for address in await self._resolve(host, port):
+    async def __call__(self, host: str, port: int, timeout: float) -> http1.Streams:
+        """Each address in turn, each within `timeout`: an address that is refused, unreachable
+        or silent (an IPv6 answer without a route to it) leaves the next one its full time."""
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await self._resolve(host, port)
+        except TimeoutError:
+            raise _HopError(FailureReason.TIMEOUT, f"cannot resolve {host} within {timeout:g} s") from None
+        last_error: Exception | None = None
+        for address in addresses:
             try:
-                return await self._dial(address, port)
-            except OSError as exc:  # refused, unreachable: the next address may answer
+                async with asyncio.timeout(timeout):
+                    return await self._dial(address, port)
+            except (OSError, TimeoutError) as exc:
                 last_error = exc
         assert last_error is not None
         raise last_error
@@ -407,7 +419,7 @@ class Fetcher:
             response = await pool.get(url, headers)
             try:
                 progress.status = response.status
-                progress.seen.add(url)
+                progress.seen.add(urldefrag(url).url)  # as redirect targets are compared
                 location = response.headers.get("location", "").strip()
                 if response.status in REDIRECT_STATUSES and location:
                     _refuse_other_schemes(location)

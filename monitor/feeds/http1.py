@@ -13,12 +13,14 @@ runs). Their layers (URL and header models, request queueing, tracing, AnyIO loc
 nothing this fetcher needs, and on an all-304 poll the fetching thread is the bottleneck.
 
 Failures are `Failure(code, detail)` with the fetcher's error codes; an overall deadline is
-the caller's `asyncio.timeout`, the connect budget (resolving, dialling, TLS) is the pool's.
+the caller's `asyncio.timeout`; each step of connecting (a lookup, one address's attempt,
+the TLS handshake) has the pool's connect timeout.
 """
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import select
 import ssl
 import time
@@ -37,9 +39,12 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 # Characters sent as they are in a request target; anything else is percent-encoded (UTF-8).
 _SAFE_PATH = "/%!$&'()*+,;=:@-._~"
 _SAFE_QUERY = _SAFE_PATH + "?"
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")  # a "%" that starts no escape is sent as %25
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-Connect = Callable[[str, int], Awaitable[Streams]]  # (host, port) -> an open TCP connection
+# (host, port, timeout) -> an open TCP connection; `timeout` bounds each step (a lookup, one
+# address's attempt), so that an address that never answers does not use up the others' time
+Connect = Callable[[str, int, float], Awaitable[Streams]]
 
 
 class Failure(Exception):
@@ -73,9 +78,9 @@ def split_url(url: str) -> tuple[Origin, str, str]:
         raise Failure(FailureReason.BAD_URL, f"host {host!r} is not a valid name: {exc}") from None
     shown = f"[{name}]" if ":" in name else name
     host_header = shown if port == DEFAULT_PORTS[scheme] else f"{shown}:{port}"
-    target = quote(parts.path or "/", safe=_SAFE_PATH)
+    target = quote(_LONE_PERCENT.sub("%25", parts.path or "/"), safe=_SAFE_PATH)
     if parts.query:
-        target += "?" + quote(parts.query, safe=_SAFE_QUERY)
+        target += "?" + quote(_LONE_PERCENT.sub("%25", parts.query), safe=_SAFE_QUERY)
     return Origin(scheme, host, port), target, host_header
 
 
@@ -117,9 +122,14 @@ class _Connection:
         self.writer.transport.abort()
 
     def fit_for_reuse(self, now: float) -> bool:
-        """Idle for less than KEEPALIVE, and nothing to read: data nobody asked for, or the
-        server's close, either of which makes it unfit for another request."""
-        if now - self.idle_since > KEEPALIVE or self.writer.transport.is_closing():
+        """Idle for less than KEEPALIVE, and nothing to read: data nobody asked for (a 408
+        pushed onto an idle connection), or the server's close, either of which makes it
+        unfit for another request: the data would be read as the next request's answer.
+        What asyncio has read off the socket already waits in the reader's buffer, which
+        StreamReader does not expose."""
+        reader = self.reader
+        if now - self.idle_since > KEEPALIVE or self.writer.transport.is_closing() or reader.at_eof() \
+                or getattr(reader, "_buffer", None):
             return False
         sock = self.writer.get_extra_info("socket")
         if sock is None or sock.fileno() < 0:
@@ -200,8 +210,8 @@ async def _next_event(connection: _Connection) -> object:
 class Pool:
     """Connections by origin, reused while they are idle and fit.
 
-    `connect(host, port)` opens a TCP connection (the fetcher's resolves and checks the
-    address first); TLS goes on top here, checked against the URL's host name. `tls()` is
+    `connect(host, port, timeout)` opens a TCP connection (the fetcher's resolves and checks
+    the addresses first); TLS goes on top here, checked against the URL's host name. `tls()` is
     asked for the TLS context at the first https connection only: loading certificate
     authorities takes about 20 ms. At most `max_idle` idle connections are kept.
     """
@@ -262,17 +272,21 @@ class Pool:
 
     async def _open(self, origin: Origin) -> _Connection:
         timeout = self._connect_timeout
+        if origin.scheme == "https" and self._context is None:
+            try:
+                self._context = self._tls()
+            except (OSError, ssl.SSLError) as exc:  # SSL_CERT_FILE naming a missing or broken file
+                raise Failure(FailureReason.TLS_ERROR,
+                              f"cannot load the certificate authorities: {exc}") from None
         try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await self._connect(origin.host, origin.port)
-                if origin.scheme == "https":
-                    if self._context is None:
-                        self._context = self._tls()
-                    try:
+            reader, writer = await self._connect(origin.host, origin.port, timeout)
+            if self._context is not None and origin.scheme == "https":
+                try:
+                    async with asyncio.timeout(timeout):
                         await writer.start_tls(self._context, server_hostname=origin.host)
-                    except BaseException:
-                        writer.transport.abort()
-                        raise
+                except BaseException:
+                    writer.transport.abort()
+                    raise
         except TimeoutError:
             raise Failure(FailureReason.TIMEOUT, f"no connection within {timeout:g} s") from None
         except ssl.SSLError as exc:  # certificate and handshake failures
@@ -283,8 +297,11 @@ class Pool:
 
     def release(self, connection: _Connection, complete: bool) -> None:
         protocol = connection.protocol
-        if not (complete and protocol.our_state is h11.DONE and protocol.their_state is h11.DONE):
-            connection.close()  # unread body, "Connection: close", or an error
+        if not (complete and protocol.our_state is h11.DONE and protocol.their_state is h11.DONE) \
+                or any(protocol.trailing_data):
+            # unread body, "Connection: close", an error, or bytes after the answer (a 304
+            # that came with a body): nothing after them can be trusted to be an answer
+            connection.close()
             return
         protocol.start_next_cycle()
         connection.idle_since = time.monotonic()
@@ -305,6 +322,7 @@ class Pool:
         self._idle_count = 0
 
 
-async def dial(host: str, port: int) -> Streams:
-    """A plain TCP connection to an address (the fetcher checked it first)."""
-    return await asyncio.open_connection(host, port)  # asyncio sets TCP_NODELAY
+async def dial(host: str, port: int, timeout: float) -> Streams:
+    """A plain TCP connection to an address (the fetcher checked it first), within `timeout`."""
+    async with asyncio.timeout(timeout):
+        return await asyncio.open_connection(host, port)  # asyncio sets TCP_NODELAY

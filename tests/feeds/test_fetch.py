@@ -183,6 +183,28 @@ def test_dns_answer_is_checked_and_pinned(monkeypatch: pytest.MonkeyPatch, raw_s
     assert f"\r\nHost: rebind.test:{server.port}\r\n".encode() in heads[0]
 
 
+def test_a_silent_address_leaves_the_next_one_its_time(monkeypatch: pytest.MonkeyPatch,
+                                                       raw_server: Server) -> None:
+    """A name with two addresses, the first of which never answers (an IPv6 address without a
+    route, say): the fetch goes on to the second within the connect timeout, not the deadline."""
+    server = raw_server(answer_ok)
+    fake_resolver(monkeypatch, lambda n: ["93.184.216.34", "93.184.216.35"])
+    dialled: list[str] = []
+
+    async def dial(address: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        dialled.append(address)
+        if address == "93.184.216.34":
+            await asyncio.sleep(3600)  # silent
+        return await asyncio.open_connection("127.0.0.1", server.port)
+
+    started = time.monotonic()
+    result = fetch_one(f"http://dual.test:{server.port}/", FetchPolicy(connect_timeout=0.5, timeout=60), NOW,
+                       dial=dial)
+    assert result.ok and result.body == b"ok", result
+    assert dialled == ["93.184.216.34", "93.184.216.35"]
+    assert time.monotonic() - started < UPPER_BOUND
+
+
 def test_any_private_dns_answer_refuses_the_name(monkeypatch: pytest.MonkeyPatch) -> None:
     """One private answer condemns the name: nothing is dialled, not even the public answer."""
     calls = fake_resolver(monkeypatch, lambda n: ["93.184.216.34", "127.0.0.1"])
@@ -341,10 +363,12 @@ def test_temporary_redirect_in_chain_means_no_permanent_url(httpserver: HTTPServ
     assert result.final_url == httpserver.url_for("/new")
 
 
-def test_redirect_loop(httpserver: HTTPServer) -> None:
+@pytest.mark.parametrize("fragment", ["", "#top"])
+def test_redirect_loop(httpserver: HTTPServer, fragment: str) -> None:
+    """Caught at the hop that leads back, whether or not the feed's URL has a fragment."""
     httpserver.expect_request("/a").respond_with_data("", 301, {"Location": "/b"})
     httpserver.expect_request("/b").respond_with_data("", 302, {"Location": httpserver.url_for("/a")})
-    result = fetch_one(httpserver.url_for("/a"), allowing(httpserver), NOW)
+    result = fetch_one(httpserver.url_for("/a") + fragment, allowing(httpserver), NOW)
     assert result.error == "redirect_loop" and result.permanent_url is None
     assert len(httpserver.log) == 2
 

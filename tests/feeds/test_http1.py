@@ -170,7 +170,9 @@ def test_request_on_the_wire_and_connection_reused(server: Start) -> None:
      ("http://example.com:8080/feed?x=1", ("http", "example.com", 8080), "example.com:8080", "/feed?x=1"),
      ("http://[2001:db8::1]:81/", ("http", "2001:db8::1", 81), "[2001:db8::1]:81", "/"),
      ("https://bücher.example/ä", ("https", "bücher.example", 443), "xn--bcher-kva.example", "/%C3%A4"),
-     ("http://example.com/%7Euser/a%2Fb", ("http", "example.com", 80), "example.com", "/%7Euser/a%2Fb")],
+     ("http://example.com/%7Euser/a%2Fb", ("http", "example.com", 80), "example.com", "/%7Euser/a%2Fb"),
+     ("http://example.com/100%/a%zz?q=5%&r=%41", ("http", "example.com", 80), "example.com",
+      "/100%25/a%25zz?q=5%25&r=%41")],
 )
 def test_split_url(url: str, origin: tuple[str, str, int], host_header: str, target: str) -> None:
     assert http1.split_url(url) == (origin, target, host_header)
@@ -237,6 +239,51 @@ def test_a_connection_idle_past_keepalive_is_not_reused(server: Start,
 
     assert [r[2] for r in run(body)] == [b"ok", b"ok"]  # type: ignore[attr-defined, index]
     assert srv.connections == 2
+
+
+def test_an_answer_pushed_onto_an_idle_connection_is_not_taken_for_the_next_one(server: Start) -> None:
+    """A server may send a 408 on a connection it keeps idle: what comes before a request is
+    no answer to it. The next request goes on a new connection."""
+    def script(conn: socket.socket, n: int) -> None:
+        answer(conn, OK)
+        if n == 0:
+            conn.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+            answer(conn, OK)  # (were a request sent here, it would be answered too)
+
+    srv = server(script)
+
+    async def body(pool: http1.Pool) -> list[object]:
+        first = await get_body(pool, f"http://127.0.0.1:{srv.port}/")
+        await asyncio.sleep(0.3)  # the 408 arrives, and asyncio reads it off the socket
+        return [first, await get_body(pool, f"http://127.0.0.1:{srv.port}/")]
+
+    assert [r[0] for r in run(body)] == [200, 200]  # type: ignore[attr-defined, index]
+    assert srv.connections == 2
+
+
+def test_bytes_after_an_answer_close_its_connection(server: Start) -> None:
+    """A 304 has no body; one sent with a body leaves bytes that no later answer may start with."""
+    srv = server(lambda conn, n: answer(conn, b"HTTP/1.1 304 Not Modified\r\n\r\nstray" if n == 0 else OK))
+
+    async def body(pool: http1.Pool) -> list[object]:
+        return [(await get_body(pool, f"http://127.0.0.1:{srv.port}/"))[0] for _ in range(2)]
+
+    assert run(body) == [304, 200]
+    assert srv.connections == 2
+
+
+def test_authorities_that_cannot_be_loaded_are_a_tls_error(server: Start) -> None:
+    srv = server(lambda conn, n: answer(conn, OK))
+
+    def tls() -> ssl.SSLContext:
+        return ssl.create_default_context(cafile="/nonexistent/ca.pem")
+
+    with pytest.raises(http1.Failure) as raised:
+        run(lambda pool: pool.get(f"https://127.0.0.1:{srv.port}/", []), tls=tls)
+    error = raised.value
+    assert error.code == FailureReason.TLS_ERROR
+    assert error.detail.startswith("cannot load the certificate authorities")
+    assert srv.connections == 0  # found out before connecting
 
 
 def test_a_kept_alive_connection_closed_on_the_request_is_retried_once(
