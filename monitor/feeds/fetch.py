@@ -122,20 +122,18 @@ _HopError = http1.Failure  # a failure with its error code already decided; caug
 Dial = Callable[[str, int], Awaitable[http1.Streams]]  # (address, port) -> an open TCP connection
 
 
-async def _dial(address: str, port: int) -> http1.Streams:
-    return await asyncio.open_connection(address, port)  # asyncio sets TCP_NODELAY
-
 
 class _GuardedConnect:
     """Resolve, check every address, then dial a checked address (no second lookup).
 
-    `dial` opens the connections to the checked addresses: http1.dial, unless a test passes
-    one that records the address it is asked to dial (and connects to a loopback server
-    instead), which proves the pinning without sending a packet off the machine.
+    `dial` opens the connections to the checked addresses: asyncio's open_connection, unless
+    a test passes one that records the address it is asked to dial (and connects to a
+    loopback server instead), which proves the pinning without sending a packet off the
+    machine.
     """
 
     def __init__(self, allow_private: bool, allowed: guard.AllowList, dial: Dial | None = None) -> None:
-        self._dial = dial or _dial
+        self._dial: Dial = dial or asyncio.open_connection  # (asyncio sets TCP_NODELAY)
         self._allow_private = allow_private
         self._allowed = allowed
 
