@@ -132,8 +132,7 @@ class _NoEntries(NamedTuple):
     result: FetchResult
     update: FeedUpdate
     at: datetime  # as in _Fetched
-    detail: str
-    unchanged: bool  # the same body as the last good parse
+    unchanged: bool  # the same body as the last good parse (else a failure, a 304, or a 429/503)
 
 
 class _Parsing(NamedTuple):
@@ -221,19 +220,17 @@ class _Cycle:
             return
         feed, result, at = self.feeds[item.feed_id], item.result, item.at
         body = result.body if result.ok else None
-        if body is None:  # a failure, a 304, or a 429/503 asking us to slow down
-            self.no_entries.append(_NoEntries(feed, result, after_fetch(feed, result, at, self.policy), at,
-                                              result.detail, False))
-            return
-        digest = body_hash(body)
-        if digest == feed.body_hash:
-            # Same bytes as the last good parse (a server without validators):
-            # nothing can have changed, so it is not parsed again.
-            self.no_entries.append(_NoEntries(feed, result, after_fetch(feed, result, at, self.policy), at,
-                                              "", True))
-        else:
-            self.parsing[item.feed_id] = _Parsing(result, digest, at)
-            self.pool.submit(item.feed_id, body, result.headers, at, base_url=result.final_url or feed.url)
+        if body is not None:
+            digest = body_hash(body)
+            if digest != feed.body_hash:
+                self.parsing[item.feed_id] = _Parsing(result, digest, at)
+                self.pool.submit(item.feed_id, body, result.headers, at,
+                                 base_url=result.final_url or feed.url)
+                return
+        # A failure, a 304, a 429/503 asking us to slow down, or the same bytes as the last good
+        # parse (a server without validators: nothing can have changed, so they are not parsed again).
+        update = after_fetch(feed, result, at, self.policy)
+        self.no_entries.append(_NoEntries(feed, result, update, at, unchanged=body is not None))
 
     def store_parsed(self) -> None:
         """Store parse outcomes as they finish; return once fresh fetch results are waiting, or
@@ -256,7 +253,8 @@ class _Cycle:
             taken, self.no_entries = self.no_entries, []
             self.store.apply_polls([(r.feed, r.update, r.at) for r in taken])
             for r in taken:
-                self._count(r.feed, r.result, r.update, [], [], r.detail, r.unchanged)
+                detail = "" if r.unchanged else r.result.detail
+                self._count(r.feed, r.result, r.update, [], [], detail, r.unchanged)
 
     def _record(self, feed: Feed, result: FetchResult, update: FeedUpdate, now: datetime,
                 entries: Iterable[EntryData] = (), detail: str = "") -> None:

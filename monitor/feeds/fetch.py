@@ -64,6 +64,7 @@ import h11
 from monitor import __version__
 from monitor.errors import FailureReason, http_reason
 from monitor.feeds import guard, http1
+from monitor.feeds.http1 import Failure  # an error code already decided; caught in Fetcher.fetch
 from monitor.types import FetchResult
 
 log = logging.getLogger(__name__)
@@ -117,10 +118,7 @@ class FetchJob:
     last_modified: str | None = None
 
 
-_HopError = http1.Failure  # a failure with its error code already decided; caught in Fetcher.fetch
-
 Dial = Callable[[str, int], Awaitable[http1.Streams]]  # (address, port) -> an open TCP connection
-
 
 
 class _GuardedConnect:
@@ -144,7 +142,7 @@ class _GuardedConnect:
             async with asyncio.timeout(timeout):
                 addresses = await self._resolve(host, port)
         except TimeoutError:
-            raise _HopError(FailureReason.TIMEOUT, f"cannot resolve {host} within {timeout:g} s") from None
+            raise Failure(FailureReason.TIMEOUT, f"cannot resolve {host} within {timeout:g} s") from None
         last_error: Exception | None = None
         for address in addresses:
             try:
@@ -166,18 +164,18 @@ class _GuardedConnect:
                 name = host.encode("ascii") if host.isascii() else host.encode("idna")
                 infos = await asyncio.get_running_loop().getaddrinfo(name, port, type=socket.SOCK_STREAM)
             except (socket.gaierror, UnicodeError) as exc:
-                raise _HopError(FailureReason.DNS_ERROR, f"cannot resolve {host}: {exc}") from None
+                raise Failure(FailureReason.DNS_ERROR, f"cannot resolve {host}: {exc}") from None
             answers = [str(sockaddr[0]) for *_, sockaddr in infos]
         addresses: list[str] = []
         for text in answers:
             refusal = guard.check_address(host, port, ipaddress.ip_address(text),
                                           allow_private=self._allow_private, allowed=self._allowed)
             if refusal is not None:  # one bad answer condemns the name: no picking the good ones
-                raise _HopError(refusal.code, refusal.detail)
+                raise Failure(refusal.code, refusal.detail)
             if text not in addresses:
                 addresses.append(text)
         if not addresses:
-            raise _HopError(FailureReason.DNS_ERROR, f"no address for {host}")
+            raise Failure(FailureReason.DNS_ERROR, f"no address for {host}")
         return addresses
 
 
@@ -186,7 +184,7 @@ def _refuse_other_schemes(location: str) -> None:
     (joined, some of them would fail later with a vague error; this names the real problem)."""
     scheme = urlsplit(location).scheme.lower()
     if scheme and scheme not in guard.ALLOWED_SCHEMES:
-        raise _HopError(FailureReason.BAD_SCHEME, f"redirect to a {scheme} URL refused")
+        raise Failure(FailureReason.BAD_SCHEME, f"redirect to a {scheme} URL refused")
 
 
 class _Inflater:
@@ -216,7 +214,7 @@ class _Inflater:
                 if self._members:
                     self._ignore_rest = True
                     return
-                raise _HopError(FailureReason.DECODE_ERROR, f"bad compressed data: {exc}") from None
+                raise Failure(FailureReason.DECODE_ERROR, f"bad compressed data: {exc}") from None
             self._started = True
             self._output_since_end += len(out)
             if self._obj.eof:
@@ -234,20 +232,20 @@ class _Inflater:
         while not self._obj.eof and not self._ignore_rest:
             out = self._obj.decompress(b"", _STEP)  # output still held back by the step limit
             if not out:
-                raise _HopError(FailureReason.TRUNCATED, "compressed body ended early")
+                raise Failure(FailureReason.TRUNCATED, "compressed body ended early")
             yield out
 
 
 async def _read_body(response: http1.Response, max_bytes: int) -> bytes:
-    """The decoded body, or _HopError once it passes max_bytes: never all in memory first."""
+    """The decoded body, or Failure once it passes max_bytes: never all in memory first."""
     codings = [c.strip().lower() for c in response.headers.get("content-encoding", "").split(",")]
     codings = [c for c in codings if c and c != "identity"]
     if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
-        raise _HopError(FailureReason.DECODE_ERROR, f"unsupported content-encoding {', '.join(codings)}")
+        raise Failure(FailureReason.DECODE_ERROR, f"unsupported content-encoding {', '.join(codings)}")
     inflater = _Inflater(codings[0]) if codings else None
     declared = response.headers.get("content-length", "")
     if not codings and declared.isdigit() and int(declared) > max_bytes:
-        raise _HopError(FailureReason.TOO_LARGE, f"content-length {declared} is over {max_bytes} bytes")
+        raise Failure(FailureReason.TOO_LARGE, f"content-length {declared} is over {max_bytes} bytes")
     chunks: list[bytes] = []
     size = 0
 
@@ -256,7 +254,7 @@ async def _read_body(response: http1.Response, max_bytes: int) -> bytes:
         for piece in pieces:
             size += len(piece)
             if size > max_bytes:
-                raise _HopError(FailureReason.TOO_LARGE, f"body is over {max_bytes} bytes")
+                raise Failure(FailureReason.TOO_LARGE, f"body is over {max_bytes} bytes")
             chunks.append(piece)
 
     async for raw in response.chunks():
@@ -318,7 +316,7 @@ def parse_max_age(value: str | None) -> float | None:
 
 def _classify(exc: Exception, policy: FetchPolicy) -> tuple[FailureReason, str]:
     """Map an exception to (error code, detail)."""
-    if isinstance(exc, _HopError):
+    if isinstance(exc, Failure):
         return exc.code, exc.detail
     if isinstance(exc, TimeoutError):
         return FailureReason.TIMEOUT, f"no complete response within {policy.timeout:g} s"
@@ -412,7 +410,7 @@ class Fetcher:
                 *guard.url_host_port(url), allow_private=self.policy.allow_private_addresses,
                 allowed=self._allowed)
             if refusal is not None:
-                raise _HopError(refusal.code, refusal.detail)
+                raise Failure(refusal.code, refusal.detail)
             progress.url, progress.status = url, None
             response = await pool.get(url, headers)
             try:
@@ -423,10 +421,10 @@ class Fetcher:
                     _refuse_other_schemes(location)
                     target = urldefrag(urljoin(url, location)).url
                     if target in progress.seen:
-                        raise _HopError(FailureReason.REDIRECT_LOOP, f"{url} redirects back to {target}")
+                        raise Failure(FailureReason.REDIRECT_LOOP, f"{url} redirects back to {target}")
                     limit = self.policy.max_redirects
                     if progress.redirects >= limit:
-                        raise _HopError(FailureReason.TOO_MANY_REDIRECTS, f"more than {limit} redirects")
+                        raise Failure(FailureReason.TOO_MANY_REDIRECTS, f"more than {limit} redirects")
                     progress.redirects += 1
                     progress.permanent &= response.status in PERMANENT_REDIRECTS
                     await _drain(response)

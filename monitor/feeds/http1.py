@@ -320,9 +320,3 @@ class Pool:
                 connection.close()
         self._idle.clear()
         self._idle_count = 0
-
-
-async def dial(host: str, port: int, timeout: float) -> Streams:
-    """A plain TCP connection to an address (the fetcher checked it first), within `timeout`."""
-    async with asyncio.timeout(timeout):
-        return await asyncio.open_connection(host, port)  # asyncio sets TCP_NODELAY

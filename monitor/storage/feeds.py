@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from monitor.feeds.schedule import FeedUpdate
 
 
+# A feed's poll state as apply_poll reads it back before writing (see _apply_feed_update).
+_POLL_STATE = "last_polled, error_count, etag, last_modified"
+
+
 class FeedTables(Connection):
     """Feeds and their polling state, their entries, the full-text queue, and poll cycles."""
 
@@ -130,8 +134,7 @@ class FeedTables(Connection):
         stamp = iso(now)
         entries = list(entries)
         with self.write():
-            stored = self.execute("SELECT last_polled, error_count, etag, last_modified FROM feeds"
-                                  " WHERE id = ?", [feed.id]).fetchone()
+            stored = self.execute(f"SELECT {_POLL_STATE} FROM feeds WHERE id = ?", [feed.id]).fetchone()
             known = self._known_entries(feed.id, {e.key for e in entries})
             for e in entries:
                 row = known.get(e.key)
@@ -153,8 +156,7 @@ class FeedTables(Connection):
                         " content_hash = ?, last_changed = ? WHERE id = ?", [*values, stamp, row[0]])
                     updated_ids.append(row[0])
                     known[e.key] = (row[0], e.content_hash, stamp)
-            if stored is not None and not _later(stored[0], stamp):
-                self._apply_feed_update(feed, update, stamp, stored[1:])
+            self._apply_feed_update(feed, update, stamp, stored)
         return new_ids, updated_ids
 
     def apply_polls(self, polls: Sequence[tuple[Feed, FeedUpdate, datetime]]) -> None:
@@ -171,13 +173,11 @@ class FeedTables(Connection):
         with self.write():
             stored: dict[int, tuple] = {}
             for chunk in chunked(ids):
-                for row in self.execute("SELECT id, last_polled, error_count, etag, last_modified FROM feeds"
+                for row in self.execute(f"SELECT id, {_POLL_STATE} FROM feeds"
                                         " WHERE id IN (" + ", ".join("?" * len(chunk)) + ")", chunk):
                     stored[row[0]] = row[1:]
             for feed, update, now in polls:
-                stamp, row = iso(now), stored.get(feed.id)
-                if row is not None and not _later(row[0], stamp):
-                    self._apply_feed_update(feed, update, stamp, row[1:])
+                self._apply_feed_update(feed, update, iso(now), stored.get(feed.id))
 
     def index_pending_text(self) -> int:
         """Add the entries stored since the last call to the full-text index; returns how many.
@@ -206,14 +206,17 @@ class FeedTables(Connection):
                 known[r[0]] = (r[1], r[2], r[3])
         return known
 
-    def _apply_feed_update(self, feed: Feed, u: FeedUpdate, stamp: str, stored: tuple) -> None:
-        """Write a poll's state. `u` was decided from `feed`, the row as it was read before
-        fetching; `stored` (error_count, etag, last_modified) is the row now, which an
-        overlapping poll may have changed since. What this poll leaves as it was, it leaves as
-        stored: a failure or a 304 without validators keeps the stored validators, not the
-        ones read earlier, and the error count goes up (or stays, for 429/503) from the
-        stored count, not the one read earlier; a success resets it."""
-        stored_errors, stored_etag, stored_modified = stored
+    def _apply_feed_update(self, feed: Feed, u: FeedUpdate, stamp: str, stored: tuple | None) -> None:
+        """Write a poll's state, unless the stored last poll is later than this one's (`stamp`)
+        or the feed is gone. `u` was decided from `feed`, the row as it was read before
+        fetching; `stored` (_POLL_STATE) is the row now, which an overlapping poll may have
+        changed since. What this poll leaves as it was, it leaves as stored: a failure or a
+        304 without validators keeps the stored validators, not the ones read earlier, and
+        the error count goes up (or stays, for 429/503) from the stored count, not the one
+        read earlier; a success resets it."""
+        if stored is None or _later(stored[0], stamp):
+            return
+        _, stored_errors, stored_etag, stored_modified = stored
         errors = 0 if u.last_error is None else stored_errors + (u.error_count - feed.error_count)
         etag, last_modified = u.etag, u.last_modified
         if (etag, last_modified) == (feed.etag, feed.last_modified):

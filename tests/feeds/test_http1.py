@@ -15,53 +15,36 @@ import pytest
 
 from monitor.errors import FailureReason
 from monitor.feeds import http1
+from tests.support.rawserver import RawServer
 
 Script = Callable[[socket.socket, int], None]  # (connection, its number from 0)
 Start = Callable[[Script], "Scripted"]  # the server fixture
 
 
-class Scripted:
-    """A server on 127.0.0.1 that runs `script(conn, n)` for its n-th connection, and keeps
-    what each connection received."""
+class Scripted(RawServer):
+    """A server on 127.0.0.1 that runs `script(conn, n)` for its n-th connection (no request
+    read for it first), and keeps what each connection received."""
 
     def __init__(self, script: Script) -> None:
         self.script = script
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.05)
-        self.port = self.listener.getsockname()[1]
         self.received: list[bytes] = []
-        self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
+        super().__init__(handle=lambda conn, head, stop: None)  # (the script does the serving)
 
-    @property
-    def connections(self) -> int:
-        return len(self.received)
+    def _begin(self, conn: socket.socket, n: int) -> None:
+        self.received.append(b"")
+        thread = threading.Thread(target=self._run, args=(conn, n), daemon=True)
+        thread.start()
+        self.threads.append(thread)
 
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.received.append(b"")
-            thread = threading.Thread(target=self._serve, args=(conn, len(self.received) - 1), daemon=True)
-            thread.start()
-            self.threads.append(thread)
-
-    def _serve(self, conn: socket.socket, n: int) -> None:
+    def _run(self, conn: socket.socket, n: int) -> None:
         with conn:
             conn.settimeout(10)
             with contextlib.suppress(OSError):
                 self.script(_Recording(conn, self, n), n)  # type: ignore[arg-type]
 
     def close(self) -> None:
-        self.stop.set()
-        self.listener.close()
-        self.thread.join(5)
+        super().close()
         for thread in self.threads:
             thread.join(5)
 
@@ -101,6 +84,12 @@ def answer(conn: socket.socket, reply: bytes, requests: int = 1) -> None:
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
+async def dial(host: str, port: int, timeout: float) -> http1.Streams:
+    """The pool's connect without the fetcher's address guard (the tests dial 127.0.0.1 only)."""
+    async with asyncio.timeout(timeout):
+        return await asyncio.open_connection(host, port)
+
+
 @pytest.fixture
 def server() -> Iterator[Callable[[Script], Scripted]]:
     started: list[Scripted] = []
@@ -117,7 +106,7 @@ def server() -> Iterator[Callable[[Script], Scripted]]:
 def run(body: Callable[[http1.Pool], Awaitable[object]], *, max_idle: int = 4,
         tls: Callable[[], ssl.SSLContext] = ssl.create_default_context) -> object:
     async def main() -> object:
-        pool = http1.Pool(http1.dial, tls, connect_timeout=5, max_idle=max_idle)
+        pool = http1.Pool(dial, tls, connect_timeout=5, max_idle=max_idle)
         try:
             return await body(pool)
         finally:

@@ -33,7 +33,11 @@ class RawServer:
             except OSError:
                 return
             self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            self._begin(conn, self.connections - 1)
+
+    def _begin(self, conn: socket.socket, n: int) -> None:
+        """Serve connection number `n` (from 0) on a thread of its own."""
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:
