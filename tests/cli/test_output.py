@@ -226,6 +226,11 @@ def test_a_failing_feed_is_coloured_on_a_terminal_only(newsdesk):
                                                            "text/html")
     newsdesk("feeds", "add", newsdesk.server.url("/page.html"))
     newsdesk("poll")
+    # The tables below are drawn one after another and compared: their "polled" and "next" times
+    # must not depend on the second each is drawn in, so they are made days old.
+    with closing(sqlite3.connect(newsdesk.db)) as conn, conn:
+        conn.execute("UPDATE feeds SET last_polled = '2026-01-01T00:00:00+00:00',"
+                     " next_poll = '2026-01-02T00:00:00+00:00'")
     table = coloured(newsdesk, "feeds", "list").stdout
     broken = next(line for line in table.splitlines() if newsdesk.broken in line)
     assert re.search(styled("http_500"), broken), broken
@@ -265,6 +270,10 @@ def test_a_topic_match_is_coloured_in_clusters_list(run):
         server.close()
     matched = {c["id"] for c in run.json("clusters", "list", "--since", "all", "--topic", "telegram-arrests")}
     assert matched and len(matched) < 6
+    # The two tables compared below must not depend on the second each is drawn in: the
+    # clusters' activity (shown as "Ns ago") is made days old.
+    with closing(sqlite3.connect(run.db)) as conn, conn:
+        conn.execute("UPDATE clusters SET last_activity = '2026-01-01T00:00:00+00:00'")
     table = coloured(run, "clusters", "list", "--since", "all").stdout
     rows = {int(line.split()[0]): line for line in table.splitlines()[1:-1]}
     assert len(rows) == 6
