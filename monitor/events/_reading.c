@@ -1,8 +1,10 @@
 /* Reading and weighing an entry, the parts compiled: the words of a plain ASCII sentence
  * (monitor/events/textfeatures.py has the same in Python: ascii_words_py), the tokens of an
  * ASCII sentence with digits (ascii_tokens_py), a sentence's tokens
- * (monitor/events/reading.py: sentence_parts_py, with name_pairs) and an entry's tf-idf vector
- * (monitor/events/similarity.py: count_and_vectorize_py).
+ * (monitor/events/reading.py: sentence_parts_py, with name_pairs), whole ASCII sentences with
+ * their keys (sentence_fields_py, _sentence and _key: BLAKE2b as RFC 7693 gives it), what an
+ * entry's features keep of its reading (monitor/events/similarity.py: kept_text_py) and an
+ * entry's tf-idf vector (count_and_vectorize_py).
  *
  * Each returns exactly what its Python twin returns: the same strings (the token cache's own
  * objects, or joined from them) and the same doubles (the same operations in the same order,
@@ -12,7 +14,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 static PyObject *str_isupper, *str_space, *str_unit, *str_nine;
 
@@ -43,10 +47,7 @@ PyDoc_STRVAR(sentence_parts_doc,
 "sentence_parts(raw, tokens, title_words, day_or_month) -> (low, text, terms, names, lower, pairs,\n"
 "day_words, kept)\n\nSee monitor.events.reading.sentence_parts_py.");
 
-static PyObject *sentence_parts(PyObject *self, PyObject *args) {
-    PyObject *raw, *cache, *title_words, *dom;
-    if (!PyArg_ParseTuple(args, "O!OOO:sentence_parts", &PyList_Type, &raw, &cache, &title_words, &dom))
-        return NULL;
+static PyObject *parts_of(PyObject *raw, PyObject *cache, PyObject *title_words, PyObject *dom) {
     Py_ssize_t n = PyList_GET_SIZE(raw);
     PyObject **infos = PyMem_Calloc(n ? n : 1, sizeof(PyObject *));
     if (infos == NULL) return PyErr_NoMemory();
@@ -167,6 +168,13 @@ done:
     Py_XDECREF(kept);
     Py_XDECREF(joined);
     return result;
+}
+
+static PyObject *sentence_parts(PyObject *self, PyObject *args) {
+    PyObject *raw, *cache, *title_words, *dom;
+    if (!PyArg_ParseTuple(args, "O!OOO:sentence_parts", &PyList_Type, &raw, &cache, &title_words, &dom))
+        return NULL;
+    return parts_of(raw, cache, title_words, dom);
 }
 
 /* --- count_and_vectorize -------------------------------------------------------------------------- */
@@ -338,17 +346,375 @@ static PyObject *ascii_tokens(PyObject *self, PyObject *text) {
     return out;
 }
 
+/* --- a sentence's key: BLAKE2b with an 8-byte digest (RFC 7693), as hashlib.blake2b(data,
+ * digest_size=8) computes it, read as a little-endian signed integer (reading._key) ---------- */
+
+static const uint64_t blake2b_iv[8] = {
+    0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL, 0xa54ff53a5f1d36f1ULL,
+    0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL, 0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL,
+};
+
+static const uint8_t blake2b_sigma[12][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}, {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4}, {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13}, {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11}, {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5}, {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}, {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+};
+
+static inline uint64_t rotr64(uint64_t x, int n) { return (x >> n) | (x << (64 - n)); }
+
+#define B2B_G(a, b, c, d, x, y)            \
+    do {                                   \
+        v[a] = v[a] + v[b] + (x);          \
+        v[d] = rotr64(v[d] ^ v[a], 32);    \
+        v[c] = v[c] + v[d];                \
+        v[b] = rotr64(v[b] ^ v[c], 24);    \
+        v[a] = v[a] + v[b] + (y);          \
+        v[d] = rotr64(v[d] ^ v[a], 16);    \
+        v[c] = v[c] + v[d];                \
+        v[b] = rotr64(v[b] ^ v[c], 63);    \
+    } while (0)
+
+static void blake2b_compress(uint64_t h[8], const uint8_t block[128], uint64_t counted, int last) {
+    uint64_t v[16], m[16];
+    for (int i = 0; i < 8; i++) {
+        v[i] = h[i];
+        v[i + 8] = blake2b_iv[i];
+    }
+    v[12] ^= counted; /* the counter's high word stays 0: no sentence has 2^64 bytes */
+    if (last) v[14] = ~v[14];
+    for (int i = 0; i < 16; i++) {
+        uint64_t w = 0;
+        for (int j = 7; j >= 0; j--) w = (w << 8) | block[8 * i + j];
+        m[i] = w;
+    }
+    for (int r = 0; r < 12; r++) {
+        const uint8_t *s = blake2b_sigma[r];
+        B2B_G(0, 4, 8, 12, m[s[0]], m[s[1]]);
+        B2B_G(1, 5, 9, 13, m[s[2]], m[s[3]]);
+        B2B_G(2, 6, 10, 14, m[s[4]], m[s[5]]);
+        B2B_G(3, 7, 11, 15, m[s[6]], m[s[7]]);
+        B2B_G(0, 5, 10, 15, m[s[8]], m[s[9]]);
+        B2B_G(1, 6, 11, 12, m[s[10]], m[s[11]]);
+        B2B_G(2, 7, 8, 13, m[s[12]], m[s[13]]);
+        B2B_G(3, 4, 9, 14, m[s[14]], m[s[15]]);
+    }
+    for (int i = 0; i < 8; i++) h[i] ^= v[i] ^ v[i + 8];
+}
+
+/* The first 8 bytes of BLAKE2b-64(data) as a little-endian signed integer: that is h[0] */
+static int64_t blake2b_64(const uint8_t *data, size_t n) {
+    uint64_t h[8];
+    uint8_t block[128];
+    memcpy(h, blake2b_iv, sizeof h);
+    h[0] ^= 0x01010000ULL | 8; /* depth 1, fanout 1, no key, 8-byte digest */
+    size_t done = 0;
+    while (n - done > 128) {
+        memcpy(block, data + done, 128);
+        done += 128;
+        blake2b_compress(h, block, done, 0);
+    }
+    memset(block, 0, sizeof block);
+    memcpy(block, data + done, n - done);
+    blake2b_compress(h, block, n, 1);
+    return (int64_t)h[0];
+}
+
+PyDoc_STRVAR(sentence_key_of_doc,
+"sentence_key_of(kept) -> int | None\n\nSee monitor.events.reading._key (ASCII text only).");
+
+static PyObject *key_of(PyObject *kept) {
+    if (kept == Py_None) Py_RETURN_NONE;
+    if (!PyUnicode_Check(kept) || !PyUnicode_IS_ASCII(kept)) {
+        PyErr_SetString(PyExc_TypeError, "sentence_key_of() takes ASCII text or None");
+        return NULL;
+    }
+    return PyLong_FromLongLong(blake2b_64(PyUnicode_DATA(kept), (size_t)PyUnicode_GET_LENGTH(kept)));
+}
+
+static PyObject *sentence_key_of(PyObject *self, PyObject *kept) { return key_of(kept); }
+
+/* --- sentences ------------------------------------------------------------------------------------ */
+
+/* reading._sentence of an ASCII sentence, as an instance of `type` (the Sentence named tuple) */
+static PyObject *ascii_sentence(PyObject *sent, PyObject *cache, PyObject *title_words, PyObject *dom,
+                                PyObject *compounds, PyTypeObject *type) {
+    PyObject *raw = ascii_words(NULL, sent);
+    if (raw == Py_None) {
+        Py_DECREF(raw);
+        raw = ascii_tokens(NULL, sent);
+    }
+    if (raw == NULL) return NULL;
+    PyObject *parts = parts_of(raw, cache, title_words, dom);
+    Py_DECREF(raw);
+    if (parts == NULL) return NULL;
+    PyObject *key = NULL, *words = NULL, *comp = NULL, *out = NULL;
+    key = key_of(PyTuple_GET_ITEM(parts, 7));
+    words = PyLong_FromSsize_t(PyTuple_GET_SIZE(PyTuple_GET_ITEM(parts, 0)));
+    if (key == NULL || words == NULL) goto done;
+    if (memchr(PyUnicode_DATA(sent), '-', (size_t)PyUnicode_GET_LENGTH(sent)) != NULL) {
+        comp = PyObject_CallOneArg(compounds, sent);
+        if (comp == NULL) goto done;
+        if (!PyTuple_Check(comp)) {
+            PyErr_SetString(PyExc_TypeError, "sentence_fields: compounds() must return a tuple");
+            goto done;
+        }
+    } else {
+        comp = PyTuple_New(0);
+        if (comp == NULL) goto done;
+    }
+    out = type->tp_alloc(type, 11);
+    if (out == NULL) goto done;
+    /* (text, key, words, low, terms, day_words, names, compounds, tail, pairs, lower) */
+    PyObject *fields[11] = {sent, key, words, PyTuple_GET_ITEM(parts, 1), PyTuple_GET_ITEM(parts, 2),
+                            PyTuple_GET_ITEM(parts, 6), PyTuple_GET_ITEM(parts, 3), comp, Py_None,
+                            PyTuple_GET_ITEM(parts, 5), PyTuple_GET_ITEM(parts, 4)};
+    for (int i = 0; i < 11; i++) {
+        Py_INCREF(fields[i]);
+        PyTuple_SET_ITEM(out, i, fields[i]);
+    }
+done:
+    Py_DECREF(parts);
+    Py_XDECREF(key);
+    Py_XDECREF(words);
+    Py_XDECREF(comp);
+    return out;
+}
+
+PyDoc_STRVAR(sentence_fields_doc,
+"sentence_fields(sentences, tokens, title_words, day_or_month, compounds, sentence, type) -> tuple\n\n"
+"See monitor.events.reading.sentence_fields_py: each ASCII sentence is read here, any other by\n"
+"sentence(text, title_words).");
+
+static PyObject *sentence_fields(PyObject *self, PyObject *args) {
+    PyObject *sents, *cache, *title_words, *dom, *compounds, *slow;
+    PyTypeObject *type;
+    if (!PyArg_ParseTuple(args, "O!OOOOOO!:sentence_fields", &PyList_Type, &sents, &cache, &title_words, &dom,
+                          &compounds, &slow, &PyType_Type, &type))
+        return NULL;
+    if (!PyType_IsSubtype(type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "sentence_fields: type must be a tuple type");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(sents);
+    PyObject *out = PyTuple_New(n);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *sent = PyList_GET_ITEM(sents, i), *item;
+        if (!is_str(sent, "sentence_fields")) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        if (PyUnicode_IS_ASCII(sent))
+            item = ascii_sentence(sent, cache, title_words, dom, compounds, type);
+        else
+            item = PyObject_CallFunctionObjArgs(slow, sent, title_words, NULL);
+        if (item == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i, item);
+    }
+    return out;
+}
+
+/* --- what an entry's features keep of its reading ------------------------------------------------- */
+
+/* counts[t] += 1 for each str of `terms` (a tuple or list), new terms in order of first appearance */
+static int count_into(PyObject *counts, PyObject *terms) {
+    PyObject *seq = PySequence_Fast(terms, "kept_text: terms must be a tuple or list");
+    if (seq == NULL) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *old = PyDict_GetItemWithError(counts, items[i]);
+        if (old == NULL && PyErr_Occurred()) goto fail;
+        long c = old == NULL ? 0 : PyLong_AsLong(old);
+        if (c == -1 && PyErr_Occurred()) goto fail;
+        PyObject *v = PyLong_FromLong(c + 1);
+        if (v == NULL) goto fail;
+        int rc = PyDict_SetItem(counts, items[i], v);
+        Py_DECREF(v);
+        if (rc < 0) goto fail;
+    }
+    Py_DECREF(seq);
+    return 0;
+fail:
+    Py_DECREF(seq);
+    return -1;
+}
+
+/* list += seq (a tuple or list) */
+static int extend(PyObject *list, PyObject *seq) {
+    if (!PyTuple_Check(seq) && !PyList_Check(seq)) {
+        PyErr_SetString(PyExc_TypeError, "kept_text: a sentence's fields must be tuples");
+        return -1;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    return PyList_SetSlice(list, n, n, seq);
+}
+
+static PyObject *new_list_of(PyObject *seq) { return PySequence_List(seq); }
+
+/* set.update(list) */
+static int extend_set(PyObject *set, PyObject *list) {
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++)
+        if (PySet_Add(set, PyList_GET_ITEM(list, i)) < 0) return -1;
+    return 0;
+}
+
+PyDoc_STRVAR(kept_text_doc,
+"kept_text(reading, seen, is_boilerplate, feed_id, title_weight, lead_words, max_words, fingerprint_words,\n"
+"tail_weight) -> Kept | None\n\nSee monitor.events.similarity.kept_text_py (whose constants are passed here).");
+
+static PyObject *kept_text(PyObject *self, PyObject *args) {
+    PyObject *r, *seen, *is_bp, *feed_id;
+    Py_ssize_t title_weight, lead_words, max_words, fp_words;
+    double tail_weight;
+    if (!PyArg_ParseTuple(args, "O!OOOnnnnd:kept_text", &PyTuple_Type, &r, &seen, &is_bp, &feed_id, &title_weight,
+                          &lead_words, &max_words, &fp_words, &tail_weight))
+        return NULL;
+    if (PyTuple_GET_SIZE(r) != 9 || !PyTuple_Check(PyTuple_GET_ITEM(r, 7))) {
+        PyErr_SetString(PyExc_TypeError, "kept_text: not a reading");
+        return NULL;
+    }
+    PyObject *title = PyTuple_GET_ITEM(r, 0), *title_terms = PyTuple_GET_ITEM(r, 2),
+             *headline = PyTuple_GET_ITEM(r, 6), *sentences = PyTuple_GET_ITEM(r, 7);
+    int complete = PyObject_IsTrue(PyTuple_GET_ITEM(r, 8));
+    if (complete < 0) return NULL;
+    PyObject *keys = PyList_New(0), *lead_text = PyList_New(0), *lead = PyDict_New(), *tail = PyDict_New(),
+             *day_words = new_list_of(PyTuple_GET_ITEM(r, 3)), *body = PyList_New(0),
+             *names = new_list_of(PyTuple_GET_ITEM(r, 4)), *compounds = PyList_New(0),
+             *pairs = new_list_of(PyTuple_GET_ITEM(r, 5)), *capitalised = new_list_of(PyTuple_GET_ITEM(r, 4)),
+             *lower = PyList_New(0), *weights = NULL, *name_terms = NULL, *result = NULL;
+    if (!keys || !lead_text || !lead || !tail || !day_words || !body || !names || !compounds || !pairs
+        || !capitalised || !lower)
+        goto done;
+    if (PyList_Append(lead_text, title) < 0) goto done;
+    for (Py_ssize_t i = 0; i < title_weight; i++)
+        if (count_into(lead, title_terms) < 0) goto done;
+    Py_ssize_t words = 0, body_words = 0, n_sent = PyTuple_GET_SIZE(sentences);
+    for (Py_ssize_t i = 0; i < n_sent && words < max_words; i++) {
+        PyObject *sent = PyTuple_GET_ITEM(sentences, i);
+        if (!PyTuple_Check(sent) || PyTuple_GET_SIZE(sent) != 11) {
+            PyErr_SetString(PyExc_TypeError, "kept_text: a sentence must have 11 fields");
+            goto done;
+        }
+        int in_lead = words < lead_words;
+        PyObject *key = PyTuple_GET_ITEM(sent, 1), *nobj = PyTuple_GET_ITEM(sent, 2),
+                 *low = PyTuple_GET_ITEM(sent, 3), *terms = PyTuple_GET_ITEM(sent, 4),
+                 *tail_form = PyTuple_GET_ITEM(sent, 8);
+        if (tail_form != Py_None && !in_lead) {
+            if (!PyTuple_Check(tail_form) || PyTuple_GET_SIZE(tail_form) != 4) {
+                PyErr_SetString(PyExc_TypeError, "kept_text: a tail form must have 4 fields");
+                goto done;
+            }
+            key = PyTuple_GET_ITEM(tail_form, 0);
+            nobj = PyTuple_GET_ITEM(tail_form, 1);
+            low = PyTuple_GET_ITEM(tail_form, 2);
+            terms = PyTuple_GET_ITEM(tail_form, 3);
+        }
+        Py_ssize_t n = PyLong_AsSsize_t(nobj);
+        if (n == -1 && PyErr_Occurred()) goto done;
+        if (!n) continue;
+        if (key != Py_None) {
+            if (PyList_Append(keys, key) < 0) goto done;
+            int in_seen = PySequence_Contains(seen, key);
+            if (in_seen < 0) goto done;
+            if (in_seen) {
+                PyObject *verdict = PyObject_CallFunctionObjArgs(is_bp, feed_id, key, headline, NULL);
+                if (verdict == NULL) goto done;
+                int boiler = PyObject_IsTrue(verdict);
+                Py_DECREF(verdict);
+                if (boiler < 0) goto done;
+                if (boiler) continue;
+            }
+        }
+        if (extend(pairs, PyTuple_GET_ITEM(sent, 9)) < 0 || extend(capitalised, PyTuple_GET_ITEM(sent, 6)) < 0
+            || extend(lower, PyTuple_GET_ITEM(sent, 10)) < 0)
+            goto done;
+        if (in_lead) {
+            if (PyList_Append(lead_text, PyTuple_GET_ITEM(sent, 0)) < 0 || count_into(lead, terms) < 0
+                || extend(day_words, PyTuple_GET_ITEM(sent, 5)) < 0 || extend(names, PyTuple_GET_ITEM(sent, 6)) < 0
+                || extend(compounds, PyTuple_GET_ITEM(sent, 7)) < 0)
+                goto done;
+        } else if (count_into(tail, terms) < 0) {
+            goto done;
+        }
+        if (body_words < fp_words) {
+            if (PyList_Append(body, low) < 0) goto done;
+            body_words += n;
+        }
+        words += n;
+    }
+    if (words < max_words && !complete) {
+        result = Py_None;
+        Py_INCREF(result);
+        goto done;
+    }
+    if (count_into(lead, compounds) < 0) goto done;
+    name_terms = PySet_New(names);
+    if (name_terms == NULL || extend_set(name_terms, compounds) < 0) goto done;
+    /* sublinear within each part: 1 + ln(count), the tail's times tail_weight added on */
+    weights = PyDict_New();
+    if (weights == NULL) goto done;
+    PyObject *t, *c;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(lead, &pos, &t, &c)) {
+        PyObject *w = PyFloat_FromDouble(1.0 + log((double)PyLong_AsLong(c)));
+        if (w == NULL || PyDict_SetItem(weights, t, w) < 0) {
+            Py_XDECREF(w);
+            goto done;
+        }
+        Py_DECREF(w);
+    }
+    pos = 0;
+    while (PyDict_Next(tail, &pos, &t, &c)) {
+        PyObject *old = PyDict_GetItemWithError(weights, t);
+        if (old == NULL && PyErr_Occurred()) goto done;
+        double before = old == NULL ? 0.0 : PyFloat_AS_DOUBLE(old);
+        PyObject *w = PyFloat_FromDouble(before + tail_weight * (1.0 + log((double)PyLong_AsLong(c))));
+        if (w == NULL || PyDict_SetItem(weights, t, w) < 0) {
+            Py_XDECREF(w);
+            goto done;
+        }
+        Py_DECREF(w);
+    }
+    result = Py_BuildValue("(OOOOOOnOnOOO)", keys, lead_text, weights, lead, name_terms, day_words, words, body,
+                           body_words, pairs, capitalised, lower);
+done:
+    Py_XDECREF(keys);
+    Py_XDECREF(lead_text);
+    Py_XDECREF(lead);
+    Py_XDECREF(tail);
+    Py_XDECREF(day_words);
+    Py_XDECREF(body);
+    Py_XDECREF(names);
+    Py_XDECREF(compounds);
+    Py_XDECREF(pairs);
+    Py_XDECREF(capitalised);
+    Py_XDECREF(lower);
+    Py_XDECREF(weights);
+    Py_XDECREF(name_terms);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"kept_text", kept_text, METH_VARARGS, kept_text_doc},
     {"ascii_words", ascii_words, METH_O, ascii_words_doc},
     {"ascii_tokens", ascii_tokens, METH_O, ascii_tokens_doc},
     {"sentence_parts", sentence_parts, METH_VARARGS, sentence_parts_doc},
+    {"sentence_key_of", sentence_key_of, METH_O, sentence_key_of_doc},
+    {"sentence_fields", sentence_fields, METH_VARARGS, sentence_fields_doc},
     {"count_and_vectorize", count_and_vectorize, METH_VARARGS, count_and_vectorize_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_reading", "Compiled twins of textfeatures.ascii_words_py and ascii_tokens_py, reading.sentence_parts_py,"
-    " similarity.count_and_vectorize_py.",
+    PyModuleDef_HEAD_INIT, "_reading", "Compiled twins of textfeatures.ascii_words_py and ascii_tokens_py,"
+    " reading.sentence_parts_py and sentence_fields_py, similarity.kept_text_py and count_and_vectorize_py.",
     -1,
     methods,
 };

@@ -1,8 +1,9 @@
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from . import textfeatures as tf
-from .reading import Parts
+from .reading import Parts, Reading, Sentence
+from .similarity import Kept
 
 def ascii_words(text: str) -> list[str] | None: ...
 def ascii_tokens(text: str) -> list[str] | None: ...
@@ -10,3 +11,11 @@ def sentence_parts(raw: list[str], tokens: Mapping[str, tf.TokenInfo], title_wor
                    day_or_month: frozenset[str]) -> Parts: ...
 def count_and_vectorize(df: Counter[str], weights: dict[str, float], total: float,
                         k: int) -> dict[str, float]: ...
+def sentence_key_of(kept: str | None) -> int | None: ...
+def sentence_fields(sents: list[str], tokens: dict[str, tf.TokenInfo], title_words: frozenset[str],
+                    day_or_month: frozenset[str], compounds: Callable[[str], tuple[str, ...]],
+                    sentence: Callable[[str, frozenset[str]], Sentence],
+                    kind: type[Sentence]) -> tuple[Sentence, ...]: ...
+def kept_text(r: Reading, seen: Mapping[int, object],
+              is_boilerplate: Callable[[int, int, frozenset[str]], bool], feed_id: int, title_weight: int,
+              lead_words: int, max_words: int, fingerprint_words: int, tail_weight: float) -> Kept | None: ...

@@ -18,7 +18,7 @@ processes, and a key made in a worker must equal the key made here.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from hashlib import blake2b
 from itertools import compress
@@ -160,7 +160,8 @@ def read(title: str, text: str, outlet: str, whole: bool = False) -> Reading:
         title_names=tuple(filter(None, map(term_of, names))),
         title_pairs=() if title_case else name_pairs(title_raw),
         headline=frozenset(title_terms),
-        sentences=tuple(_sentence(s, title_words) for s in sents),
+        sentences=sentence_fields(sents, tf.TOKENS, title_words, _DAY_OR_MONTH, _compounds, _sentence,
+                                  Sentence),
         complete=complete,
     )
 
@@ -195,20 +196,34 @@ def sentence_parts_py(raw: list[str], tokens: dict[str, tf.TokenInfo], title_wor
             _day_words(low, day_or_month), _kept(low, title_words))
 
 
+def sentence_fields_py(sents: list[str], tokens: dict[str, tf.TokenInfo], title_words: frozenset[str],
+                       day_or_month: frozenset[str], compounds: Callable[[str], tuple[str, ...]],
+                       sentence: Callable[[str, frozenset[str]], Sentence],
+                       kind: type[Sentence]) -> tuple[Sentence, ...]:
+    """Each sentence read (`sentence`). The compiled twin reads an ASCII sentence itself, as
+    `sentence` would with these `tokens`, `day_or_month`, `compounds` and `kind` of tuple."""
+    return tuple(sentence(s, title_words) for s in sents)
+
+
 sentence_parts = sentence_parts_py
+sentence_fields = sentence_fields_py
 try:
-    from ._reading import sentence_parts
+    from ._reading import sentence_fields, sentence_parts
 except ImportError:  # built without a C compiler: the same results, slower
     COMPILED = False
 else:
     COMPILED = True
 
 
+def _compounds(sent: str) -> tuple[str, ...]:
+    return tuple(map(tf.stem, tf.compound_names(sent)))
+
+
 def _sentence(sent: str, title_words: frozenset[str]) -> Sentence:
     raw = tf.raw_tokens(sent)
     low, text, terms, names, lower, pairs, day_words, kept = sentence_parts(raw, tf.TOKENS, title_words,
                                                                             _DAY_OR_MONTH)
-    compounds = tuple(map(tf.stem, tf.compound_names(sent))) if "-" in sent else ()
+    compounds = _compounds(sent) if "-" in sent else ()
     tail = None
     if not sent.isascii():  # lower-casing can change tokens only outside ASCII
         tail_low = tf.raw_tokens(sent.lower())

@@ -305,9 +305,43 @@ def extract(doc: ClusterDoc, boilerplate: FeedBoilerplate, reading: Reading | No
 def features(doc: ClusterDoc, r: Reading, boilerplate: FeedBoilerplate) -> DocFeatures | None:
     """A reading with the feed's boilerplate left out, weighted; None when its sentences
     end before MAX_WORDS words and are not all of the text."""
-    is_boilerplate = boilerplate.is_boilerplate
-    feed_id, headline = doc.feed_id, r.headline
-    seen = boilerplate.sentences_of(feed_id)  # a sentence the feed never had is no boilerplate
+    feed_id = doc.feed_id
+    kept = kept_text(r, boilerplate.sentences_of(feed_id), boilerplate.is_boilerplate, feed_id)
+    if kept is None:
+        return None
+    keys, lead_text, weights, lead, names, day_words, words, body, body_words, pairs, capitalised, lower = \
+        kept
+    return DocFeatures(
+        entry_id=doc.entry_id,
+        feed_id=feed_id,
+        ts=doc.published.timestamp(),
+        tf=weights,
+        lead_terms=frozenset(lead),
+        name_terms=frozenset(n for n in names if not n[0].isdigit()),
+        days=tf.stated_days(". ".join(lead_text), doc.published.date(), day_words),
+        sentence_keys=tuple(keys),
+        headline=r.headline,
+        content_words=words,
+        fingerprint=_fingerprint(body, body_words),
+        pairs=tuple(dict.fromkeys(pairs)),  # in the order of the text: title and lead first
+        capitalised=tuple(sorted(set(capitalised))),  # sorted: the same in every process
+        lower=tuple(dict.fromkeys(lower)),  # in the order of the text: the same in every process
+    )
+
+
+# What kept_text returns: sentence keys, lead texts, term weights, lead term counts, name terms,
+# day words, words kept, body tokens and their number, name pairs, capitalised and lower-case terms.
+Kept = tuple[list[int], list[str], dict[str, float], dict[str, int], set[str], list[str], int, list[str], int,
+             list[str], list[str], list[str]]
+
+
+def kept_text_py(r: Reading, seen: Mapping[int, object],
+                 is_boilerplate: Callable[[int, int, frozenset[str]], bool], feed_id: int) -> Kept | None:
+    """What `features` keeps of a reading: its sentences up to MAX_WORDS words, but for those
+    that the feed's boilerplate (`seen`, `is_boilerplate`) leaves out, and their terms weighted
+    by place (title and lead, tail). None when the sentences end before MAX_WORDS words and are
+    not all of the text."""
+    headline = r.headline
     keys: list[int] = []
     lead_text = [r.title]
     lead_terms = [r.title_terms] * TITLE_WEIGHT
@@ -360,22 +394,18 @@ def features(doc: ClusterDoc, r: Reading, boilerplate: FeedBoilerplate) -> DocFe
     weights = {t: _SUBLINEAR[c] if c < 32 else 1.0 + math.log(c) for t, c in lead.items()}
     for t, c in tail.items():
         weights[t] = weights.get(t, 0.0) + TAIL_WEIGHT * (_SUBLINEAR[c] if c < 32 else 1.0 + math.log(c))
-    return DocFeatures(
-        entry_id=doc.entry_id,
-        feed_id=feed_id,
-        ts=doc.published.timestamp(),
-        tf=weights,
-        lead_terms=frozenset(lead),
-        name_terms=frozenset(n for n in name_terms if not n[0].isdigit()),
-        days=tf.stated_days(". ".join(lead_text), doc.published.date(), day_words),
-        sentence_keys=tuple(keys),
-        headline=headline,
-        content_words=words,
-        fingerprint=_fingerprint(body, body_words),
-        pairs=tuple(dict.fromkeys(pairs)),  # in the order of the text: title and lead first
-        capitalised=tuple(sorted(set(capitalised))),  # sorted: the same in every process
-        lower=tuple(dict.fromkeys(lower)),  # in the order of the text: the same in every process
-    )
+    return (keys, lead_text, weights, lead, name_terms, day_words, words, body, body_words, pairs,
+            capitalised, lower)
+
+
+kept_text = kept_text_py
+with contextlib.suppress(ImportError):  # built without a C compiler: the same results, slower
+    from ._reading import kept_text as _kept_text
+
+    def kept_text(r: Reading, seen: Mapping[int, object],
+                  is_boilerplate: Callable[[int, int, frozenset[str]], bool], feed_id: int) -> Kept | None:
+        return _kept_text(r, seen, is_boilerplate, feed_id, TITLE_WEIGHT, LEAD_WORDS, MAX_WORDS,
+                          FINGERPRINT_WORDS, TAIL_WEIGHT)
 
 
 def _fingerprint(body: list[str], words: int) -> str:

@@ -11,6 +11,7 @@ tests skip, and a skip fails the run under CI.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections import Counter
@@ -23,6 +24,7 @@ from monitor.events import clusterer, reading, scan
 from monitor.events import similarity as sim
 from monitor.events import textfeatures as tf
 from monitor.events.clusterer import Clusterer
+from monitor.types import ClusterDoc
 from tests.support.corpus import DOCS
 
 if not (scan.COMPILED and reading.COMPILED):
@@ -240,9 +242,11 @@ def test_clustering_decides_the_same_with_the_python_twins(monkeypatch: pytest.M
     monkeypatch.setattr(scan, "dot", scan.dot_py)
     monkeypatch.setattr(sim, "lead_cosine", scan.lead_cosine_py)
     monkeypatch.setattr(reading, "sentence_parts", reading.sentence_parts_py)
+    monkeypatch.setattr(reading, "sentence_fields", reading.sentence_fields_py)
     monkeypatch.setattr(tf, "ascii_words", tf.ascii_words_py)
     monkeypatch.setattr(tf, "ascii_tokens", tf.ascii_tokens_py)
     monkeypatch.setattr(sim, "count_and_vectorize", sim.count_and_vectorize_py)
+    monkeypatch.setattr(sim, "kept_text", sim.kept_text_py)
     monkeypatch.setattr(scan, "fixed", scan.fixed_py)
     monkeypatch.setattr(clusterer, "_add_to_centroid", scan.add_to_centroid_py)
     cl = Clusterer()
@@ -344,11 +348,100 @@ def test_sentence_parts_hold_their_tokens_while_the_cache_empties() -> None:
 def test_reading_is_the_same_with_the_python_twin(monkeypatch: pytest.MonkeyPatch) -> None:
     readings = [reading.read(d.title, d.text, d.outlet, whole=w) for d in DOCS for w in (False, True)]
     monkeypatch.setattr(reading, "sentence_parts", reading.sentence_parts_py)
+    monkeypatch.setattr(reading, "sentence_fields", reading.sentence_fields_py)
     monkeypatch.setattr(tf, "ascii_words", tf.ascii_words_py)
     monkeypatch.setattr(tf, "ascii_tokens", tf.ascii_tokens_py)
     assert [reading.read(d.title, d.text, d.outlet, whole=w) for d in DOCS for w in (False, True)] == readings
     assert any(s.pairs for r in readings for s in r.sentences)  # names were read
     assert any(s.day_words for r in readings for s in r.sentences)
+
+
+@pytest.mark.parametrize("title_words", [frozenset(), frozenset({"police", "said", "maria", "tehran"})])
+def test_compiled_sentences_are_the_python_ones(title_words: frozenset[str]) -> None:
+    """Each sentence read whole in C (ASCII ones) or by the Python reading (the others),
+    field for field, as the same kind of tuple."""
+    sentences = _sentences()
+    assert any(not s.isascii() for s in sentences) and any("-" in s and s.isascii() for s in sentences)
+    args = (tf.TOKENS, title_words, reading._DAY_OR_MONTH, reading._compounds, reading._sentence,
+            reading.Sentence)
+    compiled = _reading.sentence_fields(sentences, *args)
+    python = reading.sentence_fields_py(sentences, *args)
+    assert compiled == python
+    assert all(type(c) is reading.Sentence for c in compiled)
+    for c, p in zip(compiled, python, strict=True):
+        assert [type(x) for x in c] == [type(x) for x in p], c.text
+
+
+def test_compiled_sentence_keys_are_blake2b_of_the_kept_words() -> None:
+    """The compiled key is hashlib's BLAKE2b with an 8-byte digest, across block boundaries
+    (128 bytes) and for the empty text, read as a little-endian signed integer."""
+    rng = random.Random(11)
+    texts = ["", "a", "police\x1fsaid"]
+    texts += ["".join(rng.choices("abcxyz\x1f ", k=n)) for n in [*range(0, 300), 383, 384, 385, 1000]]
+    for text in texts:
+        digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+        assert _reading.sentence_key_of(text) == int.from_bytes(digest, "little", signed=True), len(text)
+        assert _reading.sentence_key_of(text) == reading._key(text)
+    assert _reading.sentence_key_of(None) is None
+    with pytest.raises(TypeError):
+        _reading.sentence_key_of("école")  # the compiled reading hashes ASCII text only
+    with pytest.raises(TypeError):
+        _reading.sentence_key_of(b"bytes")
+
+
+def _kept_cases() -> list[tuple[ClusterDoc, reading.Reading, sim.FeedBoilerplate]]:
+    """Readings of the dev cases and of a long page (their text's start and all of it), with a
+    feed's boilerplate that leaves a third of their sentences out, and with none."""
+    rng = random.Random(13)
+    vocabulary = [a + b for a in ("kar", "mol", "ten", "vis", "pra") for b in ("ad", "eb", "ic", "od", "un")]
+    page = " ".join(" ".join(rng.sample(vocabulary, 8)).capitalize() + "." for _ in range(120))
+    docs = [*DOCS, replace(DOCS[0], entry_id=99_999, text=page)]
+    cases = []
+    for d in docs:
+        for whole in (False, True):
+            r = reading.read(d.title, d.text, d.outlet, whole=whole)
+            keys = [s[1] for s in r.sentences if s[1] is not None]
+            furniture = sim.FeedBoilerplate()
+            furniture.add(d.feed_id, keys[::3], frozenset({"unrelated"}))
+            furniture.add(d.feed_id, keys[::3], frozenset({"other"}))
+            cases += [(d, r, furniture), (d, r, sim.FeedBoilerplate())]
+    return cases
+
+
+def test_compiled_kept_text_is_the_python_one() -> None:
+    """Keys, lead texts, weights (bit for bit, in order), counts, names, days, words, body and
+    the terms of all the text kept; None for the same readings."""
+    nones = left_out = 0
+    for d, r, furniture in _kept_cases():
+        seen = furniture.sentences_of(d.feed_id)
+        python = sim.kept_text_py(r, seen, furniture.is_boilerplate, d.feed_id)
+        compiled = sim.kept_text(r, seen, furniture.is_boilerplate, d.feed_id)
+        if python is None:
+            assert compiled is None
+            nones += 1
+            continue
+        assert compiled is not None
+        assert [(t, w.hex()) for t, w in compiled[2].items()] == [(t, w.hex()) for t, w in python[2].items()]
+        assert list(compiled[3].items()) == list(python[3].items())
+        assert compiled == python
+        everything = sim.kept_text_py(r, {}, furniture.is_boilerplate, d.feed_id)
+        assert everything is not None
+        left_out += python[6] < everything[6]
+    assert nones and left_out  # a long page cut short, and sentences left out as boilerplate
+
+
+def test_kept_text_refuses_what_is_not_a_reading() -> None:
+    args = ({}, lambda *_: False, 1, 2, 80, 400, 120, 0.25)
+    with pytest.raises(TypeError):
+        _reading.kept_text(("not", "a", "reading"), *args)
+    r = reading.read("A title", "Some text here. And more of it.", "Outlet")
+    with pytest.raises(TypeError):  # a sentence that is not one
+        _reading.kept_text(r._replace(sentences=(("short",),)), *args)
+    with pytest.raises(TypeError):
+        _reading.kept_text(r._replace(sentences=((*r.sentences[0][:9], 5, ()),)), *args)
+    with pytest.raises(ZeroDivisionError):  # what is_boilerplate raises comes through
+        key = next(s[1] for s in r.sentences if s[1] is not None)
+        _reading.kept_text(r, {key: 1}, lambda *_: 1 / 0, 1, 2, 80, 400, 120, 0.25)
 
 
 def test_reading_refuses_wrong_tokens_with_an_error() -> None:
