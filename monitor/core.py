@@ -299,19 +299,20 @@ class Monitor:
         from monitor.events.clusterer import collection_paused
 
         furniture: dict[int, Affixes] = {}
+        shown: dict[int, tuple[str, str]] = {}
 
         def alongside() -> None:
             self.store.index_pending_text()
-            clusters.learn_furniture(self.store, (d.feed_id for d in docs), furniture)
+            clusters.learn_headlines(self.store, docs, furniture, shown)
 
         try:
-            # The index is written, and the feeds' title furniture for the headlines learned,
-            # on another thread while the clusterer decides (SQLite releases the GIL, and the
-            # deciding waits for its weighing worker); the connection is not used here until
-            # that thread is done.
+            # The index is written, and what the headlines need of the entries made (their feeds'
+            # title furniture, their titles as shown), on another thread while the clusterer
+            # decides (SQLite releases the GIL, and the deciding waits for its weighing worker);
+            # the connection is not used here until that thread is done.
             with collection_paused(), _alongside(alongside):
                 decisions = clusters.decide(clusterer, docs, progress=progress, ahead=ahead)
-            touched = clusters.apply(self.store, decisions, self.clock(), furniture)
+            touched = clusters.apply(self.store, decisions, self.clock(), furniture, shown)
         except BaseException:
             self._clusterer = None  # memory may be ahead of the database: rebuild next time
             raise

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -149,11 +149,13 @@ def next_cluster_id(store: Store) -> int:
 
 
 def apply(store: Store, decisions: Iterable[tuple[Assignment, ClusterDoc]], now: datetime,
-          furniture: dict[int, Affixes] | None = None) -> set[int]:
+          furniture: dict[int, Affixes] | None = None, shown: Mapping[int, tuple[str, str]] | None = None,
+          ) -> set[int]:
     """Store assignments (new clusters, memberships, merges) in one transaction.
 
     Returns the ids of the clusters that changed (surviving ids), for topic matching.
-    `furniture`: feeds' title furniture learned already (see learn_furniture).
+    `furniture`: feeds' title furniture learned already (see learn_furniture); `shown`: entries'
+    titles as shown and their texts' starts, made already (see learn_headlines).
     """
     touched: set[int] = set()
     stamp = iso(now)
@@ -168,7 +170,7 @@ def apply(store: Store, decisions: Iterable[tuple[Assignment, ClusterDoc]], now:
                 touched.discard(absorbed)
             touched.add(a.cluster_id)
         for cid in touched:
-            refresh(store, cid, stamp, furniture)
+            refresh(store, cid, stamp, furniture, shown)
     return touched
 
 
@@ -177,6 +179,17 @@ def learn_furniture(store: Store, feed_ids: Iterable[int], cache: dict[int, Affi
     it depends on stored titles only, not on the decisions."""
     for feed_id in sorted(set(feed_ids)):
         feed_furniture(store, feed_id, cache)
+
+
+def learn_headlines(store: Store, docs: Sequence[ClusterDoc], furniture: dict[int, Affixes],
+                    shown: dict[int, tuple[str, str]]) -> None:
+    """Ahead of `apply`, what its headlines need of these entries, none of which depends on the
+    decisions: their feeds' furniture into `furniture` (learn_furniture), and each entry's title
+    as shown (display_title) with its text's start (TEXT_START characters) into `shown`."""
+    learn_furniture(store, (d.feed_id for d in docs), furniture)
+    for d in docs:
+        shown[d.entry_id] = (display_title(d.title, d.outlet, furniture[d.feed_id]),
+                             (d.text or "")[:TEXT_START])
 
 
 def _new_cluster(store: Store, cluster_id: int, doc: ClusterDoc, stamp: str) -> None:
@@ -221,11 +234,13 @@ def _union(a: str, b: str) -> str:
     return json.dumps(items, ensure_ascii=False)
 
 
-def refresh(store: Store, cluster_id: int, stamp: str, furniture: dict[int, Affixes] | None = None) -> None:
+def refresh(store: Store, cluster_id: int, stamp: str, furniture: dict[int, Affixes] | None = None,
+            shown: Mapping[int, tuple[str, str]] | None = None) -> None:
     """Recompute a cluster's size, outlets, time span and headline from its members.
 
     `furniture` caches each feed's learned title furniture (`feed_furniture`) across the
-    clusters of one apply or rebuild."""
+    clusters of one apply or rebuild; `shown` has members' titles as shown and their texts'
+    starts, made ahead (learn_headlines)."""
     rows = store.execute(
         "SELECT e.id, e.title, e.published, e.feed_id, coalesce(f.title, f.channel_title, f.url),"
         " m.matched_entry_id FROM memberships m JOIN entries e ON e.id = m.entry_id"
@@ -245,16 +260,21 @@ def refresh(store: Store, cluster_id: int, stamp: str, furniture: dict[int, Affi
     texts: dict[int, str] = {}
     everyone: list[str] = []
 
+    made = shown or {}
+
     def title(i: int) -> str:
         if i not in titles:
             r = rows[i]
-            titles[i] = display_title(r[1], r[4], feed_furniture(store, r[3], furniture))
+            known = made.get(r[0])
+            titles[i] = known[0] if known else display_title(r[1], r[4],
+                                                              feed_furniture(store, r[3], furniture))
         return titles[i]
 
     def context(i: int) -> Iterator[str]:
         """What tells a cut word in member i's title: its own text, then the members' titles."""
         if i not in texts:
-            texts[i] = _texts_of(store, [rows[i][0]]).get(rows[i][0], ("", ""))[1]
+            known = made.get(rows[i][0])
+            texts[i] = known[1] if known else _texts_of(store, [rows[i][0]]).get(rows[i][0], ("", ""))[1]
         yield texts[i]
         if not everyone:
             everyone.append("\n".join(title(j) for j in range(len(rows))))

@@ -200,3 +200,35 @@ def test_a_restart_recalls_older_members_names_under_the_ids_their_clusters_have
     mill = clusterer.assign(later(102, "Mill rebuilt", "The mill in Dunmore Vale reopened. Owner Hattie"
                                   " Brisk thanked the volunteers who fought the fire."))
     assert mill.is_new
+
+
+def test_headlines_made_ahead_are_the_ones_refresh_makes_itself(world):
+    """Clustering makes what the headlines need of a run's entries on another thread while it decides
+    (learn_headlines: the feeds' furniture, each title as shown, each text's start); a cluster refreshed
+    with them gets the headline it gets without: the feed's furniture off, a cut word marked."""
+    texts = ["A fire closed the harbour road on Monday.", "Crews kept the harbour fire from the docks.",
+             "The keeper rescued three stranded kayakers off the point."]
+    fire = [world.entry("Harbour Herald", f"{title} | Harbour Herald: News and Sport", text=text,
+                        published=NOW - timedelta(hours=h))
+            for h, (title, text) in enumerate(zip(["Fire closes harbour road", "Crews hold harbour fire"],
+                                                  texts, strict=False))]
+    older = [world.entry("Harbour Herald", f"Other story {i} | Harbour Herald: News and Sport",
+                         published=NOW - timedelta(days=3 + i)) for i in range(3)]
+    rescue = world.entry("Point Press", "Keeper rescues stranded kayake", text=texts[2])
+    runs = [world.cluster(*fire), world.cluster(rescue)]
+    docs = clusters.docs_of(world.store, [*fire, rescue])
+    furniture: dict = {}
+    shown: dict = {}
+    clusters.learn_headlines(world.store, docs, furniture, shown)
+    assert shown[rescue] == ("Keeper rescues stranded kayake", texts[2])
+    assert shown[fire[0]][0] == "Fire closes harbour road" and set(shown) == {*fire, rescue}
+    assert older  # the feed's earlier titles, that teach its furniture
+
+    def headlines(made: dict | None) -> list[str]:
+        with world.store.write():
+            for cid in runs:
+                clusters.refresh(world.store, cid, iso(NOW), {} if made is None else furniture, made)
+        return [world.store.db.execute("SELECT headline FROM clusters WHERE id = ?", [cid]).fetchone()[0]
+                for cid in runs]
+
+    assert headlines(shown) == headlines(None) == ["Crews hold harbour fire", "Keeper rescues stranded kayake…"]
