@@ -130,7 +130,7 @@ def _status_json(st: Status) -> dict[str, Any]:
             "outbox": _plain(st.outbox),
             "scheduler": _plain(st.scheduler),
             "parser": {"feedparser": st.parser.feedparser, "fast_path": st.parser.fast_path,
-                       "verified": list(st.parser.verified)},
+                       "verified": list(st.parser.verified), "compiled_text": st.parser.compiled_text},
             "clustering": {"compiled": st.compiled_search}}
 
 
@@ -649,11 +649,13 @@ def _chat_counts(st: Status) -> str:
 
 def _parser_line(st: Status) -> str:
     p = st.parser
+    text = "" if p.compiled_text else paint(
+        "; text in Python (built without a C compiler): parsing runs slower; reinstall with one", "warning")
     if p.fast_path:
-        return f"feedparser {p.feedparser}, fast path on"
+        return f"feedparser {p.feedparser}, fast path on" + text
     compared = ", ".join(p.verified) or "none"
     return paint(f"feedparser {p.feedparser}, fast path OFF (compared with {compared}): "
-                 "polls parse several times slower; install a compared release", "warning")
+                 "polls parse several times slower; install a compared release", "warning") + text
 
 
 @cli.command("datasette-metadata")

@@ -223,7 +223,7 @@ class Daemon:
         if not parser.fast_path:  # never silently: every poll parses several times slower
             event(log, "fast_parser_off", logging.WARNING, feedparser=parser.feedparser,
                   compared_with=",".join(parser.verified))
-        if not compiled_search():  # the same decisions, but clustering a first poll takes longer
+        if not (compiled_search() and parser.compiled_text):  # the same results; a first poll takes longer
             event(log, "compiled_search_off", logging.WARNING, detail="built without a C compiler")
         self._record_state()
         self.scheduler.start()  # blocks until shutdown

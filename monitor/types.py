@@ -305,6 +305,7 @@ class ParserInfo:
     feedparser: str  # the installed release
     fast_path: bool  # the fast reader is on
     verified: tuple[str, ...]  # the releases it was compared with
+    compiled_text: bool = True  # white space in parsed text is collapsed compiled (feeds/_text.c)
 
 
 @dataclass(frozen=True)

@@ -57,9 +57,11 @@ except Exception:  # pragma: no cover - depends on the installed feedparser
 
 def parser_info() -> ParserInfo:
     """The installed feedparser and whether the fast reader is on for it (`monitor status`)."""
+    from .normalize import COMPILED
+
     if fastfeed is None:  # pragma: no cover - depends on the installed feedparser
-        return ParserInfo(feedparser.__version__, False, ())
-    return ParserInfo(feedparser.__version__, fastfeed.ENABLED, tuple(fastfeed.VERIFIED_FEEDPARSER))
+        return ParserInfo(feedparser.__version__, False, (), COMPILED)
+    return ParserInfo(feedparser.__version__, fastfeed.ENABLED, tuple(fastfeed.VERIFIED_FEEDPARSER), COMPILED)
 
 
 MAX_AUTHOR = 200

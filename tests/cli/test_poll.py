@@ -256,6 +256,7 @@ def test_status_says_the_fast_parser_is_on_for_the_installed_feedparser(run):
     run("init")
     parser = run.json("status")["parser"]
     assert parser["fast_path"] is True, parser
+    assert parser["compiled_text"] is True, parser  # monitor/feeds/_text.c, built by the test install
     assert parser["feedparser"] in parser["verified"], parser
     line = next(x for x in run("status").stdout.splitlines() if x.startswith("parser"))
     assert line.split(None, 1)[1] == f"feedparser {parser['feedparser']}, fast path on"

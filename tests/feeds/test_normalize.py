@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import random
 import re
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from monitor.feeds import normalize
 from monitor.feeds.normalize import (
     canonical_url,
     clean_headline,
@@ -360,3 +362,27 @@ def test_text_without_markup_is_cleaned_and_collapsed_as_the_plain_expressions_w
     out, extracted = sanitize_html_with_text(text)
     assert extracted == plain_text_reference(text) == html_to_text(text)
     assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]", out)
+
+
+@pytest.mark.skipif(not normalize.COMPILED, reason="monitor.feeds._text was not built (no C compiler at install)")
+def test_compiled_white_space_collapsing_is_the_python_one() -> None:
+    """Every character str.split() splits at (ASCII controls, no-break space, U+2028...), the
+    newline that ends a line, letters of one to four bytes, and characters that only look like
+    space (zero width): the same text from both twins, whatever the string's width."""
+    from monitor.feeds import _text
+
+    rng = random.Random(17)
+    spaces = [c for c in map(chr, range(0x3001)) if c.isspace()]
+    assert {"\x1c", "\x85", "\xa0", "\u2028", "\u3000"} <= set(spaces)
+    alphabets = [
+        [chr(c) for c in range(128)] + ["\n", " ", "a"] * 10,  # ASCII
+        spaces + ["\n", " ", "a", "é", "\xa0"] * 6,  # Latin-1 and wider space
+        spaces + ["\n", " ", "a", "’", "—", "\u200b", "日", "\U0001f600"] * 4,  # two and four bytes
+    ]
+    for alphabet in alphabets:
+        for _ in range(3000):
+            text = "".join(rng.choices(alphabet, k=rng.randint(0, 60)))
+            assert _text.collapse_space(text) == normalize.collapse_space_py(text), repr(text)
+    assert _text.collapse_space("  Two\u00a0words \n\n\t line\u2028 two \n") == "Two words\nline two"
+    with pytest.raises(TypeError):
+        _text.collapse_space(b"bytes")
