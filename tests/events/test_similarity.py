@@ -87,6 +87,34 @@ def test_extract_drops_outlet_name_and_wire_slug():
     assert {"quak", "norcia"} <= set(feats.tf)
 
 
+@pytest.mark.parametrize("outlet", ["Gulf Ledger", "The Daily Herald", "KHBR 9 News", "Zeitung Köln",
+                                    "Yahoo! News", "News", "Kiwi News", "Kıwı News"])
+def test_the_outlet_is_left_out_where_the_expression_finds_it(outlet: str) -> None:
+    """without_outlet tries the expression only where the text can hold the name: its last word in
+    lower case, and in ASCII text each of its ASCII words. Where it does not, the expression would
+    find nothing either: the text is what the expression makes of it, whenever the last word is in."""
+    import random
+
+    from monitor.events import reading
+
+    found = reading.outlet_pattern(outlet)
+    assert found is not None
+    last, expression, _ = found
+    rng = random.Random(outlet)
+    words = tf.fold(outlet).split()
+    # the expression is blind to case as re is: "Kıwı" (dotless i) is "Kiwi" to it
+    pool = [*words, *(w.upper() for w in words), *(w.lower() for w in words), "news", "herald", "police",
+            "said", "daily", "9", "é", "Köln", "koln", "kiwi", "Kıwı", "-", ",", "(", ")", "'s", "’", "—", "\n"]
+    texts = [" ".join(rng.choices(pool, k=rng.randint(1, 12))) for _ in range(3000)]
+    texts += [outlet, f"By {outlet} staff", f"({outlet.upper()}) - A fire", tf.fold(outlet) + "'s report"]
+    named = 0
+    for text in map(tf.fold, texts):
+        expected = expression.sub(" ", text) if last in text.lower() else text
+        assert reading.without_outlet(text, found) == expected, text
+        named += expected != text
+    assert named > 20  # texts that name it are left without it
+
+
 def test_extract_names_from_capitals_not_sentence_starts():
     feats = sim.extract(doc(1, "Iran tells Telegram to remove content",
                             "Police said Deputy minister Mohammad Reza Farnaghi-Zadeh spoke. "
