@@ -438,6 +438,16 @@ static PyObject *sentence_key_of(PyObject *self, PyObject *kept) { return key_of
 
 /* --- sentences ------------------------------------------------------------------------------------ */
 
+/* Whether ASCII text has a hyphen before a capital: a compound name needs one (textfeatures.compound_names
+ * finds none without it, so compounds(text) is () then, and is not called) */
+static int has_hyphen_capital(const char *s, Py_ssize_t n) {
+    const char *end = s + n, *p = s;
+    while ((p = memchr(p, '-', (size_t)(end - p))) != NULL) {
+        if (++p < end && *p >= 'A' && *p <= 'Z') return 1;
+    }
+    return 0;
+}
+
 /* reading._sentence of an ASCII sentence, as an instance of `type` (the Sentence named tuple) */
 static PyObject *ascii_sentence(PyObject *sent, PyObject *cache, PyObject *title_words, PyObject *dom,
                                 PyObject *compounds, PyTypeObject *type) {
@@ -454,7 +464,7 @@ static PyObject *ascii_sentence(PyObject *sent, PyObject *cache, PyObject *title
     key = key_of(PyTuple_GET_ITEM(parts, 7));
     words = PyLong_FromSsize_t(PyTuple_GET_SIZE(PyTuple_GET_ITEM(parts, 0)));
     if (key == NULL || words == NULL) goto done;
-    if (memchr(PyUnicode_DATA(sent), '-', (size_t)PyUnicode_GET_LENGTH(sent)) != NULL) {
+    if (has_hyphen_capital(PyUnicode_DATA(sent), PyUnicode_GET_LENGTH(sent))) {
         comp = PyObject_CallOneArg(compounds, sent);
         if (comp == NULL) goto done;
         if (!PyTuple_Check(comp)) {
