@@ -299,7 +299,7 @@ class Monitor:
         from monitor.events.clusterer import collection_paused
 
         furniture: dict[int, Affixes] = {}
-        shown: dict[int, tuple[str, str]] = {}
+        shown: dict[int, clusters.Shown] = {}
 
         def alongside() -> None:
             self.store.index_pending_text()

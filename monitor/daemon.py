@@ -223,8 +223,12 @@ class Daemon:
         if not parser.fast_path:  # never silently: every poll parses several times slower
             event(log, "fast_parser_off", logging.WARNING, feedparser=parser.feedparser,
                   compared_with=",".join(parser.verified))
-        if not (compiled_search() and parser.compiled_text):  # the same results; a first poll takes longer
-            event(log, "compiled_search_off", logging.WARNING, detail="built without a C compiler")
+        # the same results from the Python twins, but a first poll takes longer
+        missing = [part for part, built in (("clustering", compiled_search()), ("text", parser.compiled_text))
+                   if not built]
+        if missing:
+            event(log, "compiled_search_off", logging.WARNING, detail="built without a C compiler",
+                  missing=",".join(missing))
         self._record_state()
         self.scheduler.start()  # blocks until shutdown
         # Wait for the job that is using the database connection to finish with it: the

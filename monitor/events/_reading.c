@@ -448,7 +448,8 @@ static int has_hyphen_capital(const char *s, Py_ssize_t n) {
     return 0;
 }
 
-/* reading._sentence of an ASCII sentence, as an instance of `type` (the Sentence named tuple) */
+/* reading._sentence of an ASCII sentence, as an instance of `type` (the Sentence named tuple, whose
+ * __new__ is not called: it must only be tuple.__new__ with the fields in order) */
 static PyObject *ascii_sentence(PyObject *sent, PyObject *cache, PyObject *title_words, PyObject *dom,
                                 PyObject *compounds, PyTypeObject *type) {
     PyObject *raw = ascii_words(NULL, sent);
@@ -460,10 +461,9 @@ static PyObject *ascii_sentence(PyObject *sent, PyObject *cache, PyObject *title
     PyObject *parts = parts_of(raw, cache, title_words, dom);
     Py_DECREF(raw);
     if (parts == NULL) return NULL;
-    PyObject *key = NULL, *words = NULL, *comp = NULL, *out = NULL;
-    key = key_of(PyTuple_GET_ITEM(parts, 7));
-    words = PyLong_FromSsize_t(PyTuple_GET_SIZE(PyTuple_GET_ITEM(parts, 0)));
-    if (key == NULL || words == NULL) goto done;
+    PyObject *key = NULL, *words = NULL, *comp = NULL, *fields = NULL, *args = NULL, *out = NULL;
+    if ((key = key_of(PyTuple_GET_ITEM(parts, 7))) == NULL) goto done;
+    if ((words = PyLong_FromSsize_t(PyTuple_GET_SIZE(PyTuple_GET_ITEM(parts, 0)))) == NULL) goto done;
     if (has_hyphen_capital(PyUnicode_DATA(sent), PyUnicode_GET_LENGTH(sent))) {
         comp = PyObject_CallOneArg(compounds, sent);
         if (comp == NULL) goto done;
@@ -475,26 +475,26 @@ static PyObject *ascii_sentence(PyObject *sent, PyObject *cache, PyObject *title
         comp = PyTuple_New(0);
         if (comp == NULL) goto done;
     }
-    out = type->tp_alloc(type, 11);
-    if (out == NULL) goto done;
-    /* (text, key, words, low, terms, day_words, names, compounds, tail, pairs, lower) */
-    PyObject *fields[11] = {sent, key, words, PyTuple_GET_ITEM(parts, 1), PyTuple_GET_ITEM(parts, 2),
-                            PyTuple_GET_ITEM(parts, 6), PyTuple_GET_ITEM(parts, 3), comp, Py_None,
-                            PyTuple_GET_ITEM(parts, 5), PyTuple_GET_ITEM(parts, 4)};
-    for (int i = 0; i < 11; i++) {
-        Py_INCREF(fields[i]);
-        PyTuple_SET_ITEM(out, i, fields[i]);
-    }
+    /* (text, key, words, low, terms, day_words, names, compounds, tail, pairs, lower), made an
+     * instance of `kind` as tuple.__new__(kind, fields) makes it (what the named tuple's own
+     * __new__ calls), so that it is built as the interpreter builds any tuple subclass */
+    fields = PyTuple_Pack(11, sent, key, words, PyTuple_GET_ITEM(parts, 1), PyTuple_GET_ITEM(parts, 2),
+                          PyTuple_GET_ITEM(parts, 6), PyTuple_GET_ITEM(parts, 3), comp, Py_None,
+                          PyTuple_GET_ITEM(parts, 5), PyTuple_GET_ITEM(parts, 4));
+    if (fields == NULL || (args = PyTuple_Pack(1, fields)) == NULL) goto done;
+    out = PyTuple_Type.tp_new(type, args, NULL);
 done:
     Py_DECREF(parts);
     Py_XDECREF(key);
     Py_XDECREF(words);
     Py_XDECREF(comp);
+    Py_XDECREF(fields);
+    Py_XDECREF(args);
     return out;
 }
 
 PyDoc_STRVAR(sentence_fields_doc,
-"sentence_fields(sentences, tokens, title_words, day_or_month, compounds, sentence, type) -> tuple\n\n"
+"sentence_fields(sentences, tokens, title_words, day_or_month, compounds, sentence, kind) -> tuple\n\n"
 "See monitor.events.reading.sentence_fields_py: each ASCII sentence is read here, any other by\n"
 "sentence(text, title_words).");
 
@@ -508,25 +508,32 @@ static PyObject *sentence_fields(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "sentence_fields: type must be a tuple type");
         return NULL;
     }
-    Py_ssize_t n = PyList_GET_SIZE(sents);
+    /* a tuple of our own: the callbacks (the slow reader, compounds, the token cache) may change the list */
+    PyObject *held = PyList_AsTuple(sents);
+    if (held == NULL) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(held);
     PyObject *out = PyTuple_New(n);
-    if (out == NULL) return NULL;
+    if (out == NULL) {
+        Py_DECREF(held);
+        return NULL;
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *sent = PyList_GET_ITEM(sents, i), *item;
+        PyObject *sent = PyTuple_GET_ITEM(held, i), *item;
         if (!is_str(sent, "sentence_fields")) {
-            Py_DECREF(out);
-            return NULL;
+            Py_CLEAR(out);
+            break;
         }
         if (PyUnicode_IS_ASCII(sent))
             item = ascii_sentence(sent, cache, title_words, dom, compounds, type);
         else
             item = PyObject_CallFunctionObjArgs(slow, sent, title_words, NULL);
         if (item == NULL) {
-            Py_DECREF(out);
-            return NULL;
+            Py_CLEAR(out);
+            break;
         }
         PyTuple_SET_ITEM(out, i, item);
     }
+    Py_DECREF(held);
     return out;
 }
 
@@ -534,7 +541,7 @@ static PyObject *sentence_fields(PyObject *self, PyObject *args) {
 
 /* counts[t] += 1 for each str of `terms` (a tuple or list), new terms in order of first appearance */
 static int count_into(PyObject *counts, PyObject *terms) {
-    PyObject *seq = PySequence_Fast(terms, "kept_text: terms must be a tuple or list");
+    PyObject *seq = PySequence_Fast(terms, "kept_text: terms must be a sequence");
     if (seq == NULL) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
@@ -559,7 +566,7 @@ fail:
 /* list += seq (a tuple or list) */
 static int extend(PyObject *list, PyObject *seq) {
     if (!PyTuple_Check(seq) && !PyList_Check(seq)) {
-        PyErr_SetString(PyExc_TypeError, "kept_text: a sentence's fields must be tuples");
+        PyErr_SetString(PyExc_TypeError, "kept_text: a sentence's fields must be tuples or lists");
         return -1;
     }
     Py_ssize_t n = PyList_GET_SIZE(list);
@@ -594,13 +601,15 @@ static PyObject *kept_text(PyObject *self, PyObject *args) {
              *headline = PyTuple_GET_ITEM(r, 6), *sentences = PyTuple_GET_ITEM(r, 7);
     int complete = PyObject_IsTrue(PyTuple_GET_ITEM(r, 8));
     if (complete < 0) return NULL;
-    PyObject *keys = PyList_New(0), *lead_text = PyList_New(0), *lead = PyDict_New(), *tail = PyDict_New(),
-             *day_words = new_list_of(PyTuple_GET_ITEM(r, 3)), *body = PyList_New(0),
-             *names = new_list_of(PyTuple_GET_ITEM(r, 4)), *compounds = PyList_New(0),
-             *pairs = new_list_of(PyTuple_GET_ITEM(r, 5)), *capitalised = new_list_of(PyTuple_GET_ITEM(r, 4)),
-             *lower = PyList_New(0), *weights = NULL, *name_terms = NULL, *result = NULL;
-    if (!keys || !lead_text || !lead || !tail || !day_words || !body || !names || !compounds || !pairs
-        || !capitalised || !lower)
+    PyObject *keys = NULL, *lead_text = NULL, *lead = NULL, *tail = NULL, *day_words = NULL, *body = NULL,
+             *names = NULL, *compounds = NULL, *pairs = NULL, *capitalised = NULL, *lower = NULL, *weights = NULL,
+             *name_terms = NULL, *result = NULL;
+    /* each made only if the one before was (no call with an error set) */
+    if (!(keys = PyList_New(0)) || !(lead_text = PyList_New(0)) || !(lead = PyDict_New()) || !(tail = PyDict_New())
+        || !(day_words = new_list_of(PyTuple_GET_ITEM(r, 3))) || !(body = PyList_New(0))
+        || !(names = new_list_of(PyTuple_GET_ITEM(r, 4))) || !(compounds = PyList_New(0))
+        || !(pairs = new_list_of(PyTuple_GET_ITEM(r, 5))) || !(capitalised = new_list_of(PyTuple_GET_ITEM(r, 4)))
+        || !(lower = PyList_New(0)))
         goto done;
     if (PyList_Append(lead_text, title) < 0) goto done;
     for (Py_ssize_t i = 0; i < title_weight; i++)

@@ -54,7 +54,7 @@ static PyObject *collapse_space(PyObject *self, PyObject *text) {
     if (out == NULL) return PyErr_NoMemory();
     Py_ssize_t len = 0;
     int line_has_words = 0; /* the current line has a word already */
-    int lines = 0;          /* lines with words written so far */
+    int any_line = 0;       /* a line with words was written already */
     int gap = 0;            /* white space seen since the current line's last word */
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_UCS4 c = PyUnicode_READ(kind, data, i);
@@ -68,8 +68,8 @@ static PyObject *collapse_space(PyObject *self, PyObject *text) {
             continue;
         }
         if (!line_has_words) {
-            if (lines) out[len++] = '\n';
-            lines++;
+            if (any_line) out[len++] = '\n';
+            any_line = 1;
             line_has_words = 1;
         } else if (gap) {
             out[len++] = ' ';

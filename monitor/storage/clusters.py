@@ -149,7 +149,7 @@ def next_cluster_id(store: Store) -> int:
 
 
 def apply(store: Store, decisions: Iterable[tuple[Assignment, ClusterDoc]], now: datetime,
-          furniture: dict[int, Affixes] | None = None, shown: Mapping[int, tuple[str, str]] | None = None,
+          furniture: dict[int, Affixes] | None = None, shown: Mapping[int, Shown] | None = None,
           ) -> set[int]:
     """Store assignments (new clusters, memberships, merges) in one transaction.
 
@@ -181,15 +181,21 @@ def learn_furniture(store: Store, feed_ids: Iterable[int], cache: dict[int, Affi
         feed_furniture(store, feed_id, cache)
 
 
+# An entry's title as shown and its text's start, made ahead (learn_headlines), with the
+# title and outlet they were made from.
+Shown = tuple[str, str, str, str]
+
+
 def learn_headlines(store: Store, docs: Sequence[ClusterDoc], furniture: dict[int, Affixes],
-                    shown: dict[int, tuple[str, str]]) -> None:
+                    shown: dict[int, Shown]) -> None:
     """Ahead of `apply`, what its headlines need of these entries, none of which depends on the
     decisions: their feeds' furniture into `furniture` (learn_furniture), and each entry's title
-    as shown (display_title) with its text's start (TEXT_START characters) into `shown`."""
+    as shown (display_title) with its text's start (TEXT_START characters) into `shown`, as the
+    run read them (refresh uses them while the stored title and outlet are the same)."""
     learn_furniture(store, (d.feed_id for d in docs), furniture)
     for d in docs:
         shown[d.entry_id] = (display_title(d.title, d.outlet, furniture[d.feed_id]),
-                             (d.text or "")[:TEXT_START])
+                             (d.text or "")[:TEXT_START], d.title, d.outlet)
 
 
 def _new_cluster(store: Store, cluster_id: int, doc: ClusterDoc, stamp: str) -> None:
@@ -235,7 +241,7 @@ def _union(a: str, b: str) -> str:
 
 
 def refresh(store: Store, cluster_id: int, stamp: str, furniture: dict[int, Affixes] | None = None,
-            shown: Mapping[int, tuple[str, str]] | None = None) -> None:
+            shown: Mapping[int, Shown] | None = None) -> None:
     """Recompute a cluster's size, outlets, time span and headline from its members.
 
     `furniture` caches each feed's learned title furniture (`feed_furniture`) across the
@@ -260,7 +266,11 @@ def refresh(store: Store, cluster_id: int, stamp: str, furniture: dict[int, Affi
     texts: dict[int, str] = {}
     everyone: list[str] = []
 
-    made = shown or {}
+    made: dict[int, Shown] = {}
+    for r in rows:  # what was made ahead from the title and outlet stored now
+        known = shown.get(r[0]) if shown else None
+        if known is not None and known[2] == r[1] and known[3] == r[4]:
+            made[r[0]] = known
 
     def title(i: int) -> str:
         if i not in titles:

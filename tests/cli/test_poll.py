@@ -262,6 +262,18 @@ def test_status_says_the_fast_parser_is_on_for_the_installed_feedparser(run):
     assert line.split(None, 1)[1] == f"feedparser {parser['feedparser']}, fast path on"
 
 
+def test_status_says_when_parsed_text_is_collapsed_in_python(run, monkeypatch):
+    """README: an install made without a C compiler collapses white space in parsed text with the
+    Python twin of monitor/feeds/_text.c, and `monitor status` says `parser ... text in Python`."""
+    from monitor.feeds import normalize
+
+    run("init")
+    monkeypatch.setattr(normalize, "COMPILED", False)
+    assert run.json("status")["parser"]["compiled_text"] is False
+    line = next(x for x in run("status").stdout.splitlines() if x.startswith("parser"))
+    assert "fast path on; text in Python (built without a C compiler)" in line, line
+
+
 def test_status_says_clustering_runs_compiled(run):
     """The install compiles clustering's index, search and reading (monitor/events/_scan.c and
     _reading.c) where a C compiler is at hand, as the README's commands have one; without it

@@ -370,6 +370,23 @@ def test_compiled_sentences_are_the_python_ones(title_words: frozenset[str]) -> 
     assert all(type(c) is reading.Sentence for c in compiled)
     for c, p in zip(compiled, python, strict=True):
         assert [type(x) for x in c] == [type(x) for x in p], c.text
+        assert hash(c) == hash(p), c.text  # built as any tuple subclass is built
+
+
+def test_compiled_sentences_hold_their_list_while_a_callback_changes_it() -> None:
+    """The Python reading of a sentence outside ASCII is called back in the middle of the list:
+    the list it came from may change meanwhile, and what was read is what was there."""
+    sentences = ["Police said on Monday.", "La police a dit lundi à Paris.", "Ahmed-Zadeh said more."]
+    expected = reading.sentence_fields_py(list(sentences), tf.TOKENS, frozenset(), reading._DAY_OR_MONTH,
+                                          reading._compounds, reading._sentence, reading.Sentence)
+
+    def emptying(sent: str, title_words: frozenset[str]) -> reading.Sentence:
+        sentences.clear()
+        return reading._sentence(sent, title_words)
+
+    assert _reading.sentence_fields(sentences, tf.TOKENS, frozenset(), reading._DAY_OR_MONTH, reading._compounds,
+                                    emptying, reading.Sentence) == expected
+    assert sentences == []
 
 
 def test_compiled_sentence_keys_are_blake2b_of_the_kept_words() -> None:

@@ -220,7 +220,8 @@ def test_headlines_made_ahead_are_the_ones_refresh_makes_itself(world):
     furniture: dict = {}
     shown: dict = {}
     clusters.learn_headlines(world.store, docs, furniture, shown)
-    assert shown[rescue] == ("Keeper rescues stranded kayake", texts[2])
+    cut = "Keeper rescues stranded kayake"
+    assert shown[rescue] == (cut, texts[2], cut, "Point Press")  # as shown, text's start, title, outlet
     assert shown[fire[0]][0] == "Fire closes harbour road" and set(shown) == {*fire, rescue}
     assert older  # the feed's earlier titles, that teach its furniture
 
@@ -231,4 +232,8 @@ def test_headlines_made_ahead_are_the_ones_refresh_makes_itself(world):
         return [world.store.db.execute("SELECT headline FROM clusters WHERE id = ?", [cid]).fetchone()[0]
                 for cid in runs]
 
-    assert headlines(shown) == headlines(None) == ["Crews hold harbour fire", "Keeper rescues stranded kayake…"]
+    assert headlines(shown) == headlines(None) == ["Crews hold harbour fire", f"{cut}…"]
+    with world.store.write():  # another process stores the title again, whole, after the run read it
+        world.store.db.execute("UPDATE entries SET title = ? WHERE id = ?",
+                               ["Keeper rescues kayakers", rescue])
+    assert headlines(shown) == headlines(None) == ["Crews hold harbour fire", "Keeper rescues kayakers"]
