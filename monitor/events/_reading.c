@@ -573,8 +573,6 @@ static int extend(PyObject *list, PyObject *seq) {
     return PyList_SetSlice(list, n, n, seq);
 }
 
-static PyObject *new_list_of(PyObject *seq) { return PySequence_List(seq); }
-
 /* set.update(list) */
 static int extend_set(PyObject *set, PyObject *list) {
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++)
@@ -606,9 +604,9 @@ static PyObject *kept_text(PyObject *self, PyObject *args) {
              *name_terms = NULL, *result = NULL;
     /* each made only if the one before was (no call with an error set) */
     if (!(keys = PyList_New(0)) || !(lead_text = PyList_New(0)) || !(lead = PyDict_New()) || !(tail = PyDict_New())
-        || !(day_words = new_list_of(PyTuple_GET_ITEM(r, 3))) || !(body = PyList_New(0))
-        || !(names = new_list_of(PyTuple_GET_ITEM(r, 4))) || !(compounds = PyList_New(0))
-        || !(pairs = new_list_of(PyTuple_GET_ITEM(r, 5))) || !(capitalised = new_list_of(PyTuple_GET_ITEM(r, 4)))
+        || !(day_words = PySequence_List(PyTuple_GET_ITEM(r, 3))) || !(body = PyList_New(0))
+        || !(names = PySequence_List(PyTuple_GET_ITEM(r, 4))) || !(compounds = PyList_New(0))
+        || !(pairs = PySequence_List(PyTuple_GET_ITEM(r, 5))) || !(capitalised = PySequence_List(PyTuple_GET_ITEM(r, 4)))
         || !(lower = PyList_New(0)))
         goto done;
     if (PyList_Append(lead_text, title) < 0) goto done;

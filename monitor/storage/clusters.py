@@ -266,16 +266,15 @@ def refresh(store: Store, cluster_id: int, stamp: str, furniture: dict[int, Affi
     texts: dict[int, str] = {}
     everyone: list[str] = []
 
-    made: dict[int, Shown] = {}
-    for r in rows:  # what was made ahead from the title and outlet stored now
+    def made(i: int) -> Shown | None:
+        """What was made ahead for member i, if from the title and outlet stored now."""
+        r = rows[i]
         known = shown.get(r[0]) if shown else None
-        if known is not None and known[2] == r[1] and known[3] == r[4]:
-            made[r[0]] = known
+        return known if known is not None and known[2:] == (r[1], r[4]) else None
 
     def title(i: int) -> str:
         if i not in titles:
-            r = rows[i]
-            known = made.get(r[0])
+            r, known = rows[i], made(i)
             titles[i] = known[0] if known else display_title(r[1], r[4],
                                                               feed_furniture(store, r[3], furniture))
         return titles[i]
@@ -283,7 +282,7 @@ def refresh(store: Store, cluster_id: int, stamp: str, furniture: dict[int, Affi
     def context(i: int) -> Iterator[str]:
         """What tells a cut word in member i's title: its own text, then the members' titles."""
         if i not in texts:
-            known = made.get(rows[i][0])
+            known = made(i)
             texts[i] = known[1] if known else _texts_of(store, [rows[i][0]]).get(rows[i][0], ("", ""))[1]
         yield texts[i]
         if not everyone:
