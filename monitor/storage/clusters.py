@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from monitor.storage.database import Store, chunked, iso, parse_iso, parse_stamp, survivors
 from monitor.types import (
@@ -160,18 +160,33 @@ def apply(store: Store, decisions: Iterable[tuple[Assignment, ClusterDoc]], now:
     touched: set[int] = set()
     stamp = iso(now)
     furniture = {} if furniture is None else furniture  # each feed's titles are read once per cycle
+    new: list[list] = []  # rows of clusters and memberships, inserted together before any merge
+    members: list[list] = []
     with store.write():
         for a, doc in decisions:
             if a.is_new:
-                _new_cluster(store, a.cluster_id, doc, stamp)
-            _add_member(store, a, a.cluster_id, stamp)
-            for absorbed in a.merged:
-                _absorb(store, absorbed, a.cluster_id, a.entry_id, stamp)
-                touched.discard(absorbed)
+                new.append([a.cluster_id, doc.title, stamp, stamp])
+            members.append(_member_row(a, a.cluster_id, stamp))
+            if a.merged:
+                _insert(store, new, members)
+                for absorbed in a.merged:
+                    _absorb(store, absorbed, a.cluster_id, a.entry_id, stamp)
+                    touched.discard(absorbed)
             touched.add(a.cluster_id)
-        for cid in touched:
-            refresh(store, cid, stamp, furniture, shown)
+        _insert(store, new, members)
+        refresh_many(store, touched, stamp, furniture, shown)
     return touched
+
+
+def _insert(store: Store, clusters: list[list], members: list[list]) -> None:
+    """Insert the rows gathered by `apply` (new clusters first: members refer to them), and
+    empty the lists."""
+    if clusters:
+        store.conn.executemany(_NEW_CLUSTER, clusters)
+        clusters.clear()
+    if members:
+        store.conn.executemany(_NEW_MEMBER, members)
+        members.clear()
 
 
 def learn_furniture(store: Store, feed_ids: Iterable[int], cache: dict[int, Affixes]) -> None:
@@ -198,20 +213,32 @@ def learn_headlines(store: Store, docs: Sequence[ClusterDoc], furniture: dict[in
                              (d.text or "")[:TEXT_START], d.title, d.outlet)
 
 
-def _new_cluster(store: Store, cluster_id: int, doc: ClusterDoc, stamp: str) -> None:
-    store.execute("INSERT INTO clusters (id, headline, created, last_activity) VALUES (?, ?, ?, ?)",
-                  [cluster_id, doc.title, stamp, stamp])
+_NEW_CLUSTER = "INSERT INTO clusters (id, headline, created, last_activity) VALUES (?, ?, ?, ?)"
+_NEW_MEMBER = ("INSERT INTO memberships (entry_id, cluster_id, matched_entry_id, score, shared_terms,"
+               " time_gap_seconds, joined, reason, name_keys, also) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
-def _add_member(store: Store, a: Assignment, cluster_id: int, stamp: str) -> None:
+def _member_row(a: Assignment, cluster_id: int, stamp: str) -> list:
     """One membership row, with why the entry joined (score, matched entry, shared terms, gap)."""
-    store.execute(
-        "INSERT INTO memberships (entry_id, cluster_id, matched_entry_id, score, shared_terms,"
-        " time_gap_seconds, joined, reason, name_keys, also) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [a.entry_id, cluster_id, a.matched_entry_id, round(a.score, 4),
-         json.dumps(list(a.shared_terms), ensure_ascii=False),
-         a.time_gap.total_seconds() if a.time_gap is not None else None, stamp, a.reason,
-         json.dumps(list(a.name_keys), ensure_ascii=False), json.dumps(list(a.also))])
+    return [a.entry_id, cluster_id, a.matched_entry_id, round(a.score, 4), json_list(a.shared_terms),
+            a.time_gap.total_seconds() if a.time_gap is not None else None, stamp, a.reason,
+            json_list(a.name_keys), json_list(a.also)]
+
+
+_quoted = json.encoder.encode_basestring  # a str as JSON, as json.dumps(..., ensure_ascii=False) writes it
+
+
+def json_list(items: Sequence[str] | Sequence[int]) -> str:
+    """json.dumps(list(items), ensure_ascii=False), made directly for the lists of str or of int
+    that memberships store: three per entry, and the encoder's set-up for each call cost
+    more than the writing."""
+    if not items:
+        return "[]"
+    if all(type(x) is str for x in items):
+        return "[" + ", ".join(map(_quoted, cast(Sequence[str], items))) + "]"
+    if all(type(x) is int for x in items):
+        return "[" + ", ".join(map(int.__repr__, cast(Sequence[int], items))) + "]"
+    return json.dumps(list(items), ensure_ascii=False)
 
 
 def _move_topic_matches(store: Store, absorbed: int, into: int) -> None:
@@ -247,13 +274,34 @@ def refresh(store: Store, cluster_id: int, stamp: str, furniture: dict[int, Affi
     `furniture` caches each feed's learned title furniture (`feed_furniture`) across the
     clusters of one apply or rebuild; `shown` has members' titles as shown and their texts'
     starts, made ahead (learn_headlines)."""
-    rows = store.execute(
-        "SELECT e.id, e.title, e.published, e.feed_id, coalesce(f.title, f.channel_title, f.url),"
-        " m.matched_entry_id FROM memberships m JOIN entries e ON e.id = m.entry_id"
-        " JOIN feeds f ON f.id = e.feed_id"
-        " WHERE m.cluster_id = ? ORDER BY e.published, e.id", [cluster_id]).fetchall()
-    if not rows:
-        return
+    rows = store.execute(_MEMBER_ROWS + " WHERE m.cluster_id = ? ORDER BY e.published, e.id",
+                         [cluster_id]).fetchall()
+    if rows:
+        _refresh_from(store, cluster_id, rows, stamp, furniture, shown)
+
+
+# A cluster's members as refresh reads them (by published time, then id)
+_MEMBER_ROWS = ("SELECT e.id, e.title, e.published, e.feed_id, coalesce(f.title, f.channel_title, f.url),"
+                " m.matched_entry_id, m.cluster_id FROM memberships m JOIN entries e ON e.id = m.entry_id"
+                " JOIN feeds f ON f.id = e.feed_id")
+
+
+def refresh_many(store: Store, cluster_ids: Iterable[int], stamp: str, furniture: dict[int, Affixes],
+                 shown: Mapping[int, Shown] | None = None) -> None:
+    """`refresh` each of these clusters, reading their members in a few queries, not one each."""
+    for chunk in chunked(sorted(cluster_ids)):
+        marks = ",".join("?" * len(chunk))
+        by_cluster: dict[int, list] = defaultdict(list)
+        for row in store.execute(f"{_MEMBER_ROWS} WHERE m.cluster_id IN ({marks})"
+                                 " ORDER BY m.cluster_id, e.published, e.id", chunk):
+            by_cluster[row[6]].append(row)
+        for cid, rows in by_cluster.items():
+            _refresh_from(store, cid, rows, stamp, furniture, shown)
+
+
+def _refresh_from(store: Store, cluster_id: int, rows: list, stamp: str,
+                  furniture: dict[int, Affixes] | None, shown: Mapping[int, Shown] | None) -> None:
+    """refresh, given the cluster's member rows (_MEMBER_ROWS, in refresh's order)."""
     from monitor.events.headlines import choose_headline, is_incomplete, shown_headline
 
     furniture = {} if furniture is None else furniture
@@ -608,11 +656,11 @@ def rebuild(store: Store, make_clusterer: Callable[[int], Clusterer], since: dat
             if db.execute("SELECT 1 FROM clusters WHERE id = ?", [cid]).fetchone():
                 db.execute("UPDATE clusters SET merged_into = NULL WHERE id = ?", [cid])
             else:
-                _new_cluster(store, cid, doc, stamp)
+                db.execute(_NEW_CLUSTER, [cid, doc.title, stamp, stamp])
             # a follow-up's other clusters too: their ids in this rebuild are not the stored ones
             # an entry that stays in its cluster keeps when it joined: digests tell news by it
-            _add_member(store, replace(a, also=tuple(stored_id(x) for x in a.also)), cid,
-                        joined[a.entry_id] if old.get(a.entry_id) == cid else stamp)
+            db.execute(_NEW_MEMBER, _member_row(replace(a, also=tuple(stored_id(x) for x in a.also)), cid,
+                                                joined[a.entry_id] if old.get(a.entry_id) == cid else stamp))
             touched.add(cid)
         for w in warm_ids:  # clusters from before `since` that the rebuild merged into others
             survivor = stored_id(w)
@@ -628,8 +676,7 @@ def rebuild(store: Store, make_clusterer: Callable[[int], Clusterer], since: dat
             if target is not None and target != cid:
                 _absorb(store, cid, target, None, stamp)
         furniture: dict[int, Affixes] = {}  # each feed's titles are read once per rebuild
-        for cid in touched:
-            refresh(store, cid, stamp, furniture)
+        refresh_many(store, touched, stamp, furniture)
     return {"entries": len(decisions), "clusters": len(touched), "emptied": len(emptied)}
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+from hypothesis import given
+from hypothesis import strategies as st
 
 from monitor.events.clusterer import Clusterer
 from monitor.storage import clusters
@@ -237,3 +239,36 @@ def test_headlines_made_ahead_are_the_ones_refresh_makes_itself(world):
         world.store.db.execute("UPDATE entries SET title = ? WHERE id = ?",
                                ["Keeper rescues kayakers", rescue])
     assert headlines(shown) == headlines(None) == ["Crews hold harbour fire", "Keeper rescues kayakers"]
+
+
+def test_clusters_refreshed_together_are_refreshed_as_one_at_a_time(world):
+    """refresh_many reads the members of many clusters in a few queries: each cluster still gets
+    its own size, outlets, time span and headline, as refresh gives it alone."""
+    runs = []
+    for n, outlet_names in enumerate([["Harbour Herald", "Point Press", "Dunmore Daily"], ["Point Press"],
+                                      ["Dunmore Daily", "Dunmore Daily"]]):
+        members = [world.entry(outlet, f"Story {n} told by {outlet} ({i})", text=f"Text {n} {i}.",
+                               published=NOW - timedelta(hours=10 * n + (2, 0, 1)[i]))
+                   for i, outlet in enumerate(outlet_names)]
+        runs.append(world.cluster(*members))
+
+    def rows() -> list[tuple]:
+        return world.store.db.execute("SELECT id, size, outlets, first_published, last_published, headline"
+                                      " FROM clusters ORDER BY id").fetchall()
+
+    with world.store.write():
+        world.store.db.execute("UPDATE clusters SET size = 0, outlets = 0, headline = ''")
+        clusters.refresh_many(world.store, runs, iso(NOW), {})
+    together = rows()
+    with world.store.write():
+        world.store.db.execute("UPDATE clusters SET size = 0, outlets = 0, headline = ''")
+        for cid in runs:
+            clusters.refresh(world.store, cid, iso(NOW), {})
+    assert together == rows()
+    assert [(size, outlets) for _, size, outlets, *_ in together] == [(3, 3), (1, 1), (2, 1)]
+    assert together[1][5] == "Story 1 told by Point Press (0)"
+
+
+@given(st.lists(st.text()) | st.lists(st.integers()))
+def test_membership_lists_are_written_as_json_writes_them(items):
+    assert clusters.json_list(tuple(items)) == json.dumps(items, ensure_ascii=False)
