@@ -47,35 +47,62 @@ PyDoc_STRVAR(sentence_parts_doc,
 "sentence_parts(raw, tokens, title_words, day_or_month) -> (low, text, terms, names, lower, pairs,\n"
 "day_words, kept)\n\nSee monitor.events.reading.sentence_parts_py.");
 
-static PyObject *parts_of(PyObject *raw, PyObject *cache, PyObject *title_words, PyObject *dom) {
-    Py_ssize_t n = PyList_GET_SIZE(raw);
-    PyObject **infos = PyMem_Calloc(n ? n : 1, sizeof(PyObject *));
-    if (infos == NULL) return PyErr_NoMemory();
+/* What the parts need of one token: its TokenInfo (low, term, capital, lower), held, and these flags */
+enum {
+    T_TERM = 1,        /* its term is true (a term, not None or "") */
+    T_SOME_TERM = 2,   /* its term is not None */
+    T_CAPITAL = 4,     /* it starts with a capital */
+    T_LOWER = 8,       /* it starts with a lower-case letter */
+    T_DAY = 16,        /* in lower case, it names a day or a month (`day_or_month`) */
+    T_AFTER_NINE = 32, /* in lower case, it sorts after "9": no number */
+    T_SHOUTING = 64,   /* longer than one character, and str.isupper() */
+};
+
+typedef struct {
+    PyObject *info; /* a strong reference */
+    int flags;
+} tok_t;
+
+/* The cache's info for `tok`, checked: a new reference, or NULL with an error set */
+static PyObject *info_of(PyObject *cache, PyObject *tok) {
+    PyObject *info = PyObject_GetItem(cache, tok);
+    if (info == NULL) return NULL;
+    if (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) < 4 || !PyUnicode_Check(PyTuple_GET_ITEM(info, 0))) {
+        Py_DECREF(info);
+        PyErr_SetString(PyExc_TypeError, "sentence_parts: the cache must give (low, term, capital, lower)");
+        return NULL;
+    }
+    return info;
+}
+
+/* The flags of a token with this info, but T_SHOUTING (which depends on the token as written);
+ * -1 with an error set */
+static int info_flags(PyObject *info, PyObject *dom) {
+    PyObject *l = PyTuple_GET_ITEM(info, 0), *term = PyTuple_GET_ITEM(info, 1);
+    int has_term = truthy(term), capital = truthy(PyTuple_GET_ITEM(info, 2)),
+        lower_case = truthy(PyTuple_GET_ITEM(info, 3));
+    if (has_term < 0 || capital < 0 || lower_case < 0) return -1;
+    int day_or_month = PySet_Contains(dom, l);
+    if (day_or_month < 0) return -1;
+    int after_nine = PyUnicode_Compare(l, str_nine) > 0;
+    if (PyErr_Occurred()) return -1;
+    return (has_term ? T_TERM : 0) | (term != Py_None ? T_SOME_TERM : 0) | (capital ? T_CAPITAL : 0)
+           | (lower_case ? T_LOWER : 0) | (day_or_month ? T_DAY : 0) | (after_nine ? T_AFTER_NINE : 0);
+}
+
+/* The parts of a sentence of n tokens (see sentence_parts_py), from their infos and flags */
+static PyObject *parts_core(Py_ssize_t n, const tok_t *toks, PyObject *title_words) {
     PyObject *low = NULL, *text = NULL, *terms = NULL, *names = NULL, *lower = NULL, *pairs = NULL,
              *run = NULL, *days = NULL, *kept = NULL, *joined = NULL, *result = NULL;
-    Py_ssize_t held = 0;
 
-    /* one look-up per token; the cache may be emptied by a miss, so each info is held here */
     low = PyTuple_New(n);
     if (low == NULL) goto done;
-    for (; held < n; held++) {
-        PyObject *tok = PyList_GET_ITEM(raw, held);
-        if (!PyUnicode_Check(tok)) {
-            PyErr_SetString(PyExc_TypeError, "sentence_parts: tokens must be str");
-            goto done;
-        }
-        PyObject *info = PyObject_GetItem(cache, tok);
-        if (info == NULL) goto done;
-        infos[held] = info;
-        if (!PyTuple_Check(info) || PyTuple_GET_SIZE(info) < 4
-            || !PyUnicode_Check(PyTuple_GET_ITEM(info, 0))) {
-            PyErr_SetString(PyExc_TypeError, "sentence_parts: the cache must give (low, term, capital, lower)");
-            held++;
-            goto done;
-        }
-        PyObject *l = PyTuple_GET_ITEM(info, 0);
+    Py_ssize_t n_caps = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *l = PyTuple_GET_ITEM(toks[i].info, 0);
         Py_INCREF(l);
-        PyTuple_SET_ITEM(low, held, l);
+        PyTuple_SET_ITEM(low, i, l);
+        n_caps += (toks[i].flags & T_CAPITAL) != 0;
     }
     text = PyUnicode_Join(str_space, low);
     terms = PyList_New(0);
@@ -87,35 +114,18 @@ static PyObject *parts_of(PyObject *raw, PyObject *cache, PyObject *title_words,
     kept = PyList_New(0);
     if (!text || !terms || !names || !lower || !pairs || !run || !days || !kept) goto done;
 
-    Py_ssize_t n_caps = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int c = truthy(PyTuple_GET_ITEM(infos[i], 2));
-        if (c < 0) goto done;
-        n_caps += c;
-    }
     Py_ssize_t last = -2; /* index of the name run's last word */
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *info = infos[i];
-        PyObject *l = PyTuple_GET_ITEM(info, 0), *term = PyTuple_GET_ITEM(info, 1);
-        int has_term = truthy(term), capital = truthy(PyTuple_GET_ITEM(info, 2)),
-            lower_case = truthy(PyTuple_GET_ITEM(info, 3));
-        int day_or_month = PySet_Contains(dom, l);
-        if (has_term < 0 || capital < 0 || lower_case < 0 || day_or_month < 0) goto done;
-        if (has_term && PyList_Append(terms, term) < 0) goto done;
-        if (has_term && capital && i > 0 && PyList_Append(names, term) < 0) goto done;
-        if (has_term && lower_case && PyList_Append(lower, term) < 0) goto done;
+        PyObject *l = PyTuple_GET_ITEM(toks[i].info, 0), *term = PyTuple_GET_ITEM(toks[i].info, 1);
+        int f = toks[i].flags;
+        if (f & T_TERM) {
+            if (PyList_Append(terms, term) < 0) goto done;
+            if ((f & T_CAPITAL) && i > 0 && PyList_Append(names, term) < 0) goto done;
+            if ((f & T_LOWER) && PyList_Append(lower, term) < 0) goto done;
+        }
         /* name pairs: runs of capitalised words with a term, not in capitals, not a day or month */
-        if (capital && n_caps > 1) {
-            PyObject *tok = PyList_GET_ITEM(raw, i);
-            PyObject *run_term = NULL;
-            int shouting = 0;
-            if (PyUnicode_GET_LENGTH(tok) > 1) {
-                PyObject *r = PyObject_CallMethodNoArgs(tok, str_isupper);
-                if (r == NULL) goto done;
-                shouting = r == Py_True;
-                Py_DECREF(r);
-            }
-            if (!shouting && !day_or_month && term != Py_None) run_term = term;
+        if ((f & T_CAPITAL) && n_caps > 1) {
+            PyObject *run_term = !(f & (T_SHOUTING | T_DAY)) && (f & T_SOME_TERM) ? term : NULL;
             if (run_term != NULL && i == last + 1) {
                 if (PyList_Append(run, run_term) < 0) goto done;
             } else {
@@ -126,14 +136,12 @@ static PyObject *parts_of(PyObject *raw, PyObject *cache, PyObject *title_words,
             last = run_term != NULL ? i : -2;
         }
         /* day words: each once */
-        if (day_or_month) {
+        if (f & T_DAY) {
             int seen = PySequence_Contains(days, l);
             if (seen < 0 || (!seen && PyList_Append(days, l) < 0)) goto done;
         }
         /* what sentence_key keeps: no numbers ("9" sorts after every digit), no title words */
-        int after_nine = PyUnicode_Compare(l, str_nine) > 0;
-        if (PyErr_Occurred()) goto done;
-        if (after_nine) {
+        if (f & T_AFTER_NINE) {
             int in_title = PySequence_Contains(title_words, l);
             if (in_title < 0 || (!in_title && PyList_Append(kept, l) < 0)) goto done;
         }
@@ -155,8 +163,6 @@ static PyObject *parts_of(PyObject *raw, PyObject *cache, PyObject *title_words,
     if (!terms || !names || !lower || !pairs || !days) goto done;
     result = PyTuple_Pack(8, low, text, terms, names, lower, pairs, days, joined);
 done:
-    for (Py_ssize_t i = 0; i < held; i++) Py_XDECREF(infos[i]);
-    PyMem_Free(infos);
     Py_XDECREF(low);
     Py_XDECREF(text);
     Py_XDECREF(terms);
@@ -167,6 +173,51 @@ done:
     Py_XDECREF(days);
     Py_XDECREF(kept);
     Py_XDECREF(joined);
+    return result;
+}
+
+static void release_toks(tok_t *toks, Py_ssize_t held) {
+    for (Py_ssize_t i = 0; i < held; i++) Py_DECREF(toks[i].info);
+    PyMem_Free(toks);
+}
+
+/* sentence_parts of a list of tokens as written: one cache look-up each */
+static PyObject *parts_of(PyObject *raw, PyObject *cache, PyObject *title_words, PyObject *dom) {
+    Py_ssize_t n = PyList_GET_SIZE(raw), held = 0;
+    tok_t *toks = PyMem_Calloc(n ? n : 1, sizeof(tok_t));
+    if (toks == NULL) return PyErr_NoMemory();
+    PyObject *result = NULL;
+    /* the cache may run code that changes the list: its length is read at each step */
+    for (; held < n && held < PyList_GET_SIZE(raw); held++) {
+        PyObject *tok = PyList_GET_ITEM(raw, held);
+        if (!PyUnicode_Check(tok)) {
+            PyErr_SetString(PyExc_TypeError, "sentence_parts: tokens must be str");
+            goto done;
+        }
+        Py_INCREF(tok);
+        PyObject *info = info_of(cache, tok);
+        int flags = info == NULL ? -1 : info_flags(info, dom);
+        if (flags >= 0 && (flags & T_CAPITAL) && PyUnicode_GET_LENGTH(tok) > 1) {
+            PyObject *r = PyObject_CallMethodNoArgs(tok, str_isupper);
+            if (r == NULL) flags = -1;
+            else if (r == Py_True) flags |= T_SHOUTING;
+            Py_XDECREF(r);
+        }
+        Py_DECREF(tok);
+        if (flags < 0) {
+            Py_XDECREF(info);
+            goto done;
+        }
+        toks[held].info = info;
+        toks[held].flags = flags;
+    }
+    if (held < n) {
+        PyErr_SetString(PyExc_RuntimeError, "sentence_parts: the token list changed size while it was read");
+        goto done;
+    }
+    result = parts_core(n, toks, title_words);
+done:
+    release_toks(toks, held);
     return result;
 }
 
@@ -286,64 +337,266 @@ static int append_ascii(PyObject *out, const char *s, Py_ssize_t start, Py_ssize
 PyDoc_STRVAR(ascii_words_doc,
 "ascii_words(text) -> list[str] | None\n\nSee monitor.events.textfeatures.ascii_words_py.");
 
+/* The next word of ASCII text without digits, from *i on (as ascii_words_py splits it): 1 with
+ * it in [*start, *end), 0 at the end */
+static int next_word(const char *s, Py_ssize_t n, Py_ssize_t *i, Py_ssize_t *start, Py_ssize_t *end) {
+    Py_ssize_t j = *i;
+    while (j < n) {
+        while (j < n && word_ends[(unsigned char)s[j]]) j++;
+        Py_ssize_t a = j;
+        while (j < n && !word_ends[(unsigned char)s[j]]) j++;
+        Py_ssize_t b = j;
+        while (a < b && s[a] == '\'') a++;
+        while (b > a && s[b - 1] == '\'') b--;
+        if (a < b) {
+            *i = j, *start = a, *end = b;
+            return 1;
+        }
+    }
+    *i = j;
+    return 0;
+}
+
+/* The next of the tokenising expression's matches in ASCII text, from *i on: a number is digits
+ * joined by single '.', ',' or ':' (each followed by a digit), a word is letters joined by
+ * single apostrophes (each followed by a letter); nothing else is part of a token. 1 with it in
+ * [*start, *end), 0 at the end */
+static int next_token(const char *s, Py_ssize_t n, Py_ssize_t *i, Py_ssize_t *start, Py_ssize_t *end) {
+    Py_ssize_t j = *i;
+    while (j < n) {
+        Py_ssize_t a = j;
+        if (is_digit(s[j])) {
+            while (j < n && is_digit(s[j])) j++;
+            while (j + 1 < n && (s[j] == '.' || s[j] == ',' || s[j] == ':') && is_digit(s[j + 1])) {
+                j++;
+                while (j < n && is_digit(s[j])) j++;
+            }
+        } else if (is_letter(s[j])) {
+            while (j < n && is_letter(s[j])) j++;
+            while (j + 1 < n && s[j] == '\'' && is_letter(s[j + 1])) {
+                j++;
+                while (j < n && is_letter(s[j])) j++;
+            }
+        } else {
+            j++;
+            continue;
+        }
+        *i = j, *start = a, *end = j;
+        return 1;
+    }
+    *i = j;
+    return 0;
+}
+
+typedef int (*next_fn)(const char *, Py_ssize_t, Py_ssize_t *, Py_ssize_t *, Py_ssize_t *);
+
+static int has_digit(const char *s, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (is_digit(s[i])) return 1;
+    return 0;
+}
+
+/* Each piece `next` finds in s, as a str in a new list */
+static PyObject *pieces(const char *s, Py_ssize_t n, next_fn next) {
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    Py_ssize_t i = 0, start, end;
+    while (next(s, n, &i, &start, &end))
+        if (append_ascii(out, s, start, end) < 0) return NULL;
+    return out;
+}
+
 static PyObject *ascii_words(PyObject *self, PyObject *text) {
     if (!is_str(text, "ascii_words")) return NULL;
     if (!PyUnicode_IS_ASCII(text)) Py_RETURN_NONE;
     const char *s = (const char *)PyUnicode_DATA(text);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text), i;
-    for (i = 0; i < n; i++)
-        if (is_digit(s[i])) Py_RETURN_NONE;
-    PyObject *out = PyList_New(0);
-    if (out == NULL) return NULL;
-    i = 0;
-    while (i < n) {
-        while (i < n && word_ends[(unsigned char)s[i]]) i++;
-        Py_ssize_t start = i;
-        while (i < n && !word_ends[(unsigned char)s[i]]) i++;
-        Py_ssize_t end = i;
-        while (start < end && s[start] == '\'') start++;
-        while (end > start && s[end - 1] == '\'') end--;
-        if (start == end) continue;
-        if (append_ascii(out, s, start, end) < 0) return NULL;
-    }
-    return out;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (has_digit(s, n)) Py_RETURN_NONE;
+    return pieces(s, n, next_word);
 }
 
 PyDoc_STRVAR(ascii_tokens_doc,
 "ascii_tokens(text) -> list[str] | None\n\nSee monitor.events.textfeatures.ascii_tokens_py.");
 
-
-/* The tokenising expression's matches in ASCII text, left to right: a number is digits
- * joined by single '.', ',' or ':' (each followed by a digit), a word is letters joined by
- * single apostrophes (each followed by a letter); nothing else is part of a token. */
 static PyObject *ascii_tokens(PyObject *self, PyObject *text) {
     if (!is_str(text, "ascii_tokens")) return NULL;
+    if (!PyUnicode_IS_ASCII(text)) Py_RETURN_NONE;
+    return pieces((const char *)PyUnicode_DATA(text), PyUnicode_GET_LENGTH(text), next_token);
+}
+
+PyDoc_STRVAR(sentence_spans_doc,
+"sentence_spans(text) -> list[tuple[int, int]] | None\n\nSee monitor.events.textfeatures.sentence_spans_py.");
+
+/* str.isspace() of an ASCII character */
+static int is_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f); }
+
+static int is_closer(char c) { return c == '\'' || c == '"' || c == ')' || c == ']'; }
+
+static int append_span(PyObject *out, Py_ssize_t start, Py_ssize_t end) {
+    PyObject *span = Py_BuildValue("(nn)", start, end);
+    int rc = span == NULL ? -1 : PyList_Append(out, span);
+    Py_XDECREF(span);
+    return rc;
+}
+
+/* The matches of textfeatures._SENTENCE_END in ASCII text, left to right: an end of sentence
+ * ('.', '!' or '?'), any closing quotes and brackets, then white space (at least one
+ * character); or a line break and the white space after it */
+static PyObject *sentence_spans(PyObject *self, PyObject *text) {
+    if (!is_str(text, "sentence_spans")) return NULL;
     if (!PyUnicode_IS_ASCII(text)) Py_RETURN_NONE;
     const char *s = (const char *)PyUnicode_DATA(text);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0;
     PyObject *out = PyList_New(0);
     if (out == NULL) return NULL;
     while (i < n) {
-        Py_ssize_t start = i;
-        if (is_digit(s[i])) {
-            while (i < n && is_digit(s[i])) i++;
-            while (i + 1 < n && (s[i] == '.' || s[i] == ',' || s[i] == ':') && is_digit(s[i + 1])) {
+        Py_ssize_t j;
+        if (s[i] == '.' || s[i] == '!' || s[i] == '?') {
+            j = i + 1;
+            while (j < n && is_closer(s[j])) j++;
+            if (j == n || !is_space((unsigned char)s[j])) {
                 i++;
-                while (i < n && is_digit(s[i])) i++;
+                continue;
             }
-        } else if (is_letter(s[i])) {
-            while (i < n && is_letter(s[i])) i++;
-            while (i + 1 < n && s[i] == '\'' && is_letter(s[i + 1])) {
-                i++;
-                while (i < n && is_letter(s[i])) i++;
-            }
+        } else if (s[i] == '\n') {
+            j = i + 1;
         } else {
             i++;
             continue;
         }
-        if (append_ascii(out, s, start, i) < 0) return NULL;
+        while (j < n && is_space((unsigned char)s[j])) j++;
+        if (append_span(out, i, j) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        i = j;
     }
     return out;
+}
+
+/* --- the token table: ASCII tokens as written -> their infos and flags -------------------------- */
+
+/* A token cache look-up makes a str of the token, hashes it and probes a dict of up to
+ * TERM_CACHE strings: most of the cost of reading a sentence's tokens. So the ASCII tokens of
+ * sentences are looked up here first, by their bytes, in a table of slots each holding a token
+ * with its info (the cache's own object, held) and flags. A slot is taken over by the next token
+ * that hashes to it; a token not found is looked up in the cache, as before. An info is what the
+ * cache gives for the token, whenever it is asked (TokenInfo is a function of the token alone),
+ * so a slot holds it as long as the slots are filled from that cache: another cache, or other
+ * day and month words, empty them first. */
+#define TOKEN_SLOTS (1 << 16)
+#define TOKEN_MAX 24 /* longer tokens (a few in a thousand) are not kept */
+
+typedef struct {
+    PyObject *info; /* a strong reference; NULL: an empty slot */
+    int flags;
+    Py_ssize_t len;
+    char key[TOKEN_MAX];
+} slot_t;
+
+static slot_t *slots;
+static PyObject *slots_cache, *slots_dom; /* strong references: what the slots were filled from */
+
+/* Make the slots those of this cache and these day and month words: 0, or -1 with an error set */
+static int bind_slots(PyObject *cache, PyObject *dom) {
+    if (slots != NULL && cache == slots_cache && dom == slots_dom) return 0;
+    if (slots == NULL) {
+        slots = PyMem_RawCalloc(TOKEN_SLOTS, sizeof(slot_t));
+        if (slots == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    } else {
+        for (Py_ssize_t i = 0; i < TOKEN_SLOTS; i++) Py_CLEAR(slots[i].info);
+    }
+    Py_INCREF(cache);
+    Py_INCREF(dom);
+    Py_XSETREF(slots_cache, cache);
+    Py_XSETREF(slots_dom, dom);
+    return 0;
+}
+
+static inline Py_ssize_t slot_of(const char *p, Py_ssize_t n) {
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ULL;
+    }
+    return (Py_ssize_t)((h ^ (h >> 32)) & (TOKEN_SLOTS - 1));
+}
+
+/* str.isupper() of ASCII text: a capital, and no lower-case letter */
+static int ascii_isupper(const char *p, Py_ssize_t n) {
+    int upper = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (p[i] >= 'a' && p[i] <= 'z') return 0;
+        upper |= p[i] >= 'A' && p[i] <= 'Z';
+    }
+    return upper;
+}
+
+static inline int bound(PyObject *cache, PyObject *dom) {
+    return slots != NULL && slots_cache == cache && slots_dom == dom;
+}
+
+/* The info (a new reference) and flags of the ASCII token p[:n], from the slots while they are
+ * this cache's (another thread may bind them to another while the cache runs Python code), else
+ * from the cache: 0, or -1 with an error set */
+static int ascii_tok(const char *p, Py_ssize_t n, PyObject *cache, PyObject *dom, tok_t *out) {
+    Py_ssize_t at = n <= TOKEN_MAX && bound(cache, dom) ? slot_of(p, n) : -1;
+    if (at >= 0) {
+        slot_t *slot = &slots[at];
+        if (slot->info != NULL && slot->len == n && memcmp(slot->key, p, (size_t)n) == 0) {
+            Py_INCREF(slot->info);
+            out->info = slot->info;
+            out->flags = slot->flags;
+            return 0;
+        }
+    }
+    PyObject *tok = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, p, n);
+    if (tok == NULL) return -1;
+    PyObject *info = info_of(cache, tok);
+    Py_DECREF(tok);
+    if (info == NULL) return -1;
+    int flags = info_flags(info, dom);
+    if (flags < 0) {
+        Py_DECREF(info);
+        return -1;
+    }
+    if (n > 1 && (flags & T_CAPITAL) && ascii_isupper(p, n)) flags |= T_SHOUTING;
+    if (at >= 0 && bound(cache, dom)) {
+        slot_t *slot = &slots[at];
+        PyObject *old = slot->info;
+        Py_INCREF(info);
+        slot->info = info;
+        slot->flags = flags;
+        slot->len = n;
+        memcpy(slot->key, p, (size_t)n);
+        Py_XDECREF(old);
+    }
+    out->info = info;
+    out->flags = flags;
+    return 0;
+}
+
+/* sentence_parts of an ASCII sentence, its tokens read here (ascii_words, or ascii_tokens when
+ * it has a digit) and looked up in the slots (bound to cache and dom) */
+static PyObject *ascii_parts(PyObject *sent, PyObject *cache, PyObject *title_words, PyObject *dom) {
+    const char *s = (const char *)PyUnicode_DATA(sent);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(sent), i = 0, start, end, held = 0;
+    next_fn next = has_digit(s, n) ? next_token : next_word;
+    if (bind_slots(cache, dom) < 0) return NULL;
+    tok_t *toks = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(tok_t)); /* at most one token a character */
+    if (toks == NULL) return PyErr_NoMemory();
+    PyObject *result = NULL;
+    while (next(s, n, &i, &start, &end)) {
+        if (ascii_tok(s + start, end - start, cache, dom, &toks[held]) < 0) goto done;
+        held++;
+    }
+    result = parts_core(held, toks, title_words);
+done:
+    release_toks(toks, held);
+    return result;
 }
 
 /* --- a sentence's key: BLAKE2b with an 8-byte digest (RFC 7693), as hashlib.blake2b(data,
@@ -452,14 +705,7 @@ static int has_hyphen_capital(const char *s, Py_ssize_t n) {
  * __new__ is not called: it must only be tuple.__new__ with the fields in order) */
 static PyObject *ascii_sentence(PyObject *sent, PyObject *cache, PyObject *title_words, PyObject *dom,
                                 PyObject *compounds, PyTypeObject *type) {
-    PyObject *raw = ascii_words(NULL, sent);
-    if (raw == Py_None) {
-        Py_DECREF(raw);
-        raw = ascii_tokens(NULL, sent);
-    }
-    if (raw == NULL) return NULL;
-    PyObject *parts = parts_of(raw, cache, title_words, dom);
-    Py_DECREF(raw);
+    PyObject *parts = ascii_parts(sent, cache, title_words, dom);
     if (parts == NULL) return NULL;
     PyObject *key = NULL, *words = NULL, *comp = NULL, *fields = NULL, *args = NULL, *out = NULL;
     if ((key = key_of(PyTuple_GET_ITEM(parts, 7))) == NULL) goto done;
@@ -722,6 +968,7 @@ static PyMethodDef methods[] = {
     {"kept_text", kept_text, METH_VARARGS, kept_text_doc},
     {"ascii_words", ascii_words, METH_O, ascii_words_doc},
     {"ascii_tokens", ascii_tokens, METH_O, ascii_tokens_doc},
+    {"sentence_spans", sentence_spans, METH_O, sentence_spans_doc},
     {"sentence_parts", sentence_parts, METH_VARARGS, sentence_parts_doc},
     {"sentence_key_of", sentence_key_of, METH_O, sentence_key_of_doc},
     {"sentence_fields", sentence_fields, METH_VARARGS, sentence_fields_doc},
@@ -730,7 +977,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_reading", "Compiled twins of textfeatures.ascii_words_py and ascii_tokens_py,"
+    PyModuleDef_HEAD_INIT, "_reading", "Compiled twins of textfeatures.ascii_words_py, ascii_tokens_py and sentence_spans_py,"
     " reading.sentence_parts_py and sentence_fields_py, similarity.kept_text_py and count_and_vectorize_py.",
     -1,
     methods,

@@ -307,9 +307,18 @@ def _body_sentences(text: str, outlet: Outlet | None) -> tuple[list[str], bool]:
         reach = len(outlet[1].pattern) + 1  # longer than any match of the expression
     start = without_outlet(folded, outlet)
     common = len(start) - reach  # start[:common] equals the whole text's, outlet removed
-    end = 0
-    for sep in tf._SENTENCE_END.finditer(start):
-        if sep.end() >= common - 1:  # the character that ends the separator must be in common too
+    # the sentences before the last separator that ends in common (the character that ends a
+    # separator must be in common too): tf.sentences of the text up to that separator's end
+    spans = tf.sentence_spans(start)
+    if spans is None:
+        spans = [m.span() for m in tf._SENTENCE_END.finditer(start)]
+    out = []
+    at = 0
+    for sep_start, sep_end in spans:
+        if sep_end >= common - 1:
             break
-        end = sep.end()
-    return tf.sentences(start[:end]), False
+        piece = start[at:sep_start]
+        if piece.strip():
+            out.append(piece)
+        at = sep_end
+    return out, False

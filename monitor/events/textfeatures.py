@@ -308,7 +308,32 @@ token_info = TOKENS.__getitem__  # TokenInfo of one token as written (raw_tokens
 
 def sentences(text: str) -> list[str]:
     """Sentences, and lines: plain text made from HTML keeps each block element on a line."""
-    return [s for s in _SENTENCE_END.split(text) if s.strip()]
+    spans = sentence_spans(text)
+    if spans is None:
+        return [s for s in _SENTENCE_END.split(text) if s.strip()]
+    out = []
+    at = 0
+    for start, end in spans:
+        piece = text[at:start]
+        if piece.strip():
+            out.append(piece)
+        at = end
+    if text[at:].strip():
+        out.append(text[at:])
+    return out
+
+
+def sentence_spans_py(text: str) -> list[tuple[int, int]] | None:
+    """Where the sentences of ASCII text end: each match of _SENTENCE_END, as (start, end), in order.
+    None for other text, which the expression reads (the compiled twin reads ASCII only)."""
+    if not text.isascii():
+        return None
+    return [m.span() for m in _SENTENCE_END.finditer(text)]
+
+
+sentence_spans = sentence_spans_py
+with contextlib.suppress(ImportError):  # built without a C compiler: the same spans, slower
+    from ._reading import sentence_spans
 
 
 def compound_names(sentence: str) -> list[str]:

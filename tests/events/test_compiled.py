@@ -327,6 +327,50 @@ def test_compiled_ascii_tokens_are_the_python_ones_and_the_expressions() -> None
         _reading.ascii_tokens(b"bytes")
 
 
+def test_compiled_sentence_spans_are_the_expressions_matches() -> None:
+    """Where sentences end in ASCII text: an end mark, closing quotes or brackets, white space (every
+    ASCII character str.isspace() knows, \x1c-\x1f too); or a line break. Other text is left to
+    the expression (None)."""
+    rng = random.Random(13)
+    spaces = [chr(c) for c in (9, 10, 11, 12, 13, 28, 29, 30, 31, 32)]
+    alphabet = (list(".!?") * 6 + list("'\")]") * 4 + spaces * 4 + [chr(c) for c in range(128)]
+                + ["a", "B"] * 10 + ["\x85", "\xa0", "é"])
+    salads = ["".join(rng.choices(alphabet, k=rng.randint(0, 60))) for _ in range(4000)]
+    assert sum(1 for t in salads if t.isascii() and tf._SENTENCE_END.search(t)) > 1000
+    for text in _sentences() + salads + ["", ".", ". ", "a.\x1cb", "a!') b", "a.)x b", "\n\n \n", "a?\x85b"]:
+        expected = tf.sentence_spans_py(text)
+        assert _reading.sentence_spans(text) == expected, repr(text)
+        if expected is not None:
+            assert expected == [m.span() for m in tf._SENTENCE_END.finditer(text)], repr(text)
+            assert tf.sentences(text) == [s for s in tf._SENTENCE_END.split(text) if s.strip()], repr(text)
+    with pytest.raises(TypeError):
+        _reading.sentence_spans(b"bytes")
+
+
+def test_a_long_text_is_read_from_its_start_as_its_whole_text_would_be() -> None:
+    """_body_sentences takes the sentences before the last end of sentence that lies where the
+    start and the whole text agree: the sentences the expression splits that part into."""
+    rng = random.Random(17)
+    words = ["Police", "said", "the", "fire", "Tehran", "O'Brien", "5,000", "état", "“quoted”"]
+    ends = [". ", "! ", "? ", ".) ", "\n", "\n\n", ".\x1c", ". \xa0", " "]
+    for _ in range(300):
+        text = "".join(rng.choice(words) + rng.choice(ends) for _ in range(rng.randint(600, 1200)))
+        outlet = reading.outlet_pattern(rng.choice(["Tehran Times", "The Fire", "Daily"]))
+        got, complete = reading._body_sentences(text, outlet)
+        cut = reading._CUT.search(text, reading.BODY_CHARS)
+        if cut is None or complete:
+            continue
+        start = reading.without_outlet(tf.fold(text[: cut.start()]), outlet)
+        common = len(start) - (len(outlet[1].pattern) + 1 if outlet else 1)
+        end = 0
+        for sep in tf._SENTENCE_END.finditer(start):
+            if sep.end() >= common - 1:
+                break
+            end = sep.end()
+        assert got == [s for s in tf._SENTENCE_END.split(start[:end]) if s.strip()]
+        assert got
+
+
 def test_sentence_parts_hold_their_tokens_while_the_cache_empties() -> None:
     """The token cache empties itself when it is full, in the middle of a sentence: what was
     looked up before must stay valid. Here it empties on every miss."""
@@ -345,12 +389,60 @@ def test_sentence_parts_hold_their_tokens_while_the_cache_empties() -> None:
         assert _reading.sentence_parts(raw, Forgetful(), frozenset(), reading._DAY_OR_MONTH) == expected
 
 
+def test_compiled_sentences_follow_the_token_cache_they_are_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ASCII tokens are looked up by their bytes in a table filled from the token cache: another
+    cache (or other day words) is read as given, a cache that empties itself on every miss
+    gives what the usual one gives, and so do tokens too many for the table (they take each
+    other's places) and tokens too long for it."""
+    args = (frozenset({"said"}), reading._DAY_OR_MONTH, reading._compounds, reading._sentence,
+            reading.Sentence)
+    sentences = [*_sentences()[:300], "An extraordinarilylongwordthatneverends Monday said.",
+                 "NATO and the U.S. met on June 5 in Tehran."]
+    expected = reading.sentence_fields_py(list(sentences), tf.TOKENS, *args)
+    assert _reading.sentence_fields(sentences, tf.TOKENS, *args) == expected
+
+    class Shouted(dict):  # every token read as the same term, written in capitals
+        def __missing__(self, token: str) -> tf.TokenInfo:
+            info = tf.TokenInfo(token.lower(), "shout", True, False)
+            self[token] = info
+            return info
+
+    ascii_only = [s for s in sentences if s.isascii()]  # the others are read by the Python reading
+    with monkeypatch.context() as patched:  # which reads tf.TOKENS
+        patched.setattr(tf, "TOKENS", Shouted())
+        shouted = reading.sentence_fields_py(ascii_only, tf.TOKENS, *args)
+    assert _reading.sentence_fields(ascii_only, Shouted(), *args) == shouted
+    assert all(s.terms == ("shout",) * s.words for s in shouted) and sum(s.words for s in shouted) > 1000
+    assert _reading.sentence_fields(ascii_only, tf.TOKENS, *args) != shouted
+    no_days = (args[0], frozenset(), *args[2:])
+    with monkeypatch.context() as patched:  # and reading._DAY_OR_MONTH
+        patched.setattr(reading, "_DAY_OR_MONTH", frozenset())
+        undated = reading.sentence_fields_py(ascii_only, tf.TOKENS, *no_days)
+    assert _reading.sentence_fields(ascii_only, tf.TOKENS, *no_days) == undated
+    assert not any(s.day_words for s in undated) and any(s.day_words for s in expected)
+    assert _reading.sentence_fields(sentences, tf.TOKENS, *args) == expected
+
+    class Forgetful(dict):
+        def __missing__(self, token: str) -> tf.TokenInfo:
+            self.clear()
+            return tf.TOKENS[token]
+
+    assert _reading.sentence_fields(sentences, Forgetful(), *args) == expected
+    rng = random.Random(19)  # more distinct words than the table has places
+    many = [" ".join("".join(rng.choices("abcdefghijklmnopqrstuvwxyzABC", k=rng.randint(2, 9)))
+                     for _ in range(20)) + "." for _ in range(5000)]
+    assert len({w for s in many for w in s.split()}) > 70_000
+    expected = reading.sentence_fields_py(many, tf.TOKENS, *args)
+    assert _reading.sentence_fields(many, tf.TOKENS, *args) == expected
+
+
 def test_reading_is_the_same_with_the_python_twin(monkeypatch: pytest.MonkeyPatch) -> None:
     readings = [reading.read(d.title, d.text, d.outlet, whole=w) for d in DOCS for w in (False, True)]
     monkeypatch.setattr(reading, "sentence_parts", reading.sentence_parts_py)
     monkeypatch.setattr(reading, "sentence_fields", reading.sentence_fields_py)
     monkeypatch.setattr(tf, "ascii_words", tf.ascii_words_py)
     monkeypatch.setattr(tf, "ascii_tokens", tf.ascii_tokens_py)
+    monkeypatch.setattr(tf, "sentence_spans", tf.sentence_spans_py)
     assert [reading.read(d.title, d.text, d.outlet, whole=w) for d in DOCS for w in (False, True)] == readings
     assert any(s.pairs for r in readings for s in r.sentences)  # names were read
     assert any(s.day_words for r in readings for s in r.sentences)
