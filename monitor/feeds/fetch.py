@@ -29,8 +29,8 @@ caller decides they do not count as failures). `permanent_url` is set only when 
 hop was a 301 or 308 and the final URL answered.
 
 Why it is built this way:
-- Requests go over monitor.feeds.http1 (h11 on asyncio's streams, a keep-alive pool), not
-  httpx: see that module for what httpx's layers cost an all-304 poll.
+- Requests go over monitor.feeds.http1 (httptools' parser on asyncio's streams, a keep-alive
+  pool), not httpx: see that module for what httpx's layers cost an all-304 poll.
 - Redirects are followed here, so each hop passes the guard first.
 - DNS is resolved by a guarded connect inside the connection pool: it checks every
   address the resolver returns and connects to one of those, so a name cannot pass the
@@ -58,8 +58,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urldefrag, urljoin, urlsplit
-
-import h11
 
 from monitor import __version__
 from monitor.errors import FailureReason, http_reason
@@ -320,8 +318,6 @@ def _classify(exc: Exception, policy: FetchPolicy) -> tuple[FailureReason, str]:
         return exc.code, exc.detail
     if isinstance(exc, TimeoutError):
         return FailureReason.TIMEOUT, f"no complete response within {policy.timeout:g} s"
-    if isinstance(exc, h11.LocalProtocolError):  # e.g. a stored validator no header may carry
-        return FailureReason.ERROR, f"cannot send the request: {exc}"
     return FailureReason.ERROR, f"{type(exc).__name__}: {exc}"
 
 

@@ -242,10 +242,10 @@ def test_readme_documents_every_command_and_config_key():
             assert f"`{key}`" in readme, key
 
 
-# Imported only by the operations that need them: polling (h11, feedparser), clustering,
+# Imported only by the operations that need them: polling (httptools, feedparser), clustering,
 # rendering digests (Jinja2), sending chat (Apprise), and creating or upgrading the schema
 # (sqlite-utils and the migrations: a current database opens on its stamp, see design.md).
-HEAVY = ["h11", "feedparser", "jinja2", "apprise", "monitor.events.clusterer", "monitor.feeds.cycle",
+HEAVY = ["httptools", "feedparser", "jinja2", "apprise", "monitor.events.clusterer", "monitor.feeds.cycle",
          "monitor.digests.outbox", "monitor.digests.mailer", "sqlite_utils", "monitor.storage.migrations"]
 
 

@@ -197,6 +197,49 @@ def test_a_body_ended_by_the_close_is_read_whole(server: Start) -> None:
     assert (status, len(body), body[-6:]) == (200, 70_011, b"</rss>")
 
 
+def test_an_answer_in_many_small_pieces_is_read_as_one(server: Start) -> None:
+    """The parser is fed what each read brings: a status line, a header, a chunk size or an
+    informational answer cut anywhere reads as if it had come whole."""
+    reply = (b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 Fine Thanks\r\n"
+             b"Content-Type: application/rss+xml\r\nETag: \"v2\"\r\nTransfer-Encoding: chunked\r\n\r\n"
+             b"3\r\n<rs\r\n2\r\ns/\r\n1\r\n>\r\n0\r\n\r\n")
+
+    def script(conn: socket.socket, n: int) -> None:
+        for _ in range(2):
+            read_request(conn)
+            for i in range(0, len(reply), 3):
+                conn.sendall(reply[i:i + 3])
+                threading.Event().wait(0.002)
+
+    srv = server(script)
+
+    async def body(pool: http1.Pool) -> list[object]:
+        response = await pool.get(f"http://127.0.0.1:{srv.port}/", [])
+        reason = response.reason
+        rest = b"".join([chunk async for chunk in response.chunks()])
+        await response.aclose()
+        return [reason, (response.status, response.headers, rest),
+                await get_body(pool, f"http://127.0.0.1:{srv.port}/")]
+
+    reason, first, second = run(body)  # type: ignore[misc]
+    assert reason == "Fine Thanks"
+    assert first == second == (200, {"content-type": "application/rss+xml", "etag": '"v2"',
+                                      "transfer-encoding": "chunked"}, b"<rss/>")
+    assert srv.connections == 1  # read to its end, the connection served the second request
+
+
+@pytest.mark.parametrize("value", ['"v1"\r\nX-Injected: 1', "v1\n", "a\x00b", " v1", "café"])
+def test_a_header_value_that_would_change_the_request_is_not_sent(server: Start, value: str) -> None:
+    """A stored validator goes back as the server sent it, but a line break (or another control
+    character, spaces around it, or a character outside ASCII) would make another request."""
+    srv = server(lambda conn, n: answer(conn, OK))
+    error = failure(lambda pool: get_body(pool, f"http://127.0.0.1:{srv.port}/", [("If-None-Match", value)]))
+    assert error.code == FailureReason.ERROR and error.detail.startswith("cannot send the request")
+    assert srv.connections == 0
+    srv = server(lambda conn, n: answer(conn, OK))  # the same value within the rules goes as it is
+    assert run(lambda pool: get_body(pool, f"http://127.0.0.1:{srv.port}/", [("If-None-Match", 'W/"v 1"')]))
+
+
 # ---------------------------------------------------------------- reuse
 
 
@@ -359,10 +402,14 @@ def _reset_mid_body(conn: socket.socket, n: int) -> None:
      (lambda conn, n: answer(conn, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nabc"),
       FailureReason.TRUNCATED, "incomplete chunked read"),
      (lambda conn, n: answer(conn, b"SPDY/3 200 OK\r\n\r\n"), FailureReason.PROTOCOL_ERROR, "broken HTTP"),
+     (lambda conn, n: answer(conn, b"HTTP/1.1 200 OK\r\nContent-Le"), FailureReason.PROTOCOL_ERROR,
+      "peer unexpectedly closed connection"),
+     (lambda conn, n: answer(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc"),
+      FailureReason.PROTOCOL_ERROR, "broken HTTP"),
      (lambda conn, n: answer(conn, b"HTTP/1.1 200 OK\r\nX: " + b"y" * 200_000 + b"\r\n\r\n"),
       FailureReason.PROTOCOL_ERROR, "broken HTTP"),
      (_reset_mid_body, FailureReason.RESET, "ConnectionResetError")],
-    ids=["short", "short-chunked", "not-http", "huge-head", "reset"],
+    ids=["short", "short-chunked", "not-http", "cut-head", "two-lengths", "huge-head", "reset"],
 )
 def test_each_broken_exchange_has_its_code(server: Start, script: Script,
                                            code: FailureReason, detail: str) -> None:
