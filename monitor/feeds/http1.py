@@ -156,6 +156,11 @@ class _Answer:
 
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
+        # What servers send and h11 read, which llhttp refuses by default: line breaks without
+        # a CR, headers folded over lines and other bytes in header values, and Content-Length
+        # beside chunks (the chunks count, and the connection is not used again: see on_header)
+        self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True, lenient_headers=True,
+                                             lenient_chunked_length=True)
         self.fed = False  # any byte of an answer arrived
         self.after = self.complete = self.keep_alive = False
         self.body: list[bytes] = []  # body bytes parsed and not yet taken
@@ -219,6 +224,7 @@ class _Answer:
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.complete:
             return
+        value = value.rstrip(b" \t")  # white space after a value is not part of it (RFC 9110 5.5)
         self.headers.append((name, value))
         lower = name.lower()
         if lower == b"content-length" and value.strip().isdigit():
@@ -242,7 +248,8 @@ class _Answer:
         if self.status < 200:  # 100 Continue, 103 Early Hints: the answer is still to come
             self._begin()
             return
-        self.keep_alive = self.parser.should_keep_alive()
+        # both lengths: a server that frames its answers so may not frame the next one as meant
+        self.keep_alive = self.parser.should_keep_alive() and not (self.chunked and self.length is not None)
         self.complete = True
 
 

@@ -228,6 +228,37 @@ def test_an_answer_in_many_small_pieces_is_read_as_one(server: Start) -> None:
     assert srv.connections == 1  # read to its end, the connection served the second request
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [b"HTTP/1.1 200 OK\nETag: \"v2\"\nContent-Length: 2\n\nok",  # line breaks without CR
+     b"HTTP/1.1 200 OK\r\nETag:  \"v2\" \t\r\nContent-Length: 2\r\n\r\nok",  # white space around a value
+     b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nETag: \"v2\"\r\nContent-Length: 2\r\n\r\nok"],  # a folded header
+    ids=["bare-lf", "spaces", "folded"],
+)
+def test_answers_off_the_standard_that_servers_send_are_read(server: Start, reply: bytes) -> None:
+    srv = server(lambda conn, n: answer(conn, reply, requests=2))
+
+    async def body(pool: http1.Pool) -> list[object]:
+        return [await get_body(pool, f"http://127.0.0.1:{srv.port}/") for _ in range(2)]
+
+    first, second = run(body)  # type: ignore[misc]
+    assert first == second and first[0] == 200 and first[2] == b"ok"
+    assert first[1]["etag"] == '"v2"'
+    assert srv.connections == 1
+
+
+def test_an_answer_with_a_length_and_chunks_is_read_by_its_chunks_and_its_connection_let_go(
+        server: Start) -> None:
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n<rss>\r\n0\r\n\r\n"
+    srv = server(lambda conn, n: answer(conn, reply, requests=2))
+
+    async def body(pool: http1.Pool) -> list[object]:
+        return [await get_body(pool, f"http://127.0.0.1:{srv.port}/") for _ in range(2)]
+
+    assert [r[2] for r in run(body)] == [b"<rss>", b"<rss>"]  # type: ignore[attr-defined, index]
+    assert srv.connections == 2
+
+
 @pytest.mark.parametrize("value", ['"v1"\r\nX-Injected: 1', "v1\n", "a\x00b", " v1", "café"])
 def test_a_header_value_that_would_change_the_request_is_not_sent(server: Start, value: str) -> None:
     """A stored validator goes back as the server sent it, but a line break (or another control
