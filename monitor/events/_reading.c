@@ -79,9 +79,12 @@ static PyObject *info_of(PyObject *cache, PyObject *tok) {
  * -1 with an error set */
 static int info_flags(PyObject *info, PyObject *dom) {
     PyObject *l = PyTuple_GET_ITEM(info, 0), *term = PyTuple_GET_ITEM(info, 1);
-    int has_term = truthy(term), capital = truthy(PyTuple_GET_ITEM(info, 2)),
-        lower_case = truthy(PyTuple_GET_ITEM(info, 3));
-    if (has_term < 0 || capital < 0 || lower_case < 0) return -1;
+    int has_term = truthy(term);
+    if (has_term < 0) return -1;
+    int capital = truthy(PyTuple_GET_ITEM(info, 2));
+    if (capital < 0) return -1;
+    int lower_case = truthy(PyTuple_GET_ITEM(info, 3));
+    if (lower_case < 0) return -1;
     int day_or_month = PySet_Contains(dom, l);
     if (day_or_month < 0) return -1;
     int after_nine = PyUnicode_Compare(l, str_nine) > 0;
@@ -183,40 +186,40 @@ static void release_toks(tok_t *toks, Py_ssize_t held) {
 
 /* sentence_parts of a list of tokens as written: one cache look-up each */
 static PyObject *parts_of(PyObject *raw, PyObject *cache, PyObject *title_words, PyObject *dom) {
-    Py_ssize_t n = PyList_GET_SIZE(raw), held = 0;
-    tok_t *toks = PyMem_Calloc(n ? n : 1, sizeof(tok_t));
+    Py_ssize_t n = PyList_GET_SIZE(raw), held = 0, n_caps = 0;
+    tok_t *toks = PyMem_New(tok_t, n ? n : 1);
     if (toks == NULL) return PyErr_NoMemory();
-    PyObject *result = NULL;
-    /* the cache may run code that changes the list: its length is read at each step */
-    for (; held < n && held < PyList_GET_SIZE(raw); held++) {
-        PyObject *tok = PyList_GET_ITEM(raw, held);
+    PyObject *result = NULL, *kept = PyList_GetSlice(raw, 0, n); /* the cache may run code that changes the list */
+    if (kept == NULL) goto done;
+    for (; held < n; held++) {
+        PyObject *tok = PyList_GET_ITEM(kept, held);
         if (!PyUnicode_Check(tok)) {
             PyErr_SetString(PyExc_TypeError, "sentence_parts: tokens must be str");
             goto done;
         }
-        Py_INCREF(tok);
         PyObject *info = info_of(cache, tok);
         int flags = info == NULL ? -1 : info_flags(info, dom);
-        if (flags >= 0 && (flags & T_CAPITAL) && PyUnicode_GET_LENGTH(tok) > 1) {
-            PyObject *r = PyObject_CallMethodNoArgs(tok, str_isupper);
-            if (r == NULL) flags = -1;
-            else if (r == Py_True) flags |= T_SHOUTING;
-            Py_XDECREF(r);
-        }
-        Py_DECREF(tok);
         if (flags < 0) {
             Py_XDECREF(info);
             goto done;
         }
         toks[held].info = info;
         toks[held].flags = flags;
+        n_caps += (flags & T_CAPITAL) != 0;
     }
-    if (held < n) {
-        PyErr_SetString(PyExc_RuntimeError, "sentence_parts: the token list changed size while it was read");
-        goto done;
+    /* a word in capitals ends a name run: asked, as the Python twin asks, where there can be a run */
+    for (Py_ssize_t i = 0; n_caps > 1 && i < n; i++) {
+        PyObject *tok = PyList_GET_ITEM(kept, i);
+        if ((toks[i].flags & T_CAPITAL) && PyUnicode_GET_LENGTH(tok) > 1) {
+            PyObject *r = PyObject_CallMethodNoArgs(tok, str_isupper);
+            if (r == NULL) goto done;
+            if (r == Py_True) toks[i].flags |= T_SHOUTING;
+            Py_DECREF(r);
+        }
     }
     result = parts_core(n, toks, title_words);
 done:
+    Py_XDECREF(kept);
     release_toks(toks, held);
     return result;
 }
@@ -481,9 +484,10 @@ static PyObject *sentence_spans(PyObject *self, PyObject *text) {
  * sentences are looked up here first, by their bytes, in a table of slots each holding a token
  * with its info (the cache's own object, held) and flags. A slot is taken over by the next token
  * that hashes to it; a token not found is looked up in the cache, as before. An info is what the
- * cache gives for the token, whenever it is asked (TokenInfo is a function of the token alone),
- * so a slot holds it as long as the slots are filled from that cache: another cache, or other
- * day and month words, empty them first. */
+ * cache gives for the token, whenever it is asked (TokenInfo is a function of the token alone:
+ * a cache that gave another for the same token would not be read right), so a slot holds it as
+ * long as the slots are filled from that cache: another cache, or other day and month words,
+ * empty them first, and day words that are not a frozenset (which can change) are not kept. */
 #define TOKEN_SLOTS (1 << 16)
 #define TOKEN_MAX 24 /* longer tokens (a few in a thousand) are not kept */
 
@@ -506,13 +510,18 @@ static int bind_slots(PyObject *cache, PyObject *dom) {
             PyErr_NoMemory();
             return -1;
         }
-    } else {
-        for (Py_ssize_t i = 0; i < TOKEN_SLOTS; i++) Py_CLEAR(slots[i].info);
     }
+    /* unbound while the slots empty (freeing a record may run code that reads or fills them),
+     * then bound; the old references go last, for the same reason */
+    PyObject *old_cache = slots_cache, *old_dom = slots_dom;
+    slots_cache = slots_dom = NULL;
+    for (Py_ssize_t i = 0; i < TOKEN_SLOTS; i++) Py_CLEAR(slots[i].info);
     Py_INCREF(cache);
     Py_INCREF(dom);
-    Py_XSETREF(slots_cache, cache);
-    Py_XSETREF(slots_dom, dom);
+    slots_cache = cache;
+    slots_dom = dom;
+    Py_XDECREF(old_cache);
+    Py_XDECREF(old_dom);
     return 0;
 }
 
@@ -585,8 +594,9 @@ static PyObject *ascii_parts(PyObject *sent, PyObject *cache, PyObject *title_wo
     const char *s = (const char *)PyUnicode_DATA(sent);
     Py_ssize_t n = PyUnicode_GET_LENGTH(sent), i = 0, start, end, held = 0;
     next_fn next = has_digit(s, n) ? next_token : next_word;
-    if (bind_slots(cache, dom) < 0) return NULL;
-    tok_t *toks = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(tok_t)); /* at most one token a character */
+    /* the slots hold what cannot change: the day words must be a frozenset (a set may be changed) */
+    if (PyFrozenSet_CheckExact(dom) && bind_slots(cache, dom) < 0) return NULL;
+    tok_t *toks = PyMem_New(tok_t, n ? n : 1); /* at most one token a character */
     if (toks == NULL) return PyErr_NoMemory();
     PyObject *result = NULL;
     while (next(s, n, &i, &start, &end)) {

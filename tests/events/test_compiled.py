@@ -436,6 +436,34 @@ def test_compiled_sentences_follow_the_token_cache_they_are_given(monkeypatch: p
     assert _reading.sentence_fields(many, tf.TOKENS, *args) == expected
 
 
+def test_day_words_that_can_change_are_read_as_they_are_now() -> None:
+    """The table keeps what cannot change: day words in a set (not a frozenset) are asked each time."""
+    args = (reading._compounds, reading._sentence, reading.Sentence)
+    sentences = ["Police said on Monday that the fire began on Sunday."]
+    days = set(reading._DAY_OR_MONTH)
+    before = _reading.sentence_fields(sentences, tf.TOKENS, frozenset(), days, *args)
+    days.discard("monday")
+    after = _reading.sentence_fields(sentences, tf.TOKENS, frozenset(), days, *args)
+    assert before[0].day_words == ("monday", "sunday") and after[0].day_words == ("sunday",)
+    assert after == _reading.sentence_fields(sentences, tf.TOKENS, frozenset(), frozenset(days), *args)
+
+
+def test_a_token_record_that_fails_to_be_read_is_an_error_not_a_crash() -> None:
+    class Unreadable(str):
+        def __bool__(self) -> bool:
+            raise ValueError("no truth in this term")
+
+    class Cache(dict):
+        def __missing__(self, token: str) -> tf.TokenInfo:
+            return tf.TokenInfo(token.lower(), Unreadable("x"), True, False)
+
+    for call in (lambda: _reading.sentence_parts(["Police", "said"], Cache(), frozenset(), reading._DAY_OR_MONTH),
+                 lambda: _reading.sentence_fields(["Police said."], Cache(), frozenset(), reading._DAY_OR_MONTH,
+                                                  reading._compounds, reading._sentence, reading.Sentence)):
+        with pytest.raises(ValueError, match="no truth"):
+            call()
+
+
 def test_reading_is_the_same_with_the_python_twin(monkeypatch: pytest.MonkeyPatch) -> None:
     readings = [reading.read(d.title, d.text, d.outlet, whole=w) for d in DOCS for w in (False, True)]
     monkeypatch.setattr(reading, "sentence_parts", reading.sentence_parts_py)
