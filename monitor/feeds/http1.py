@@ -44,8 +44,11 @@ _SAFE_QUERY = _SAFE_PATH + "?"
 _LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")  # a "%" that starts no escape is sent as %25
 # What a request header may be (RFC 9110 5.1, 5.5): a token for a name; for a value, visible
 # ASCII and spaces or tabs between them (a stored validator is sent back as the server gave it)
+# (h11's rules: no NUL, no white space but spaces and tabs inside; it took these answers and
+# sent these requests)
 _TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
-_FIELD_VALUE = re.compile(r"[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*|")
+_FIELD_VALUE = re.compile(r"[^\x00\s]+(?:[ \t]+[^\x00\s]+)*|", re.ASCII)
+_FIELD_BYTES = re.compile(rb"[^\x00\s]+(?:[ \t]+[^\x00\s]+)*|")
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 # (host, port, timeout) -> an open TCP connection; `timeout` bounds each step (a lookup, one
@@ -152,25 +155,30 @@ class _Answer:
     answer to a later request."""
 
     __slots__ = ("after", "body", "chunked", "complete", "fed", "head_bytes", "head_done", "headers",
-                 "keep_alive", "length", "parser", "reason", "received", "status")
+                 "keep_alive", "length", "parser", "problem", "reason", "received", "stalled", "status")
 
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
         # What servers send and h11 read, which llhttp refuses by default: line breaks without
-        # a CR, headers folded over lines and other bytes in header values, and Content-Length
-        # beside chunks (the chunks count, and the connection is not used again: see on_header)
-        self.parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True, lenient_headers=True,
-                                             lenient_chunked_length=True)
+        # a CR, headers folded over lines, Content-Length beside chunks (the chunks count, and
+        # the connection is not used again: see on_message_complete), white space after a
+        # chunk's size, other versions than 1.0 and 1.1 in the status line. Header values are
+        # held to h11's rules here (on_header).
+        self.parser.set_dangerous_leniencies(
+            lenient_optional_cr_before_lf=True, lenient_headers=True, lenient_chunked_length=True,
+            lenient_spaces_after_chunk_size=True, lenient_version=True)
         self.fed = False  # any byte of an answer arrived
         self.after = self.complete = self.keep_alive = False
         self.body: list[bytes] = []  # body bytes parsed and not yet taken
+        self.problem = ""  # what makes the answer unreadable, found by a callback
+        self.stalled = 0  # bytes read after the head with no body byte among them (trailers, say)
         self._begin()
 
     def _begin(self) -> None:
         self.status = 0
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.head_bytes = 0  # bytes fed before the head was complete
+        self.head_bytes = 0  # bytes of this answer fed before its head was complete
         self.head_done = self.chunked = False
         self.length: int | None = None  # Content-Length
         self.received = 0  # body bytes
@@ -178,22 +186,37 @@ class _Answer:
     def feed(self, data: bytes) -> None:
         """Parse bytes read from the connection."""
         self.fed = True
+        body_before = self.received
         if not self.head_done:
             self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            if self.complete:  # not the answer's own bytes: they come after it
-                self.after = True
-                return
-            raise Failure(FailureReason.PROTOCOL_ERROR, f"broken HTTP from the server: {exc}") from None
-        if not self.head_done and self.head_bytes > MAX_HEAD:
-            raise Failure(FailureReason.PROTOCOL_ERROR,
-                          f"broken HTTP from the server: a response head of more than {MAX_HEAD} bytes")
+        except httptools.HttpParserCallbackError:
+            raise  # a bug here, not the server's
+        except httptools.HttpParserUpgrade:
+            if not self.complete:
+                raise Failure(FailureReason.PROTOCOL_ERROR,
+                              "broken HTTP from the server: it switched to another protocol") from None
+            self.after = True
+        except httptools.HttpParserError as exc:
+            if not self.complete:
+                raise Failure(FailureReason.PROTOCOL_ERROR, f"broken HTTP from the server: {exc}") from None
+            self.after = True  # not the answer's own bytes: they come after it
+        if self.problem:
+            raise Failure(FailureReason.PROTOCOL_ERROR, f"broken HTTP from the server: {self.problem}")
+        if not self.head_done:
+            if self.head_bytes > MAX_HEAD:
+                raise Failure(FailureReason.PROTOCOL_ERROR,
+                              f"broken HTTP from the server: a response head of more than {MAX_HEAD} bytes")
+        elif not self.complete:
+            self.stalled = 0 if self.received > body_before else self.stalled + len(data)
+            if self.stalled > MAX_HEAD:  # trailers, chunk extensions: as bounded as a head
+                raise Failure(FailureReason.PROTOCOL_ERROR,
+                              f"broken HTTP from the server: more than {MAX_HEAD} bytes with no body in them")
 
     def closed(self, reused: bool) -> None:
         """The server closed the connection: the end of a body that runs to the close, or a failure."""
-        if not self.fed:  # not a byte of an answer
+        if not self.head_done and self.head_bytes == 0:  # no byte of the answer (an informational one, maybe)
             if reused:
                 raise _Stale()
             raise Failure(FailureReason.PROTOCOL_ERROR, "the server closed the connection without answering")
@@ -222,20 +245,25 @@ class _Answer:
             self.reason += data
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.complete:
+        if self.complete or self.head_done:  # trailers after a chunked body are not headers
             return
         value = value.rstrip(b" \t")  # white space after a value is not part of it (RFC 9110 5.5)
+        if not _FIELD_BYTES.fullmatch(value):  # a NUL, a line break: it could not be sent back
+            self.problem = self.problem or f"a {name.decode('latin-1')!r} header with {value[:40]!r}"
         self.headers.append((name, value))
-        lower = name.lower()
-        if lower == b"content-length" and value.strip().isdigit():
+        if name.lower() == b"content-length" and value.isdigit():
             self.length = int(value)
-        elif lower == b"transfer-encoding" and b"chunked" in value.lower():
-            self.chunked = True
 
     def on_headers_complete(self) -> None:
-        if not self.complete:
-            self.status = self.parser.get_status_code()
-            self.head_done = True
+        if self.complete:
+            return
+        self.status = self.parser.get_status_code()
+        self.head_done = True
+        codings = b", ".join(v for n, v in self.headers if n.lower() == b"transfer-encoding")
+        if codings:
+            self.chunked = codings.lower() == b"chunked"
+            if not self.chunked:  # as h11: a body in any other coding cannot be read
+                self.problem = self.problem or f"transfer coding {codings.decode('latin-1')!r}"
 
     def on_body(self, data: bytes) -> None:
         if not self.complete:
@@ -248,8 +276,10 @@ class _Answer:
         if self.status < 200:  # 100 Continue, 103 Early Hints: the answer is still to come
             self._begin()
             return
-        # both lengths: a server that frames its answers so may not frame the next one as meant
-        self.keep_alive = self.parser.should_keep_alive() and not (self.chunked and self.length is not None)
+        # HTTP/1.0 answers are not reused (as h11), nor those with both lengths: a server that
+        # frames its answers so may not frame the next one as meant
+        self.keep_alive = (self.parser.should_keep_alive() and self.parser.get_http_version() == "1.1"
+                           and not (self.chunked and self.length is not None))
         self.complete = True
 
 
@@ -303,17 +333,17 @@ async def _read(connection: _Connection, answer: _Answer) -> bytes:
     try:
         return await connection.reader.read(READ_SIZE)
     except OSError as exc:
-        if connection.reused and not answer.fed:
+        if connection.reused and not answer.head_done:  # no answer yet: the request goes again
             raise _Stale() from None
         raise Failure(FailureReason.RESET, f"{type(exc).__name__}: {exc}") from None
 
 
 def _request(target: str, host_header: str, headers: list[tuple[str, str]]) -> bytes:
     """A GET on the wire, its headers checked: a name that is no token, or a value with a line
-    break or another control character, would be a different request."""
+    break or a NUL, would be a different request (ASCII only, as h11 sent them)."""
     lines = [f"GET {target} HTTP/1.1", f"Host: {host_header}"]
     for name, value in headers:
-        if not _TOKEN.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
+        if not _TOKEN.fullmatch(name) or not value.isascii() or not _FIELD_VALUE.fullmatch(value):
             raise Failure(FailureReason.ERROR,
                           f"cannot send the request: the header {name!r} cannot carry {value!r}")
         lines.append(f"{name}: {value}")

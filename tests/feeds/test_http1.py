@@ -232,8 +232,9 @@ def test_an_answer_in_many_small_pieces_is_read_as_one(server: Start) -> None:
     "reply",
     [b"HTTP/1.1 200 OK\nETag: \"v2\"\nContent-Length: 2\n\nok",  # line breaks without CR
      b"HTTP/1.1 200 OK\r\nETag:  \"v2\" \t\r\nContent-Length: 2\r\n\r\nok",  # white space around a value
-     b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nETag: \"v2\"\r\nContent-Length: 2\r\n\r\nok"],  # a folded header
-    ids=["bare-lf", "spaces", "folded"],
+     b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nETag: \"v2\"\r\nContent-Length: 2\r\n\r\nok",  # a folded header
+     b"HTTP/1.1 200 OK\r\nETag: \"v2\"\r\nTransfer-Encoding: chunked\r\n\r\n2 \t\r\nok\r\n0\r\n\r\n"],  # spaces after a size
+    ids=["bare-lf", "spaces", "folded", "chunk-size-spaces"],
 )
 def test_answers_off_the_standard_that_servers_send_are_read(server: Start, reply: bytes) -> None:
     srv = server(lambda conn, n: answer(conn, reply, requests=2))
@@ -259,6 +260,66 @@ def test_an_answer_with_a_length_and_chunks_is_read_by_its_chunks_and_its_connec
     assert srv.connections == 2
 
 
+def test_trailers_are_neither_headers_nor_unbounded(server: Start) -> None:
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+    srv = server(lambda conn, n: answer(conn, chunked + b"ETag: \"trailer\"\r\n\r\n"))
+    assert run(lambda pool: get_body(pool, f"http://127.0.0.1:{srv.port}/")) == (
+        200, {"transfer-encoding": "chunked"}, b"ok")
+
+    def endless(conn: socket.socket, n: int) -> None:
+        answer(conn, chunked + b"X-T: ")
+        for _ in range(100):  # 6.4 MB of one trailer, unless the client stops reading first
+            conn.sendall(b"t" * 64_000)
+
+    srv = server(endless)
+    error = failure(lambda pool: get_body(pool, f"http://127.0.0.1:{srv.port}/"))
+    assert error.code == FailureReason.PROTOCOL_ERROR and "with no body in them" in error.detail
+
+
+@pytest.mark.parametrize(
+    ("reply", "detail"),
+    [(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nxyz", "transfer coding 'gzip'"),
+     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 2\r\n\r\nok", "'identity'"),
+     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n2\r\nok\r\n0\r\n\r\n", "'chunked, gzip'"),
+     (b"HTTP/1.1 200 OK\r\nETag: \"a\x00b\"\r\nContent-Length: 2\r\n\r\nok", "'ETag' header"),
+     (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+      "switched to another protocol")],
+    ids=["gzip", "identity", "chunked-gzip", "nul-in-value", "upgrade"],
+)
+def test_answers_h11_refused_are_refused(server: Start, reply: bytes, detail: str) -> None:
+    """A body in a transfer coding other than chunks cannot be read (the feed would get the coded
+    bytes, or the fetch wait for a close); a header value with a NUL could not be sent back."""
+    srv = server(lambda conn, n: answer(conn, reply))
+    error = failure(lambda pool: get_body(pool, f"http://127.0.0.1:{srv.port}/"))
+    assert error.code == FailureReason.PROTOCOL_ERROR and detail in error.detail, error.detail
+
+
+def test_an_http_1_0_answer_is_not_reused_even_when_kept_alive(server: Start) -> None:
+    reply = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok"
+    srv = server(lambda conn, n: answer(conn, reply, requests=2))
+
+    async def body(pool: http1.Pool) -> list[object]:
+        return [await get_body(pool, f"http://127.0.0.1:{srv.port}/") for _ in range(2)]
+
+    assert [r[2] for r in run(body)] == [b"ok", b"ok"]  # type: ignore[attr-defined, index]
+    assert srv.connections == 2
+
+
+def test_a_kept_alive_connection_closed_after_an_informational_answer_is_retried(server: Start) -> None:
+    def script(conn: socket.socket, n: int) -> None:
+        answer(conn, OK)
+        if n == 0:
+            answer(conn, b"HTTP/1.1 100 Continue\r\n\r\n")  # and the server closes, with no answer
+
+    srv = server(script)
+
+    async def body(pool: http1.Pool) -> list[object]:
+        return [await get_body(pool, f"http://127.0.0.1:{srv.port}/{i}") for i in range(2)]
+
+    assert [r[2] for r in run(body)] == [b"ok", b"ok"]  # type: ignore[attr-defined, index]
+    assert srv.connections == 2
+
+
 @pytest.mark.parametrize("value", ['"v1"\r\nX-Injected: 1', "v1\n", "a\x00b", " v1", "café"])
 def test_a_header_value_that_would_change_the_request_is_not_sent(server: Start, value: str) -> None:
     """A stored validator goes back as the server sent it, but a line break (or another control
@@ -267,8 +328,10 @@ def test_a_header_value_that_would_change_the_request_is_not_sent(server: Start,
     error = failure(lambda pool: get_body(pool, f"http://127.0.0.1:{srv.port}/", [("If-None-Match", value)]))
     assert error.code == FailureReason.ERROR and error.detail.startswith("cannot send the request")
     assert srv.connections == 0
-    srv = server(lambda conn, n: answer(conn, OK))  # the same value within the rules goes as it is
-    assert run(lambda pool: get_body(pool, f"http://127.0.0.1:{srv.port}/", [("If-None-Match", 'W/"v 1"')]))
+    for sent in ['W/"v 1"', '"a\x01b\x7f"']:  # within the rules (h11's): it goes as it is
+        srv = server(lambda conn, n: answer(conn, OK))
+        assert run(lambda pool: get_body(pool, f"http://127.0.0.1:{srv.port}/", [("If-None-Match", sent)]))
+        assert f"If-None-Match: {sent}\r\n".encode() in srv.received[0]
 
 
 # ---------------------------------------------------------------- reuse
