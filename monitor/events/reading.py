@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from hashlib import blake2b
-from itertools import compress
+from itertools import compress, takewhile
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -307,18 +307,7 @@ def _body_sentences(text: str, outlet: Outlet | None) -> tuple[list[str], bool]:
         reach = len(outlet[1].pattern) + 1  # longer than any match of the expression
     start = without_outlet(folded, outlet)
     common = len(start) - reach  # start[:common] equals the whole text's, outlet removed
-    # the sentences before the last separator that ends in common (the character that ends a
+    # the sentences up to the last separator that ends in common (the character that ends a
     # separator must be in common too): tf.sentences of the text up to that separator's end
-    spans = tf.sentence_spans(start)
-    if spans is None:
-        spans = [m.span() for m in tf._SENTENCE_END.finditer(start)]
-    out = []
-    at = 0
-    for sep_start, sep_end in spans:
-        if sep_end >= common - 1:
-            break
-        piece = start[at:sep_start]
-        if piece.strip():
-            out.append(piece)
-        at = sep_end
-    return out, False
+    spans = list(takewhile(lambda span: span[1] < common - 1, tf.sentence_ends(start)))
+    return tf.sentences_between(start, spans, spans[-1][1] if spans else 0), False

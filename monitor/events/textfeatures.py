@@ -309,17 +309,29 @@ token_info = TOKENS.__getitem__  # TokenInfo of one token as written (raw_tokens
 def sentences(text: str) -> list[str]:
     """Sentences, and lines: plain text made from HTML keeps each block element on a line."""
     spans = sentence_spans(text)
-    if spans is None:
+    if spans is None:  # not ASCII: the expression splits it in one pass
         return [s for s in _SENTENCE_END.split(text) if s.strip()]
+    return sentences_between(text, spans, len(text))
+
+
+def sentence_ends(text: str) -> list[tuple[int, int]]:
+    """Each match of _SENTENCE_END in the text, as (start, end), in order (compiled for ASCII)."""
+    spans = sentence_spans(text)
+    return [m.span() for m in _SENTENCE_END.finditer(text)] if spans is None else spans
+
+
+def sentences_between(text: str, spans: list[tuple[int, int]], end: int) -> list[str]:
+    """The sentences of text[:end] whose separators are `spans` (all of them, all ending by
+    `end`): what _SENTENCE_END.split gives of it, less the empty and blank pieces."""
     out = []
     at = 0
-    for start, end in spans:
+    for start, stop in spans:
         piece = text[at:start]
         if piece.strip():
             out.append(piece)
-        at = end
-    if text[at:].strip():
-        out.append(text[at:])
+        at = stop
+    if text[at:end].strip():
+        out.append(text[at:end])
     return out
 
 

@@ -154,7 +154,7 @@ class _Answer:
     with a body, a second answer) set `after`: nothing that follows can be trusted to be the
     answer to a later request."""
 
-    __slots__ = ("after", "body", "chunked", "complete", "fed", "head_bytes", "head_done", "headers",
+    __slots__ = ("after", "body", "chunked", "complete", "head_bytes", "head_done", "headers",
                  "keep_alive", "length", "parser", "problem", "reason", "received", "stalled", "status")
 
     def __init__(self) -> None:
@@ -167,7 +167,6 @@ class _Answer:
         self.parser.set_dangerous_leniencies(
             lenient_optional_cr_before_lf=True, lenient_headers=True, lenient_chunked_length=True,
             lenient_spaces_after_chunk_size=True, lenient_version=True)
-        self.fed = False  # any byte of an answer arrived
         self.after = self.complete = self.keep_alive = False
         self.body: list[bytes] = []  # body bytes parsed and not yet taken
         self.problem = ""  # what makes the answer unreadable, found by a callback
@@ -185,7 +184,6 @@ class _Answer:
 
     def feed(self, data: bytes) -> None:
         """Parse bytes read from the connection."""
-        self.fed = True
         body_before = self.received
         if not self.head_done:
             self.head_bytes += len(data)

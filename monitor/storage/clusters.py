@@ -274,10 +274,7 @@ def refresh(store: Store, cluster_id: int, stamp: str, furniture: dict[int, Affi
     `furniture` caches each feed's learned title furniture (`feed_furniture`) across the
     clusters of one apply or rebuild; `shown` has members' titles as shown and their texts'
     starts, made ahead (learn_headlines)."""
-    rows = store.execute(_MEMBER_ROWS + " WHERE m.cluster_id = ? ORDER BY e.published, e.id",
-                         [cluster_id]).fetchall()
-    if rows:
-        _refresh_from(store, cluster_id, rows, stamp, furniture, shown)
+    refresh_many(store, [cluster_id], stamp, {} if furniture is None else furniture, shown)
 
 
 # A cluster's members as refresh reads them (by published time, then id)
@@ -287,8 +284,10 @@ _MEMBER_ROWS = ("SELECT e.id, e.title, e.published, e.feed_id, coalesce(f.title,
 
 
 def refresh_many(store: Store, cluster_ids: Iterable[int], stamp: str, furniture: dict[int, Affixes],
-                 shown: Mapping[int, Shown] | None = None) -> None:
-    """`refresh` each of these clusters, reading their members in a few queries, not one each."""
+                 shown: Mapping[int, Shown] | None = None) -> set[int]:
+    """`refresh` each of these clusters, reading their members in a few queries, not one each.
+    Returns the ids of those that have members (a cluster without any is left as it is)."""
+    refreshed: set[int] = set()
     for chunk in chunked(sorted(cluster_ids)):
         marks = ",".join("?" * len(chunk))
         by_cluster: dict[int, list] = defaultdict(list)
@@ -297,14 +296,15 @@ def refresh_many(store: Store, cluster_ids: Iterable[int], stamp: str, furniture
             by_cluster[row[6]].append(row)
         for cid, rows in by_cluster.items():
             _refresh_from(store, cid, rows, stamp, furniture, shown)
+        refreshed.update(by_cluster)
+    return refreshed
 
 
 def _refresh_from(store: Store, cluster_id: int, rows: list, stamp: str,
-                  furniture: dict[int, Affixes] | None, shown: Mapping[int, Shown] | None) -> None:
+                  furniture: dict[int, Affixes], shown: Mapping[int, Shown] | None) -> None:
     """refresh, given the cluster's member rows (_MEMBER_ROWS, in refresh's order)."""
     from monitor.events.headlines import choose_headline, is_incomplete, shown_headline
 
-    furniture = {} if furniture is None else furniture
     hub = Counter(r[5] for r in rows if r[5] is not None)
     # The headline, shown without wire slugs and outlet furniture: a complete title (not cut
     # by its feed), then the member others matched most often (the event's most typical
@@ -722,9 +722,8 @@ def purge(store: Store, before: datetime, now: datetime) -> int:
         deleted = store.execute("DELETE FROM entries WHERE published < ?", [cutoff]).rowcount
         stamp = iso(now)
         furniture: dict[int, Affixes] = {}  # each feed's title furniture, learned once for the purge
+        refreshed = refresh_many(store, touched, stamp, furniture)
         for cid in touched:
-            if store.scalar("SELECT count(*) FROM memberships WHERE cluster_id = ?", [cid]):
-                refresh(store, cid, stamp, furniture)
-            else:
+            if cid not in refreshed:  # no member left
                 store.execute("UPDATE clusters SET size = 0, outlets = 0 WHERE id = ?", [cid])
     return deleted
